@@ -1,0 +1,20 @@
+# Two entry points for a newcomer (see README):
+#   make quickstart   set up .venv and run the quickstart on the embedded model
+#   make test         set up .venv and run the test suite
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export RAY_TRAIN_ENABLE_PRINT_PATCH ?= 0
+
+.PHONY: setup quickstart test test-all lint
+
+setup:
+	bash scripts/setup.sh $(VENV)
+
+quickstart: setup
+	$(VENV)/bin/raysys quickstart
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check raysys tests jobs

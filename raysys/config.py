@@ -1,0 +1,214 @@
+"""Typed configs: YAML files plus `a.b=c` overrides, validated by pydantic v2.
+
+Every error is one line that names the field path and the fix, raised as
+`ConfigError` (the CLI exits with code 2 and writes nothing).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from raysys.errors import ConfigError
+
+_NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class RunSection(Section):
+    name: str = Field("quickstart", pattern=_NAME_RE, description="run family; a folder name")
+    storage_path: str = Field("./runs", min_length=1, description="root of every output")
+    run_id: str | None = Field(
+        None, pattern=_NAME_RE, description="defaults to a UTC timestamp; reuse one to resume"
+    )
+    seed: int = Field(0, ge=0)
+
+
+class RaySection(Section):
+    address: str | None = Field(
+        None, description="None: $RAY_ADDRESS if set, else a new local instance; or 'auto'"
+    )
+    num_cpus: int | None = Field(None, ge=1, description="logical CPUs of a new local instance")
+
+
+class ModelSection(Section):
+    source: str = Field(
+        "smollm2-135m-instruct",
+        min_length=1,
+        description="embedded alias, 'tiny-random', a local directory or a hub id",
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "bfloat16"
+
+
+class TaskSection(Section):
+    name: str = "news_sentiment"
+    train_size: int = Field(400, ge=1)
+    validation_size: int = Field(60, ge=1)
+    test_size: int = Field(120, ge=1)
+
+    @field_validator("name")
+    @classmethod
+    def _known_task(cls, v: str) -> str:
+        from raysys.tasks import task_names
+
+        if v not in task_names():
+            raise ValueError(f"unknown task {v!r}; choose one of {', '.join(task_names())}")
+        return v
+
+
+class GenerateSection(Section):
+    engine: Literal["hf"] = "hf"
+    max_new_tokens: int = Field(24, ge=1, le=8192)
+    batch_size: int = Field(16, ge=1, description="prompts per generate() call")
+    concurrency: int = Field(1, ge=1, description="engine actors")
+    num_cpus: float = Field(1.0, gt=0, description="Ray logical CPUs per engine actor")
+    torch_threads: int | None = Field(
+        None, ge=1, description="threads per actor; default: machine cores / concurrency"
+    )
+
+
+class LoraSection(Section):
+    r: int = Field(128, ge=1)
+    alpha: int = Field(256, ge=1)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+
+
+class TrainSection(Section):
+    method: Literal["sft"] = "sft"
+    learning_rate: float = Field(5e-5, gt=0)
+    batch_size: int = Field(64, ge=1, description="effective batch: per-device × accum × workers")
+    per_device_batch_size: int = Field(8, ge=1)
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int | None = Field(None, ge=1, description="overrides epochs when set")
+    max_seq_length: int = Field(512, ge=16)
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
+    num_workers: int = Field(1, ge=1)
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(1.0, gt=0)
+    torch_threads: int | None = Field(None, ge=1)
+    max_failures: int = Field(0, ge=0)
+    logging_steps: int = Field(1, ge=1)
+    lora: LoraSection = LoraSection()
+
+    @model_validator(mode="after")
+    def _batch_divides(self) -> TrainSection:
+        per_step = self.per_device_batch_size * self.num_workers
+        if self.batch_size % per_step:
+            raise ValueError(
+                f"batch_size {self.batch_size} is not a multiple of per_device_batch_size × "
+                f"num_workers = {self.per_device_batch_size} × {self.num_workers}; change "
+                "train.batch_size or train.per_device_batch_size"
+            )
+        return self
+
+    @property
+    def grad_accum_steps(self) -> int:
+        return self.batch_size // (self.per_device_batch_size * self.num_workers)
+
+
+class QuickstartConfig(Section):
+    """Base eval -> LoRA SFT on Ray Train -> eval, on one built-in task."""
+
+    run: RunSection = RunSection()
+    ray: RaySection = RaySection()
+    model: ModelSection = ModelSection()
+    task: TaskSection = TaskSection()
+    generate: GenerateSection = GenerateSection()
+    train: TrainSection = TrainSection(learning_rate=2e-4, batch_size=8)
+
+
+C = TypeVar("C", bound=BaseModel)
+
+CONFIG_KINDS: dict[str, type[BaseModel]] = {"quickstart": QuickstartConfig}
+
+
+def load_config(cls: type[C], path: str | os.PathLike | None, overrides: list[str] = ()) -> C:
+    """Read `path` (optional), apply `a.b=c` overrides, validate into `cls`."""
+    data = _read_yaml(path) if path is not None else {}
+    for item in overrides:
+        _apply_override(data, item)
+    try:
+        return cls.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(cls, e, path)) from None
+
+
+def resolve_run_id(cfg: QuickstartConfig) -> str:
+    return cfg.run.run_id or _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+
+
+def dump_config(cfg: BaseModel) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def _read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p} (pass the path of a YAML file)")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{p}{where}: {problem}; fix the YAML syntax") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: top level must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _apply_override(data: dict[str, Any], item: str) -> None:
+    key, sep, raw = item.partition("=")
+    if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", key):
+        raise ConfigError(f"override {item!r} must look like section.key=value, e.g. train.learning_rate=1e-4")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else None
+    except yaml.YAMLError:
+        value = raw
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {item!r}: {part} is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _format_errors(cls: type[BaseModel], err: ValidationError, path: Any) -> str:
+    msgs = []
+    for e in err.errors(include_url=False):
+        loc = ".".join(str(p) for p in e["loc"]) or "<top>"
+        if e["type"] == "extra_forbidden":
+            allowed = _allowed_keys(cls, e["loc"][:-1])
+            msgs.append(f"{loc}: unknown key; allowed keys here: {', '.join(allowed)}")
+        elif e["type"] in ("value_error", "assertion_error"):
+            msgs.append(f"{loc}: {e['msg'].removeprefix('Value error, ')}")
+        else:
+            msgs.append(f"{loc}: {e['msg']} (got {e.get('input')!r})")
+    where = f"{path}: " if path else ""
+    return where + "; ".join(msgs)
+
+
+def _allowed_keys(cls: type[BaseModel], loc: tuple) -> list[str]:
+    model: Any = cls
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = field.annotation
+    return list(getattr(model, "model_fields", {}))

@@ -1,0 +1,1 @@
+"""Row schemas and parquet/JSON I/O for every stage."""

@@ -1,0 +1,1 @@
+"""Generation engines; each produces the same output columns (see `hf.OUTPUT_COLUMNS`)."""

@@ -1,0 +1,181 @@
+"""The `hf` engine: a Ray Data actor pool around transformers `generate`.
+
+Each actor loads the base model once and every LoRA adapter it is given by
+name (PEFT multi-adapter); a batch is split by its `adapter` column so one
+engine load serves the base model and any number of adapters. Output columns
+are the ones every engine produces: generated_text, num_generated_tokens,
+num_input_tokens, finish_reason ("stop" | "length"), overlong, adapter.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+BASE = ""  # the `adapter` value that means "no adapter"
+OUTPUT_COLUMNS = [
+    "generated_text", "num_generated_tokens", "num_input_tokens", "finish_reason", "overlong",
+]
+
+
+class HFGenerator:
+    """Callable class for `Dataset.map_batches`; rows need `messages` and `adapter`."""
+
+    def __init__(
+        self,
+        model_path: str,
+        adapters: dict[str, str] | None = None,
+        max_new_tokens: int = 32,
+        batch_size: int = 16,
+        dtype: str = "bfloat16",
+        torch_threads: int | None = None,
+    ) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if torch_threads:
+            torch.set_num_threads(torch_threads)
+        self.tok = AutoTokenizer.from_pretrained(model_path)
+        self.tok.padding_side = "left"  # decoder-only: new tokens follow the prompt directly
+        if self.tok.pad_token is None:
+            self.tok.pad_token = self.tok.eos_token
+        torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype)
+        self.adapters = dict(adapters or {})
+        if self.adapters:
+            from peft import PeftModel
+
+            names = list(self.adapters)
+            model = PeftModel.from_pretrained(model, self.adapters[names[0]], adapter_name=names[0])
+            for name in names[1:]:
+                model.load_adapter(self.adapters[name], adapter_name=name)
+        self.model = model.eval()
+        self.canary = {name: self._canary(name) for name in self.adapters}
+        self.max_new_tokens = max_new_tokens
+        self.batch_size = batch_size
+        self.eos_ids = _eos_ids(self.model, self.tok)
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        batch = batch.reset_index(drop=True)
+        results: list[dict[str, Any] | None] = [None] * len(batch)
+        adapters = batch["adapter"].fillna(BASE) if "adapter" in batch else pd.Series([BASE] * len(batch))
+        for name, idx in adapters.groupby(adapters).groups.items():
+            prompts = [self._render(batch.at[i, "messages"]) for i in idx]
+            for i, out in zip(idx, self._generate_for(name, prompts)):
+                results[i] = out
+        out = pd.DataFrame(results)
+        for col in OUTPUT_COLUMNS:
+            batch[col] = out[col]
+        batch["adapter"] = adapters.values
+        return batch
+
+    def _canary(self, name: str) -> float:
+        """Max |logit difference| between adapter `name` and the base on a fixed prompt."""
+        import torch
+
+        from raysys.errors import AdapterIgnoredError
+
+        enc = self.tok("Revenue rose 4% in the third quarter.", return_tensors="pt")
+        with torch.inference_mode():
+            self.model.set_adapter(name)
+            with_adapter = self.model(**enc).logits.float()
+            with self.model.disable_adapter():
+                base = self.model(**enc).logits.float()
+        diff = float((with_adapter - base).abs().max())
+        if diff == 0.0:
+            raise AdapterIgnoredError(
+                f"adapter {name!r} ({self.adapters[name]}) leaves the base model's logits "
+                "unchanged: it is not applied (untrained, or its target modules miss the model)"
+            )
+        return diff
+
+    def _render(self, messages: Any) -> str:
+        msgs = [{"role": m["role"], "content": m["content"]} for m in messages]
+        return self.tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+
+    def _generate_for(self, adapter: str, prompts: list[str]) -> list[dict[str, Any]]:
+        from contextlib import nullcontext
+
+        if adapter != BASE and adapter not in self.adapters:
+            raise KeyError(f"adapter {adapter!r} was not loaded; loaded: {sorted(self.adapters)}")
+        if self.adapters:
+            ctx = self.model.disable_adapter() if adapter == BASE else nullcontext()
+            if adapter != BASE:
+                self.model.set_adapter(adapter)
+        else:
+            ctx = nullcontext()
+        # Sort by length so each sub-batch pads as little as possible.
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        outs: list[dict[str, Any] | None] = [None] * len(prompts)
+        with ctx:
+            for s in range(0, len(order), self.batch_size):
+                chunk = order[s : s + self.batch_size]
+                for i, res in zip(chunk, self._generate([prompts[i] for i in chunk])):
+                    outs[i] = res
+        return outs  # type: ignore[return-value]
+
+    def _generate(self, prompts: list[str]) -> list[dict[str, Any]]:
+        import torch
+
+        enc = self.tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.inference_mode():
+            gen = self.model.generate(
+                **enc, max_new_tokens=self.max_new_tokens, do_sample=False,
+                eos_token_id=self.eos_ids, pad_token_id=self.tok.pad_token_id,
+            )
+        new = gen[:, enc["input_ids"].shape[1] :]
+        n_in = enc["attention_mask"].sum(dim=1).tolist()
+        return [self._row(seq.tolist(), n) for seq, n in zip(new, n_in)]
+
+    def _row(self, ids: list[int], n_input: int) -> dict[str, Any]:
+        stop = next((k for k, t in enumerate(ids) if t in self.eos_ids), None)
+        kept = ids if stop is None else ids[:stop]
+        n_gen = len(ids) if stop is None else stop + 1  # count the EOS, as vLLM does
+        return {
+            "generated_text": self.tok.decode(kept, skip_special_tokens=True),
+            "num_generated_tokens": n_gen,
+            "num_input_tokens": int(n_input),
+            "finish_reason": "length" if stop is None else "stop",
+            "overlong": stop is None,
+        }
+
+
+def _eos_ids(model: Any, tok: Any) -> list[int]:
+    ids = model.generation_config.eos_token_id
+    ids = [ids] if isinstance(ids, int) else list(ids or [])
+    if tok.eos_token_id is not None and tok.eos_token_id not in ids:
+        ids.append(tok.eos_token_id)
+    return ids
+
+
+def generate(
+    rows: list[dict[str, Any]],
+    model_path: str,
+    adapters: dict[str, str] | None,
+    gen_cfg: Any,
+    dtype: str,
+) -> pd.DataFrame:
+    """Run `rows` (with `messages` and `adapter`) through the actor pool; returns all columns."""
+    import ray
+
+    threads = gen_cfg.torch_threads or max(1, (os.cpu_count() or 1) // gen_cfg.concurrency)
+    n_blocks = max(1, min(len(rows), gen_cfg.concurrency * 4))
+    ds = ray.data.from_pandas(pd.DataFrame(rows)).repartition(n_blocks)
+    out = ds.map_batches(
+        HFGenerator,
+        fn_constructor_kwargs={
+            "model_path": model_path, "adapters": adapters,
+            "max_new_tokens": gen_cfg.max_new_tokens, "batch_size": gen_cfg.batch_size,
+            "dtype": dtype, "torch_threads": threads,
+        },
+        batch_format="pandas",
+        batch_size=None,  # whole blocks: the actor re-batches by length itself
+        compute=ray.data.ActorPoolStrategy(size=gen_cfg.concurrency),
+        num_cpus=gen_cfg.num_cpus,
+    )
+    return out.to_pandas()

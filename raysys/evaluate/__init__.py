@@ -1,0 +1,1 @@
+"""Batch evaluation of a base model and its adapters; metrics; the adapter canary."""

@@ -1,0 +1,47 @@
+"""Attach to (or start) Ray the same way for every entry point."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# Workers print through the driver: keep their logs to what a person reads.
+WORKER_ENV = {
+    "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
+    "TOKENIZERS_PARALLELISM": "false",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+}
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Connect to `address`, else $RAY_ADDRESS (set under `ray job submit`), else start a
+    private local instance: never attach to a stranger's cluster by accident."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    target = address or os.environ.get("RAY_ADDRESS") or "local"
+    kwargs: dict[str, Any] = {
+        "address": target,
+        "runtime_env": {"env_vars": WORKER_ENV},
+        "logging_level": logging.WARNING,
+        "configure_logging": True,
+    }
+    if target == "local":
+        kwargs["num_cpus"] = num_cpus or os.cpu_count() or 1
+    log.info("starting Ray (%s)", target)
+    ray.init(**kwargs)
+    _quiet_ray_data()
+
+
+def _quiet_ray_data() -> None:
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False  # raysys logs its own progress, one line a stage
+    ctx.print_on_execution_start = False

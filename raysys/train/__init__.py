@@ -1,0 +1,1 @@
+"""Training on Ray Train: TRL + PEFT inside the worker function."""
