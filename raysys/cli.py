@@ -17,7 +17,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     logging.basicConfig(
-        level=logging.INFO, format="[raysys %(asctime)s] %(message)s", datefmt="%H:%M:%S",
+        level=logging.INFO,
+        format="[raysys %(asctime)s] %(message)s",
+        datefmt="%H:%M:%S",
         stream=sys.stdout,
     )
     for noisy in ("ray", "transformers", "datasets", "filelock", "urllib3"):
@@ -41,7 +43,9 @@ def _parser() -> argparse.ArgumentParser:
         "split and print a before/after table. Outputs go to <run.storage_path>/<run.name>/"
         "<run_id>/; re-run with run.run_id=<id> to resume.",
     )
-    q.add_argument("--config", help="YAML config (default: built-in defaults, see configs/quickstart.yaml)")
+    q.add_argument(
+        "--config", help="YAML config (default: built-in defaults, see configs/quickstart.yaml)"
+    )
     q.add_argument("overrides", nargs="*", metavar="a.b=c", help="override config fields")
     q.set_defaults(func=_cmd_quickstart)
 
@@ -63,8 +67,11 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
     print()
     print(f"Task {cfg.task.name}, test split ({res.after['n']} rows), model {cfg.model.source}:")
     print(res.table())
-    print(f"\nTrain: {res.train.get('step', 0):.0f} steps, loss {res.train.get('train_loss', float('nan')):.3f}, "
-          f"{res.train.get('train_runtime', 0):.0f}s; total {time.perf_counter() - start:.0f}s")
+    t = res.train
+    print(
+        f"\nTrain: {t.get('step', 0):.0f} steps, loss {t.get('train_loss', float('nan')):.3f}, "
+        f"{t.get('train_runtime', 0):.0f}s; total {time.perf_counter() - start:.0f}s"
+    )
     print(f"Outputs: {res.run_dir}")
     return 0
 
@@ -73,7 +80,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from raysys.config import CONFIG_KINDS, dump_config, load_config
 
     if args.kind not in CONFIG_KINDS:
-        raise UserError(f"--kind: unknown config kind {args.kind!r}; choose one of {', '.join(CONFIG_KINDS)}")
+        raise UserError(
+            f"--kind: unknown config kind {args.kind!r}; choose one of {', '.join(CONFIG_KINDS)}"
+        )
     cfg = load_config(CONFIG_KINDS[args.kind], args.config, args.overrides)
     print(f"{args.config}: valid {args.kind} config")
     print(dump_config(cfg), end="")

@@ -68,7 +68,7 @@ class TaskSection(Section):
 class GenerateSection(Section):
     engine: Literal["hf"] = "hf"
     max_new_tokens: int = Field(24, ge=1, le=8192)
-    batch_size: int = Field(16, ge=1, description="prompts per generate() call")
+    batch_size: int = Field(32, ge=1, description="prompts per generate() call")
     concurrency: int = Field(1, ge=1, description="engine actors")
     num_cpus: float = Field(1.0, gt=0, description="Ray logical CPUs per engine actor")
     torch_threads: int | None = Field(
@@ -136,7 +136,9 @@ CONFIG_KINDS: dict[str, type[BaseModel]] = {"quickstart": QuickstartConfig}
 
 def load_config(cls: type[C], path: str | os.PathLike | None, overrides: list[str] = ()) -> C:
     """Read `path` (optional), apply `a.b=c` overrides, validate into `cls`."""
-    data = _read_yaml(path) if path is not None else {}
+    # Start from the kind's full defaults, so setting one field of a section keeps the
+    # kind's other defaults for that section (not the section class's own).
+    data = _merge(cls().model_dump(), _read_yaml(path) if path is not None else {})
     for item in overrides:
         _apply_override(data, item)
     try:
@@ -153,6 +155,13 @@ def dump_config(cfg: BaseModel) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
 
 
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in update.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 def _read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
@@ -167,14 +176,18 @@ def _read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{p}: top level must be a mapping of sections, got {type(data).__name__}")
+        raise ConfigError(
+            f"{p}: top level must be a mapping of sections, got {type(data).__name__}"
+        )
     return data
 
 
 def _apply_override(data: dict[str, Any], item: str) -> None:
     key, sep, raw = item.partition("=")
     if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", key):
-        raise ConfigError(f"override {item!r} must look like section.key=value, e.g. train.learning_rate=1e-4")
+        raise ConfigError(
+            f"override {item!r} must look like section.key=value, e.g. train.learning_rate=1e-4"
+        )
     try:
         value = yaml.safe_load(raw) if raw != "" else None
     except yaml.YAMLError:

@@ -53,14 +53,31 @@ def run_quickstart(cfg: QuickstartConfig) -> QuickstartResult:
     test_rows = splits["test"]
     gen = (cfg.generate, cfg.model.dtype)
 
-    before = _stage(run_dir / "eval_base", "evaluate base model", lambda d: evaluate(
-        task, test_rows, model_path, {}, *gen, d)["base"])
-    train = _stage(run_dir / "sft", "LoRA SFT on Ray Train", lambda d: run_sft(
-        str(run_dir / "data" / "train_sft.parquet"), model_path, cfg.train, cfg.model.dtype,
-        d, cfg.run.seed))
+    before = _stage(
+        run_dir / "eval_base",
+        "evaluate base model",
+        lambda d: evaluate(task, test_rows, model_path, {}, *gen, d)["base"],
+    )
+    train = _stage(
+        run_dir / "sft",
+        "LoRA SFT on Ray Train",
+        lambda d: run_sft(
+            str(run_dir / "data" / "train_sft.parquet"),
+            model_path,
+            cfg.train,
+            cfg.model.dtype,
+            d,
+            cfg.run.seed,
+        ),
+    )
     adapter = {"sft": str(run_dir / "sft" / "adapter")}
-    after = _stage(run_dir / "eval_sft", "evaluate SFT adapter", lambda d: evaluate(
-        task, test_rows, model_path, adapter, *gen, d, include_base=False)["sft"])
+    after = _stage(
+        run_dir / "eval_sft",
+        "evaluate SFT adapter",
+        lambda d: evaluate(task, test_rows, model_path, adapter, *gen, d, include_base=False)[
+            "sft"
+        ],
+    )
 
     import pandas as pd
 
@@ -76,14 +93,22 @@ def run_quickstart(cfg: QuickstartConfig) -> QuickstartResult:
 def _materialize_data(
     task: ClassificationTask, cfg: QuickstartConfig, data_dir: Path
 ) -> dict[str, list[dict[str, Any]]]:
-    sizes = {"train": cfg.task.train_size, "validation": cfg.task.validation_size,
-             "test": cfg.task.test_size}
+    sizes = {
+        "train": cfg.task.train_size,
+        "validation": cfg.task.validation_size,
+        "test": cfg.task.test_size,
+    }
     splits = build_splits(task.name, sizes, cfg.run.seed)
     for split, rows in splits.items():
         write_parquet(data_dir / f"{split}.parquet", rows)
     sft_rows = [
-        {"id": r["id"], "task": r["task"], "gold": r["gold"], "source": "gold",
-         "messages": task.messages(r) + [{"role": "assistant", "content": task.target(r)}]}
+        {
+            "id": r["id"],
+            "task": r["task"],
+            "gold": r["gold"],
+            "source": "gold",
+            "messages": task.messages(r) + [{"role": "assistant", "content": task.target(r)}],
+        }
         for r in splits["train"]
     ]
     write_parquet(data_dir / "train_sft.parquet", sft_rows)

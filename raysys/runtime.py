@@ -18,7 +18,9 @@ WORKER_ENV = {
 }
 
 
-def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+def init_ray(
+    address: str | None = None, num_cpus: int | None = None, temp_dir: str | None = None
+) -> None:
     """Connect to `address`, else $RAY_ADDRESS (set under `ray job submit`), else start a
     private local instance: never attach to a stranger's cluster by accident."""
     import ray
@@ -34,6 +36,8 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     }
     if target == "local":
         kwargs["num_cpus"] = num_cpus or os.cpu_count() or 1
+        if temp_dir:
+            kwargs["_temp_dir"] = temp_dir
     log.info("starting Ray (%s)", target)
     ray.init(**kwargs)
     _quiet_ray_data()

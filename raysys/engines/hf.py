@@ -19,7 +19,11 @@ log = logging.getLogger(__name__)
 
 BASE = ""  # the `adapter` value that means "no adapter"
 OUTPUT_COLUMNS = [
-    "generated_text", "num_generated_tokens", "num_input_tokens", "finish_reason", "overlong",
+    "generated_text",
+    "num_generated_tokens",
+    "num_input_tokens",
+    "finish_reason",
+    "overlong",
 ]
 
 
@@ -63,10 +67,12 @@ class HFGenerator:
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         batch = batch.reset_index(drop=True)
         results: list[dict[str, Any] | None] = [None] * len(batch)
-        adapters = batch["adapter"].fillna(BASE) if "adapter" in batch else pd.Series([BASE] * len(batch))
+        adapters = (
+            batch["adapter"].fillna(BASE) if "adapter" in batch else pd.Series([BASE] * len(batch))
+        )
         for name, idx in adapters.groupby(adapters).groups.items():
             prompts = [self._render(batch.at[i, "messages"]) for i in idx]
-            for i, out in zip(idx, self._generate_for(name, prompts)):
+            for i, out in zip(idx, self._generate_for(name, prompts), strict=True):
                 results[i] = out
         out = pd.DataFrame(results)
         for col in OUTPUT_COLUMNS:
@@ -115,7 +121,7 @@ class HFGenerator:
         with ctx:
             for s in range(0, len(order), self.batch_size):
                 chunk = order[s : s + self.batch_size]
-                for i, res in zip(chunk, self._generate([prompts[i] for i in chunk])):
+                for i, res in zip(chunk, self._generate([prompts[i] for i in chunk]), strict=True):
                     outs[i] = res
         return outs  # type: ignore[return-value]
 
@@ -125,12 +131,15 @@ class HFGenerator:
         enc = self.tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.inference_mode():
             gen = self.model.generate(
-                **enc, max_new_tokens=self.max_new_tokens, do_sample=False,
-                eos_token_id=self.eos_ids, pad_token_id=self.tok.pad_token_id,
+                **enc,
+                max_new_tokens=self.max_new_tokens,
+                do_sample=False,
+                eos_token_id=self.eos_ids,
+                pad_token_id=self.tok.pad_token_id,
             )
         new = gen[:, enc["input_ids"].shape[1] :]
         n_in = enc["attention_mask"].sum(dim=1).tolist()
-        return [self._row(seq.tolist(), n) for seq, n in zip(new, n_in)]
+        return [self._row(seq.tolist(), n) for seq, n in zip(new, n_in, strict=True)]
 
     def _row(self, ids: list[int], n_input: int) -> dict[str, Any]:
         stop = next((k for k, t in enumerate(ids) if t in self.eos_ids), None)
@@ -169,9 +178,12 @@ def generate(
     out = ds.map_batches(
         HFGenerator,
         fn_constructor_kwargs={
-            "model_path": model_path, "adapters": adapters,
-            "max_new_tokens": gen_cfg.max_new_tokens, "batch_size": gen_cfg.batch_size,
-            "dtype": dtype, "torch_threads": threads,
+            "model_path": model_path,
+            "adapters": adapters,
+            "max_new_tokens": gen_cfg.max_new_tokens,
+            "batch_size": gen_cfg.batch_size,
+            "dtype": dtype,
+            "torch_threads": threads,
         },
         batch_format="pandas",
         batch_size=None,  # whole blocks: the actor re-batches by length itself

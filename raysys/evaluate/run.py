@@ -33,9 +33,7 @@ def evaluate(
     from raysys.engines import hf
 
     names = ([BASE] if include_base else []) + list(adapters)
-    work = [
-        {**_eval_row(task, r), "adapter": name} for name in names for r in rows
-    ]
+    work = [{**_eval_row(task, r), "adapter": name} for name in names for r in rows]
     start = time.perf_counter()
     df = hf.generate(work, model_path, adapters, gen_cfg, dtype)
     seconds = time.perf_counter() - start

@@ -62,4 +62,4 @@ class ClassificationTask:
 def answer_regex(labels: tuple[str, ...]) -> re.Pattern[str]:
     """`Answer: <label>` with optional markdown emphasis, case-insensitive, whole word."""
     alts = "|".join(re.escape(lab) for lab in sorted(labels, key=len, reverse=True))
-    return re.compile(rf"answer\s*[:：]\s*[*_`\"']*\s*({alts})\b", re.IGNORECASE)
+    return re.compile(rf"answer\s*[*_]*\s*[:：][\s*_`\"']*({alts})\b", re.IGNORECASE)

@@ -29,13 +29,38 @@ TASK = ClassificationTask(
 )
 
 COMPANIES = [
-    "Norvale Energy", "Calder Bank", "Brightwater Foods", "Kestrel Airlines", "Oakhurst Pharma",
-    "Veltrix Semiconductors", "Marlow Insurance", "Pinecrest Retail", "Halden Steel",
-    "Sorrel Telecom", "Arden Logistics", "Quillon Software", "Redfern Mining", "Tamsin Motors",
-    "Ellery Capital", "Fenwick Utilities", "Grisham Chemicals", "Lowell Media", "Harrow Shipping",
-    "Ivers Biotech", "Juno Payments", "Kinsale Hotels", "Larch Paper", "Moreland Foods",
+    "Norvale Energy",
+    "Calder Bank",
+    "Brightwater Foods",
+    "Kestrel Airlines",
+    "Oakhurst Pharma",
+    "Veltrix Semiconductors",
+    "Marlow Insurance",
+    "Pinecrest Retail",
+    "Halden Steel",
+    "Sorrel Telecom",
+    "Arden Logistics",
+    "Quillon Software",
+    "Redfern Mining",
+    "Tamsin Motors",
+    "Ellery Capital",
+    "Fenwick Utilities",
+    "Grisham Chemicals",
+    "Lowell Media",
+    "Harrow Shipping",
+    "Ivers Biotech",
+    "Juno Payments",
+    "Kinsale Hotels",
+    "Larch Paper",
+    "Moreland Foods",
 ]
-ANALYSTS = ["Morgan Hale", "Brent & Co", "Castell Research", "Dunmore Securities", "Everly Partners"]
+ANALYSTS = [
+    "Morgan Hale",
+    "Brent & Co",
+    "Castell Research",
+    "Dunmore Securities",
+    "Everly Partners",
+]
 QUARTERS = ["first-quarter", "second-quarter", "third-quarter", "fourth-quarter", "full-year"]
 DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday"]
 
@@ -90,19 +115,35 @@ NEGATED_NEGATIVE = [  # read as positive
     "was cleared in a regulatory probe into its {thing}",
 ]
 THINGS = [
-    "wind turbines", "payment terminals", "cargo ships", "diabetes drug", "data centres",
-    "electric vans", "steel rails", "fibre network", "frozen meals", "mining trucks",
+    "wind turbines",
+    "payment terminals",
+    "cargo ships",
+    "diabetes drug",
+    "data centres",
+    "electric vans",
+    "steel rails",
+    "fibre network",
+    "frozen meals",
+    "mining trucks",
 ]
-POLARITY = {"positive": POSITIVE + NEGATED_NEGATIVE, "negative": NEGATIVE + NEGATED_POSITIVE,
-            "neutral": NEUTRAL}
+POLARITY = {
+    "positive": POSITIVE + NEGATED_NEGATIVE,
+    "negative": NEGATIVE + NEGATED_POSITIVE,
+    "neutral": NEUTRAL,
+}
 OPPOSITE = {"positive": "negative", "negative": "positive", "neutral": "positive"}
 
 
 def _fill(tpl: str, rng: random.Random) -> str:
     return tpl.format(
-        q=rng.choice(QUARTERS), m=rng.randint(12, 950), b=round(rng.uniform(0.2, 9.5), 1),
-        p=rng.randint(2, 35), a=rng.choice(ANALYSTS), d=rng.choice(DAYS),
-        thing=rng.choice(THINGS), n=rng.randint(5, 400),
+        q=rng.choice(QUARTERS),
+        m=rng.randint(12, 950),
+        b=round(rng.uniform(0.2, 9.5), 1),
+        p=rng.randint(2, 35),
+        a=rng.choice(ANALYSTS),
+        d=rng.choice(DAYS),
+        thing=rng.choice(THINGS),
+        n=rng.randint(5, 400),
     )
 
 
@@ -129,7 +170,9 @@ def _sentence(label: str, rng: random.Random) -> tuple[str, str]:
     return target, text
 
 
-def generate(split: str, size: int, seed: int = 0, exclude: set[str] = frozenset()) -> list[dict[str, Any]]:
+def generate(
+    split: str, size: int, seed: int = 0, exclude: set[str] = frozenset()
+) -> list[dict[str, Any]]:
     """`size` balanced rows for `split`; texts in `exclude` are skipped (no leakage)."""
     rng = split_rng(seed, TASK.name, split)
     rows: list[dict[str, Any]] = []
@@ -138,19 +181,23 @@ def generate(split: str, size: int, seed: int = 0, exclude: set[str] = frozenset
     while len(rows) < size:
         attempts += 1
         if attempts > size * 50:
-            raise ValueError(f"news_sentiment cannot make {size} distinct {split} rows; lower the size")
+            raise ValueError(
+                f"news_sentiment cannot make {size} distinct {split} rows; lower the size"
+            )
         label = LABELS[len(rows) % len(LABELS)]
         target, text = _sentence(label, rng)
         if text in seen:
             continue
         seen.add(text)
-        rows.append({
-            "id": f"{TASK.name}-{split}-{len(rows):06d}",
-            "task": TASK.name,
-            "split": split,
-            "input": f"Company: {target}\nNews: {text}",
-            "gold": label,
-        })
+        rows.append(
+            {
+                "id": f"{TASK.name}-{split}-{len(rows):06d}",
+                "task": TASK.name,
+                "split": split,
+                "input": f"Company: {target}\nNews: {text}",
+                "gold": label,
+            }
+        )
     rng.shuffle(rows)
     return rows
 

@@ -38,8 +38,11 @@ def run_sft(
     from ray.train.torch import TorchTrainer
 
     worker_cfg = {
-        "train_path": train_path, "model_path": model_path, "dtype": model_dtype,
-        "seed": seed, "train": train_cfg.model_dump(),
+        "train_path": train_path,
+        "model_path": model_path,
+        "dtype": model_dtype,
+        "seed": seed,
+        "train": train_cfg.model_dump(),
         "grad_accum": train_cfg.grad_accum_steps,
         "torch_threads": train_cfg.torch_threads
         or max(1, (os.cpu_count() or 1) // train_cfg.num_workers),
@@ -48,11 +51,13 @@ def run_sft(
         sft_worker,
         train_loop_config=worker_cfg,
         scaling_config=ScalingConfig(
-            num_workers=train_cfg.num_workers, use_gpu=train_cfg.use_gpu,
+            num_workers=train_cfg.num_workers,
+            use_gpu=train_cfg.use_gpu,
             resources_per_worker=None if train_cfg.use_gpu else {"CPU": train_cfg.cpus_per_worker},
         ),
         run_config=RunConfig(
-            name="sft", storage_path=str((out_dir / "ray_train").resolve()),
+            name="sft",
+            storage_path=str((out_dir / "ray_train").resolve()),
             failure_config=FailureConfig(max_failures=train_cfg.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}},
@@ -89,8 +94,11 @@ def sft_worker(config: dict[str, Any]) -> None:
     trainer.add_callback(_Report())
     out = trainer.train()
     _check_finite(out.training_loss, trainer.state.global_step)
-    final = {"step": trainer.state.global_step, "train_loss": out.training_loss,
-             **_scalars(out.metrics)}
+    final = {
+        "step": trainer.state.global_step,
+        "train_loss": out.training_loss,
+        **_scalars(out.metrics),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = None
         if ctx.get_world_rank() == 0:
@@ -114,8 +122,10 @@ def _build_trainer(config: dict[str, Any]) -> Any:
         tok.pad_token = tok.eos_token
     dtype = config["dtype"]
     bf16 = dtype == "bfloat16"
+    # The base is frozen under LoRA, so it can live in bf16; PEFT keeps the adapter
+    # weights in fp32 (autocast_adapter_dtype), which is what the optimizer updates.
     model = AutoModelForCausalLM.from_pretrained(
-        config["model_path"], dtype=torch.float32 if dtype in ("bfloat16", "auto") else getattr(torch, dtype)
+        config["model_path"], dtype="auto" if dtype == "auto" else getattr(torch, dtype)
     )
     args = SFTConfig(
         output_dir=tempfile.mkdtemp(prefix="raysys-sft-"),
@@ -144,12 +154,18 @@ def _build_trainer(config: dict[str, Any]) -> Any:
     )
     lora = tc["lora"]
     peft_config = LoraConfig(
-        r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
-        target_modules=lora["target_modules"], task_type="CAUSAL_LM",
+        r=lora["r"],
+        lora_alpha=lora["alpha"],
+        lora_dropout=lora["dropout"],
+        target_modules=lora["target_modules"],
+        task_type="CAUSAL_LM",
     )
     return SFTTrainer(
-        model=model, args=args, train_dataset=load_sft_dataset(config["train_path"]),
-        processing_class=tok, peft_config=peft_config,
+        model=model,
+        args=args,
+        train_dataset=load_sft_dataset(config["train_path"]),
+        processing_class=tok,
+        peft_config=peft_config,
     )
 
 
@@ -164,7 +180,9 @@ def load_sft_dataset(path: str) -> Any:
     def split(row: dict[str, Any]) -> dict[str, Any]:
         msgs = row["messages"]
         if not msgs or msgs[-1]["role"] != "assistant":
-            raise ValueError(f"row {row.get('id')}: the last message must be the assistant's answer")
+            raise ValueError(
+                f"row {row.get('id')}: the last message must be the assistant's answer"
+            )
         return {"prompt": msgs[:-1], "completion": msgs[-1:]}
 
     return ds.map(split, remove_columns=ds.column_names)

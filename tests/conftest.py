@@ -1,0 +1,48 @@
+"""Shared fixtures: one real local Ray per test session, a private model cache."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# A private cache per session unless the caller points at one (CI may reuse the
+# embedded model's conversion across runs with RAYSYS_TEST_CACHE).
+_CACHE = os.environ.get("RAYSYS_TEST_CACHE") or tempfile.mkdtemp(prefix="raysys-cache-")
+os.environ["RAYSYS_CACHE"] = _CACHE
+os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+os.environ.pop("RAY_ADDRESS", None)  # never attach to a stranger's cluster
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A real local Ray with 2 logical CPUs, started once, in a private temp dir."""
+    import ray
+
+    from raysys.runtime import init_ray
+
+    # Short path: Ray's unix sockets live under it and have a length limit.
+    temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")
+    init_ray(address="local", num_cpus=2, temp_dir=temp_dir)
+    yield ray
+    ray.shutdown()
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> str:
+    from raysys.models import resolve_model
+
+    return resolve_model("tiny-random")
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> Path:
+    d = tmp_path / "runs"
+    d.mkdir()
+    return d

@@ -1,0 +1,137 @@
+"""Config loading, overrides and the one-line errors (exit code 2, nothing written)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from raysys.cli import main
+from raysys.config import QuickstartConfig, load_config
+from raysys.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _write(tmp_path: Path, data: dict | str) -> Path:
+    p = tmp_path / "cfg.yaml"
+    p.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return p
+
+
+def test_shipped_quickstart_config_matches_defaults():
+    cfg = load_config(QuickstartConfig, REPO / "configs" / "quickstart.yaml")
+    assert cfg == QuickstartConfig()
+    assert cfg.model.source == "smollm2-135m-instruct"
+
+
+def test_study_defaults_for_training():
+    from raysys.config import TrainSection
+
+    t = TrainSection()
+    assert (t.lora.r, t.lora.alpha, t.learning_rate, t.batch_size) == (128, 256, 5e-5, 64)
+    assert t.grad_accum_steps == 8
+
+
+def test_one_override_keeps_the_kinds_other_defaults(tmp_path):
+    # The quickstart trains with batch 8; setting its lr must not reset batch to 64.
+    cfg = load_config(QuickstartConfig, None, ["train.learning_rate=1e-4"])
+    assert cfg.train.batch_size == QuickstartConfig().train.batch_size == 8
+    cfg = load_config(QuickstartConfig, _write(tmp_path, {"train": {"lora": {"r": 4}}}))
+    assert cfg.train.learning_rate == QuickstartConfig().train.learning_rate
+    assert cfg.train.lora.alpha == 256
+
+
+def test_overrides_are_typed_and_nested(tmp_path):
+    cfg = load_config(
+        QuickstartConfig,
+        _write(tmp_path, {"train": {"epochs": 2}}),
+        ["train.learning_rate=1e-4", "train.lora.r=8", "train.use_gpu=true", "run.name=abc"],
+    )
+    assert cfg.train.learning_rate == 1e-4 and cfg.train.lora.r == 8
+    assert cfg.train.use_gpu is True and cfg.train.epochs == 2 and cfg.run.name == "abc"
+
+
+@pytest.mark.parametrize(
+    "data, overrides, expected",
+    [
+        (
+            {"train": {"lr": 1e-4}},
+            [],
+            "train.lr: unknown key; allowed keys here: method, learning_rate",
+        ),
+        ({}, ["train.learning_rate=-1"], "train.learning_rate: Input should be greater than 0"),
+        ({}, ["train.num_workers=two"], "train.num_workers: Input should be a valid integer"),
+        (
+            {},
+            ["model.dtype=fp8"],
+            "model.dtype: Input should be 'auto', 'float32', 'bfloat16' or 'float16'",
+        ),
+        ({}, ["task.name=nope"], "task.name: unknown task 'nope'; choose one of news_sentiment"),
+        ({}, ["train.batch_size=12"], "batch_size 12 is not a multiple of per_device_batch_size"),
+        ({"bogus": 1}, [], "bogus: unknown key; allowed keys here: run, ray, model"),
+    ],
+)
+def test_errors_name_the_field(tmp_path, data, overrides, expected):
+    with pytest.raises(ConfigError) as e:
+        load_config(QuickstartConfig, _write(tmp_path, data), overrides)
+    assert expected in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(QuickstartConfig, tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="line 3: mapping values are not allowed"):
+        load_config(QuickstartConfig, _write(tmp_path, "train:\n  lr: 1\n   x: [\n"))
+    with pytest.raises(ConfigError, match="must look like section.key=value"):
+        load_config(QuickstartConfig, None, ["learning_rate"])
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train.learning_rate=-1"],
+        ["train.bogus=1"],
+        ["train.epochs=many"],
+        ["model.source=no-such-model"],
+    ],
+)
+def test_quickstart_bad_input_exits_2_and_writes_nothing(storage, capsys, args):
+    rc = main(["quickstart", f"run.storage_path={storage}", *args])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert err.startswith("raysys: error: ") and len(err.splitlines()) == 1
+    assert list(storage.iterdir()) == []
+
+
+def test_quickstart_missing_config_file(storage, capsys):
+    assert main(["quickstart", "--config", str(storage / "nope.yaml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+    assert list(storage.iterdir()) == []
+
+
+def test_validate_console_script(tmp_path):
+    good = subprocess.run(
+        [sys.executable, "-m", "raysys.cli", "validate", str(REPO / "configs" / "quickstart.yaml")],
+        capture_output=True,
+        text=True,
+    )
+    assert good.returncode == 0, good.stderr
+    assert "valid quickstart config" in good.stdout
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "raysys.cli",
+            "validate",
+            str(_write(tmp_path, {"train": {"learning_rate": -1}})),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.count("\n") == 1 and "train.learning_rate" in bad.stderr

@@ -1,0 +1,84 @@
+"""The built-in news_sentiment task: generator, answer extraction, scoring."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from raysys.evaluate.metrics import classification_metrics
+from raysys.tasks import build_splits, get_task
+from raysys.tasks.base import MISSING
+
+TASK = get_task("news_sentiment")
+
+
+@pytest.mark.parametrize(
+    "text, strict",
+    [
+        ("Answer: positive", "positive"),
+        ("The outlook improved.\nAnswer: Negative", "negative"),
+        ("answer:neutral", "neutral"),
+        ("**Answer:** **positive**", "positive"),
+        ("**Answer**: neutral", "neutral"),
+        ("Answer: positively", MISSING),  # whole word only
+        ("I think it is positive.", MISSING),  # no Answer line
+        ("", MISSING),
+        ("Answer: negative\n...on reflection...\nAnswer: positive", "positive"),  # last wins
+    ],
+)
+def test_strict_extraction(text, strict):
+    assert TASK.extract(text) == strict
+
+
+def test_lenient_extraction_is_finben_first_label():
+    assert TASK.extract_lenient("Positive, though negative risks remain") == "positive"
+    assert TASK.extract_lenient("mostly NEGATIVE; not positive") == "negative"
+    assert TASK.extract_lenient("no idea") == MISSING
+
+
+def test_generator_is_deterministic_balanced_and_leak_free():
+    sizes = {"train": 90, "validation": 30, "test": 60}
+    a, b = build_splits("news_sentiment", sizes, 7), build_splits("news_sentiment", sizes, 7)
+    assert a == b
+    assert build_splits("news_sentiment", sizes, 8) != a
+    for split, rows in a.items():
+        assert len(rows) == sizes[split]
+        assert len({r["id"] for r in rows}) == len(rows)
+        assert set(Counter(r["gold"] for r in rows).values()) == {sizes[split] // 3}
+    texts = {s: {r["input"].split("News: ")[1] for r in rows} for s, rows in a.items()}
+    assert not texts["train"] & texts["test"] and not texts["validation"] & texts["test"]
+
+
+def test_eval_splits_do_not_depend_on_train_size():
+    small = build_splits("news_sentiment", {"train": 10, "test": 30}, 0)
+    big = build_splits("news_sentiment", {"train": 300, "test": 30}, 0)
+    assert small["test"] == big["test"]
+
+
+def test_language_is_varied():
+    rows = build_splits("news_sentiment", {"train": 300}, 0)["train"]
+    texts = [r["input"] for r in rows]
+    assert sum("rival" in t for t in texts) > 30  # distractor entity
+    assert sum("Despite" in t for t in texts) > 20  # contrast
+    assert sum(" not " in t or "failed to" in t for t in texts) > 10  # negation
+    assert len({t.split("News: ")[1].split()[0] for t in texts}) > 10
+
+
+def test_prompt_and_target():
+    row = build_splits("news_sentiment", {"test": 3}, 0)["test"][0]
+    msgs = TASK.messages(row)
+    assert msgs[0]["role"] == "user" and row["input"] in msgs[0]["content"]
+    assert "Answer: <option>" in msgs[0]["content"]
+    assert TASK.extract(TASK.target(row)) == row["gold"]
+
+
+def test_metrics_count_missing_as_wrong():
+    golds = ["positive", "negative", "neutral", "positive"]
+    preds = ["positive", MISSING, "neutral", "negative"]
+    m = classification_metrics(golds, preds, TASK.labels)
+    assert m["accuracy"] == 0.5 and m["missing_rate"] == 0.25
+    assert 0 < m["macro_f1"] < 1
+    assert classification_metrics(golds, golds, TASK.labels)["mcc"] == 1.0
+    with pytest.raises(ValueError):
+        classification_metrics(golds, preds[:2], TASK.labels)
