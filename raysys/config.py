@@ -99,7 +99,10 @@ class TrainSection(Section):
     cpus_per_worker: float = Field(1.0, gt=0)
     torch_threads: int | None = Field(None, ge=1)
     max_failures: int = Field(0, ge=0)
-    logging_steps: int = Field(1, ge=1)
+    logging_steps: int = Field(1, ge=1, description="steps between loss-history entries")
+    report_every_steps: int = Field(
+        10, ge=1, description="steps between ray.train.report calls (each one syncs all workers)"
+    )
     lora: LoraSection = LoraSection()
 
     @model_validator(mode="after")

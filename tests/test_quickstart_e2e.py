@@ -57,8 +57,11 @@ def test_run_directory_holds_config_adapter_and_metrics(run):
     history = json.loads((d / "sft" / "metrics.json").read_text())["log_history"]
     steps = [h["step"] for h in history if "loss" in h]
     assert steps == list(range(1, 73))  # every step once
-    losses = [h["loss"] for h in history if "loss" in h]
-    assert losses[-1] < 0.5 * losses[0]
+    # A random 2-layer model learns the format ("Answer: " + a label + EOS) but not
+    # the sentiment: token accuracy goes from 0 to most tokens, the loss drops by > 1 nat.
+    logs = [h for h in history if "loss" in h]
+    assert logs[-1]["loss"] < logs[0]["loss"] - 1.0
+    assert logs[0]["mean_token_accuracy"] < 0.1 and logs[-1]["mean_token_accuracy"] > 0.7
     for stage in ("eval_base", "eval_sft"):
         m = json.loads((d / stage / "metrics.json").read_text())
         assert m["task"] == "news_sentiment"

@@ -84,12 +84,17 @@ def sft_worker(config: dict[str, Any]) -> None:
     ctx = ray.train.get_context()
     trainer = _build_trainer(config)
 
+    every = config["train"]["report_every_steps"]
+
     class _Report(TrainerCallback):
-        # Every rank reports (Train V2 expects all workers to call report).
+        # Every rank reports (Train V2 expects all workers to call report). Each report
+        # is a cross-worker sync costing ~1-2 s, so report every few steps; the per-step
+        # history travels with the final checkpoint instead.
         def on_log(self, args, state, control, logs=None, **kw):
             if logs and "loss" in logs:
                 _check_finite(logs["loss"], state.global_step)
-                ray.train.report({"step": state.global_step, **_scalars(logs)})
+                if state.global_step % every == 0:
+                    ray.train.report({"step": state.global_step, **_scalars(logs)})
 
     trainer.add_callback(_Report())
     out = trainer.train()
