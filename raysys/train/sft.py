@@ -37,19 +37,9 @@ def run_sft(
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    worker_cfg = {
-        "train_path": train_path,
-        "model_path": model_path,
-        "dtype": model_dtype,
-        "seed": seed,
-        "train": train_cfg.model_dump(),
-        "grad_accum": train_cfg.grad_accum_steps,
-        "torch_threads": train_cfg.torch_threads
-        or max(1, (os.cpu_count() or 1) // train_cfg.num_workers),
-    }
     trainer = TorchTrainer(
         sft_worker,
-        train_loop_config=worker_cfg,
+        train_loop_config=worker_config(train_path, model_path, train_cfg, model_dtype, seed),
         scaling_config=ScalingConfig(
             num_workers=train_cfg.num_workers,
             use_gpu=train_cfg.use_gpu,
@@ -72,6 +62,22 @@ def run_sft(
     metrics = {k: v for k, v in result.metrics.items() if not isinstance(v, (dict, list))}
     write_json(out_dir / "metrics.json", {"final": metrics, "log_history": history})
     return metrics
+
+
+def worker_config(
+    train_path: str, model_path: str, train_cfg: Any, model_dtype: str, seed: int
+) -> dict[str, Any]:
+    """The plain dict each worker gets (picklable; no pydantic objects cross to workers)."""
+    return {
+        "train_path": train_path,
+        "model_path": model_path,
+        "dtype": model_dtype,
+        "seed": seed,
+        "train": train_cfg.model_dump(),
+        "grad_accum": train_cfg.grad_accum_steps,
+        "torch_threads": train_cfg.torch_threads
+        or max(1, (os.cpu_count() or 1) // train_cfg.num_workers),
+    }
 
 
 def sft_worker(config: dict[str, Any]) -> None:

@@ -1,0 +1,103 @@
+"""Ray Train overhead on the SFT path, side by side in one run.
+
+Same data, model and TRL settings three ways: plain TRL in this process, Ray Train
+(1 worker) reporting to Ray every step, and Ray Train reporting every 10 steps.
+Prints the median of --repeats runs and ratios against plain TRL; writes JSON
+to bench/results/ and appends a line to BENCHMARKS.md.
+
+    python bench/train_overhead.py [--model tiny-random] [--steps 24] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from raysys.config import QuickstartConfig, load_config
+from raysys.models import resolve_model
+from raysys.quickstart import _materialize_data
+from raysys.runtime import init_ray
+from raysys.tasks import get_task
+from raysys.train.sft import _build_trainer, run_sft, worker_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cfg(model: str, steps: int, every: int) -> QuickstartConfig:
+    dtype = "float32" if model.startswith("tiny") else "bfloat16"
+    return load_config(QuickstartConfig, None, [
+        f"model.source={model}", f"model.dtype={dtype}", "task.train_size=256",
+        f"train.max_steps={steps}", f"train.report_every_steps={every}",
+        "train.lora.r=16", "train.lora.alpha=32",
+    ])
+
+
+def plain_trl(cfg: QuickstartConfig, train_path: str, model_path: str) -> float:
+    import torch
+
+    wc = worker_config(train_path, model_path, cfg.train, cfg.model.dtype, cfg.run.seed)
+    torch.set_num_threads(wc["torch_threads"])
+    trainer = _build_trainer(wc)
+    return trainer.train().metrics["train_runtime"]
+
+
+def ray_train(cfg: QuickstartConfig, train_path: str, model_path: str) -> float:
+    out = Path(tempfile.mkdtemp(prefix="bench-sft-"))
+    return run_sft(train_path, model_path, cfg.train, cfg.model.dtype, out, cfg.run.seed)[
+        "train_runtime"
+    ]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="tiny-random")
+    ap.add_argument("--steps", type=int, default=24)
+    ap.add_argument("--repeats", type=int, default=2)
+    args = ap.parse_args()
+    init_ray(num_cpus=os.cpu_count())
+    model_path = resolve_model(args.model)
+    data = Path(tempfile.mkdtemp(prefix="bench-data-"))
+    base = _cfg(args.model, args.steps, 10)
+    _materialize_data(get_task(base.task.name), base, data)
+    train_path = str(data / "train_sft.parquet")
+    arms = {
+        "plain_trl": lambda: plain_trl(base, train_path, model_path),
+        "ray_report_every_step": lambda: ray_train(_cfg(args.model, args.steps, 1), train_path, model_path),
+        "ray_report_every_10": lambda: ray_train(base, train_path, model_path),
+    }
+    times: dict[str, list[float]] = {k: [] for k in arms}
+    for _ in range(args.repeats):  # interleaved, so drift hits every arm alike
+        for name, fn in arms.items():
+            times[name].append(fn())
+    med = {k: statistics.median(v) for k, v in times.items()}
+    ratios = {k: med[k] / med["plain_trl"] for k in med}
+    for k in arms:
+        print(f"{k:24s} {med[k] / args.steps:7.3f} s/step   ratio vs plain TRL {ratios[k]:.2f}x")
+    _record(args, med, ratios, times)
+
+
+def _record(args, med, ratios, times) -> None:
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
+    result = {"bench": "train_overhead", "date": stamp, "args": vars(args),
+              "machine": f"{platform.machine()} {os.cpu_count()} cores", "median_train_runtime_s": med,
+              "ratios_vs_plain_trl": ratios, "runs": times}
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"train_overhead-{args.model}.json").write_text(json.dumps(result, indent=2))
+    line = (f"| {stamp} | `python bench/train_overhead.py --model {args.model} --steps {args.steps} "
+            f"--repeats {args.repeats}` | {result['machine']} | "
+            + ", ".join(f"{k} {ratios[k]:.2f}x ({med[k] / args.steps:.2f} s/step)" for k in med)
+            + " |\n")
+    with open(ROOT / "BENCHMARKS.md", "a") as f:
+        f.write(line)
+
+
+if __name__ == "__main__":
+    main()

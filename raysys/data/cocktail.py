@@ -1,0 +1,443 @@
+"""Cocktails: weighted mixtures of finance tasks, plus general/math regularisers.
+
+A `CocktailSpec` names tasks and weights; `mix` turns it into training rows at a
+data fraction `f` for scaling-law studies; `materialize` writes them once to
+`<root>/cocktails/<key>/train.parquet` and reuses them afterwards.
+
+Guarantees, and how they are obtained:
+
+* Stable across runs and machines. Every row gets a key from its id alone:
+  `stable_unit(id, seed)` = first 8 bytes of sha256(f"{seed}:{id}") (big-endian) / 2**64.
+  No global shuffle, no `random`, no dict-iteration order, no `hash()`: the same
+  ids and seed give the same rows in the same order anywhere. Component order in
+  the spec does not matter either (ties are broken by task name, the hash sorts
+  components).
+* Nested across fractions. A pool's *stable ranking* is its rows sorted by
+  (stable key, id). `fraction_subset` keeps rows whose unit is below `f`, so a
+  smaller `f` keeps a subset by construction; `fraction_subset_exact` keeps the
+  first round(f*n) rows of the ranking, so a smaller `f` keeps a prefix of the same
+  ranking. `mix` uses the exact rule: for every component, the rows at fraction `f`
+  are the first n_f = round_half_up(f * target) rows of its ranking; n_f grows with
+  `f`, so the rows at f1 < f2 are a subset of the rows at f2. The regulariser
+  counts grow with the task rows, so they nest too, and the whole mixture does.
+  The final order sorts rows by a key from (seed, spec hash without the fraction,
+  id), so the order at f1 is also a subsequence of the order at f2.
+* Exact counts. Targets come from the largest-remainder (Hamilton) method on
+  exact rationals (`fractions.Fraction` of the float weights), so they sum to the
+  total exactly, with no float ties; see `apportion`.
+
+Rounding is half up, computed exactly on the binary value of the floats:
+round_half_up(x) = floor(x + 1/2).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+from collections.abc import Callable, Iterable
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from raysys.config import Section
+from raysys.data.io import write_json, write_parquet
+from raysys.errors import UserError
+
+log = logging.getLogger(__name__)
+
+Row = dict[str, Any]
+
+GENERAL_TASK = "general_instruct"
+MATH_TASK = "arith_math"
+REGULARISERS = (GENERAL_TASK, MATH_TASK)
+COLUMNS = ("id", "task", "messages", "gold", "source")
+_TWO_64 = 2**64
+
+
+# --------------------------------------------------------------------------- spec
+
+
+def _weight_problem(w: float) -> str | None:
+    if not (math.isfinite(w) and w >= 0):  # `not >=` also catches NaN
+        return f"weight must be a finite number >= 0, got {w}; use 0 to leave the task out"
+    return None
+
+
+def _share_problem(v: float) -> str | None:
+    if not (0 <= v < 1):
+        return f"share must be in [0, 1), got {v}"
+    return None
+
+
+class CocktailComponent(Section):
+    task: str = Field(min_length=1)
+    weight: float = 1.0
+
+    @field_validator("weight")
+    @classmethod
+    def _weight_ok(cls, v: float) -> float:
+        if problem := _weight_problem(v):
+            raise ValueError(problem)
+        return v
+
+
+class CocktailSpec(Section):
+    """A mixture of tasks; `general`/`math` are shares of the *final* mixture."""
+
+    name: str | None = None
+    components: list[CocktailComponent]
+    general: float = 0.0
+    math: float = 0.0
+    allow_oversample: bool = False
+    size: int | None = Field(None, ge=1, description="task rows before regularisers")
+
+    @field_validator("general", "math")
+    @classmethod
+    def _share_ok(cls, v: float) -> float:
+        if problem := _share_problem(v):
+            raise ValueError(problem)
+        return v
+
+    @model_validator(mode="after")
+    def _shape_ok(self) -> CocktailSpec:
+        # Cross-field checks; the message names its own field because pydantic
+        # reports a model-level error without a location.
+        if problem := _shape_problem(self):
+            raise ValueError(f"`cocktail.{problem[0]}`: {problem[1]}")
+        return self
+
+
+def _shape_problem(spec: CocktailSpec) -> tuple[str, str] | None:
+    """The first problem of a spec that needs no task list, as (field, message)."""
+    comps = spec.components
+    if not comps:
+        return "components", "empty; list at least one task with a weight > 0"
+    for i, c in enumerate(comps):
+        if problem := _weight_problem(c.weight):
+            return f"components[{i}].weight", problem
+    if all(c.weight == 0 for c in comps):
+        return "components", "all weights are 0; give at least one task a weight > 0"
+    seen: set[str] = set()
+    for i, c in enumerate(comps):
+        if c.task in seen:
+            return f"components[{i}].task", f"duplicate task {c.task!r}; list each task once"
+        seen.add(c.task)
+    for field in ("general", "math"):
+        if problem := _share_problem(getattr(spec, field)):
+            return field, problem
+    if spec.general + spec.math >= 1:
+        total = spec.general + spec.math
+        return "general", f"general + math must be < 1, got {total}; lower one of them"
+    return None
+
+
+def _loc(loc: Iterable[Any]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+
+
+def parse_spec(data: dict[str, Any]) -> CocktailSpec:
+    """Validate a mapping into a spec; errors become one-line `UserError`s."""
+    try:
+        return CocktailSpec.model_validate(data)
+    except ValidationError as e:
+        err = e.errors(include_url=False)[0]
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if not err["loc"]:  # model-level: the message names its field already
+            raise UserError(msg) from None
+        if err["type"] not in ("value_error", "assertion_error"):
+            msg = f"{msg} (got {err.get('input')!r})"
+        raise UserError(f"`cocktail.{_loc(err['loc'])}`: {msg}") from None
+
+
+def spec_hash(
+    spec: CocktailSpec, fraction: float, seed: int, extra: dict[str, Any] | None = None
+) -> str:
+    """First 16 hex chars of sha256 over canonical JSON of everything that shapes the data."""
+    dumped = spec.model_dump(mode="json")
+    # Component order does not change the mixture, so it must not change the key.
+    dumped["components"] = sorted(dumped["components"], key=lambda c: c["task"])
+    payload = {"spec": dumped, "fraction": float(fraction), "seed": int(seed)}
+    payload["extra"] = extra or {}
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def validate_spec(spec: CocktailSpec, available: dict[str, int], test_only: set[str]) -> None:
+    """Raise a one-line `UserError` naming the field and the fix.
+
+    `available` maps task -> train rows; `test_only` names tasks with only a test split.
+    """
+    if problem := _shape_problem(spec):
+        raise UserError(f"`cocktail.{problem[0]}`: {problem[1]}")
+    choices = sorted(t for t in available if t not in test_only and t not in REGULARISERS)
+    for i, c in enumerate(spec.components):
+        if problem := _task_problem(c, available, test_only, choices):
+            raise UserError(f"`cocktail.components[{i}].task`: {problem}")
+    for field, task in (("general", GENERAL_TASK), ("math", MATH_TASK)):
+        if getattr(spec, field) > 0 and available.get(task, 0) == 0:
+            raise UserError(
+                f"`cocktail.{field}`: no {task} train rows are available; "
+                f"set cocktail.{field}=0 or provide the {task} task"
+            )
+
+
+def _task_problem(
+    c: CocktailComponent, available: dict[str, int], test_only: set[str], choices: list[str]
+) -> str | None:
+    if c.task in REGULARISERS:
+        field = "general" if c.task == GENERAL_TASK else "math"
+        return f"{c.task} is a regulariser; set its share with cocktail.{field} instead"
+    if c.task in test_only:
+        return f"{c.task} has only a test split and cannot be used for training"
+    if c.task not in available:
+        return f"unknown task {c.task!r}; choose one of {', '.join(choices) or '(none)'}"
+    if c.weight > 0 and available[c.task] == 0:
+        return f"{c.task} has no train rows; give it weight 0 or remove it"
+    return None
+
+
+# ------------------------------------------------------------- stable selection
+
+
+def _stable_int(row_id: str, salt: int | str) -> int:
+    digest = hashlib.sha256(f"{salt}:{row_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+def stable_unit(row_id: str, seed: int) -> float:
+    """A number in [0, 1) from (seed, id) alone: first 8 bytes of sha256 / 2**64."""
+    return _stable_int(row_id, seed) / _TWO_64
+
+
+def round_half_up(x: Fraction | int) -> int:
+    """floor(x + 1/2), exact; Python's round() would round halves to even."""
+    return math.floor(Fraction(x) + Fraction(1, 2))
+
+
+def _check_fraction(fraction: float) -> None:
+    if not (0 < fraction <= 1):  # `not` also rejects NaN
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+
+
+def _rank_key(row: Row, seed: int) -> tuple[int, str]:
+    # The id breaks a (2**-64-unlikely) tie, so the ranking never depends on input order.
+    return _stable_int(row["id"], seed), str(row["id"])
+
+
+def stable_ranking(rows: list[Row], seed: int) -> list[Row]:
+    """Rows sorted by (stable key, id): independent of the input order."""
+    return sorted(rows, key=lambda r: _rank_key(r, seed))
+
+
+def fraction_subset(rows: list[Row], fraction: float, seed: int) -> list[Row]:
+    """Rows with stable_unit(id, seed) < fraction, in input order (about fraction*n rows).
+
+    Nested by construction: the 0.25 subset is inside the 0.5 subset. Compared on
+    the integer (int < float is exact in Python) so fraction=1 keeps every row even
+    where the float unit would round up to 1.0.
+    """
+    _check_fraction(fraction)
+    bound = fraction * _TWO_64
+    return [r for r in rows if _stable_int(r["id"], seed) < bound]
+
+
+def fraction_subset_exact(rows: list[Row], fraction: float, seed: int) -> list[Row]:
+    """The first round_half_up(fraction*n) rows of the stable ranking, in input order.
+
+    Exactly that many rows; nested because a smaller fraction takes a shorter
+    prefix of the same ranking.
+    """
+    _check_fraction(fraction)
+    keep = round_half_up(Fraction(fraction) * len(rows))
+    order = sorted(range(len(rows)), key=lambda i: _rank_key(rows[i], seed))
+    chosen = set(order[:keep])
+    return [r for i, r in enumerate(rows) if i in chosen]
+
+
+# ------------------------------------------------------------------- apportion
+
+
+def apportion(total: int, weights: dict[str, float]) -> dict[str, int]:
+    """Largest-remainder (Hamilton) split of `total` by weight; counts sum to `total`.
+
+    quota_t = total * w_t / sum(w), exact rationals. Each task gets floor(quota_t);
+    the seats left go one each to the largest remainders, ties to the
+    alphabetically first task. Weight 0 always gets 0.
+    """
+    exact = {t: Fraction(w) for t, w in weights.items()}
+    whole = sum(exact.values())
+    quotas = {t: total * w / whole for t, w in exact.items()}
+    counts = {t: math.floor(q) for t, q in quotas.items()}
+    left = total - sum(counts.values())
+    order = sorted(quotas, key=lambda t: (-(quotas[t] - counts[t]), t))
+    for t in order[:left]:
+        counts[t] += 1
+    return counts
+
+
+def max_total(weights: dict[str, float], pool_sizes: dict[str, int]) -> int:
+    """The largest total whose apportionment needs no more rows than any pool holds.
+
+    A total T is only feasible if floor(quota) <= pool, i.e. T < (pool+1)/share, so
+    the search starts at that bound and walks down. It cannot use bisection:
+    largest remainder is not monotone in T (the Alabama paradox). floor(min
+    pool/share) is always feasible, so the walk is short.
+    """
+    exact = {t: Fraction(w) for t, w in weights.items() if w > 0}
+    whole = sum(exact.values())
+    upper = min(math.ceil((pool_sizes[t] + 1) * whole / w) - 1 for t, w in exact.items())
+    for total in range(upper, -1, -1):
+        counts = apportion(total, weights)
+        if all(counts[t] <= pool_sizes[t] for t in counts):
+            return total
+    return 0
+
+
+# ------------------------------------------------------------------------ mix
+
+
+def _targets(spec: CocktailSpec, pools: dict[str, list[Row]]) -> dict[str, int]:
+    """Rows per component at fraction 1; UserError where a pool is too small."""
+    weights = {c.task: c.weight for c in spec.components}
+    sizes = {t: len(pools[t]) for t in weights}
+    total = spec.size if spec.size is not None else max_total(weights, sizes)
+    targets = apportion(total, weights)
+    for i, c in enumerate(spec.components):
+        if targets[c.task] > sizes[c.task] and not spec.allow_oversample:
+            raise UserError(
+                f"`cocktail.components[{i}].task`: {c.task} needs {targets[c.task]} rows but "
+                f"has only {sizes[c.task]} train rows; lower cocktail.size or its weight, "
+                "or set cocktail.allow_oversample=true"
+            )
+    return targets
+
+
+def _take(ranked: list[Row], n: int) -> list[Row]:
+    """The first n rows of the ranking repeated as often as needed; repeat r gets `#r<r>`."""
+    if n > 0 and not ranked:  # validate_spec refuses this; guard the loop below anyway
+        raise ValueError("cannot take rows from an empty pool")
+    out = [dict(r) for r in ranked[:n]]
+    rep = 1
+    while len(out) < n:  # only with allow_oversample: _targets refused otherwise
+        more = ranked[: n - len(out)]
+        out.extend(dict(r, id=f"{r['id']}#r{rep}") for r in more)
+        rep += 1
+    return out
+
+
+def _regulariser_counts(spec: CocktailSpec, n_tasks: int) -> dict[str, int]:
+    """round_half_up(share * n_final) with n_final = n_tasks / (1 - general - math)."""
+    g, m = Fraction(spec.general), Fraction(spec.math)
+    n_final = n_tasks / (1 - g - m)
+    shares = {GENERAL_TASK: g, MATH_TASK: m}
+    return {t: round_half_up(s * n_final) for t, s in shares.items() if s > 0}
+
+
+def _draw_regulariser(task: str, n: int, pools: dict[str, list[Row]], seed: int) -> list[Row]:
+    pool = pools.get(task, [])
+    if n > len(pool):
+        field = "general" if task == GENERAL_TASK else "math"
+        raise UserError(
+            f"`cocktail.{field}`: needs {n} {task} rows but the pool has {len(pool)}; "
+            f"lower cocktail.{field} or provide more {task} train rows"
+        )
+    return _take(stable_ranking(pool, seed), n)
+
+
+def _final_order(rows: list[Row], spec: CocktailSpec, seed: int) -> list[Row]:
+    # Keyed by the spec without the fraction, so the order at a smaller fraction
+    # is a subsequence of the order at a larger one.
+    salt = spec_hash(spec, 1.0, seed, {"use": "order"})
+    return sorted(rows, key=lambda r: (_stable_int(r["id"], salt), str(r["task"]), str(r["id"])))
+
+
+def mix(
+    spec: CocktailSpec, pools: dict[str, list[Row]], fraction: float, seed: int
+) -> tuple[list[Row], dict[str, int]]:
+    """The cocktail's rows at `fraction`, and rows per task (components, then regularisers)."""
+    _check_fraction(fraction)
+    validate_spec(spec, {t: len(rows) for t, rows in pools.items()}, set())
+    targets = _targets(spec, pools)
+    rows: list[Row] = []
+    counts: dict[str, int] = {}
+    for task in sorted(targets):  # sorted: nothing depends on dict or spec order
+        n = round_half_up(Fraction(fraction) * targets[task])
+        rows.extend(_take(stable_ranking(pools[task], seed), n))
+        counts[task] = n
+    for task, n in _regulariser_counts(spec, len(rows)).items():
+        rows.extend(_draw_regulariser(task, n, pools, seed))
+        counts[task] = n
+    return _final_order(rows, spec, seed), counts
+
+
+# ---------------------------------------------------------------- materialize
+
+
+def _existing(target: Path) -> tuple[Path, dict[str, int]] | None:
+    manifest = target / "manifest.json"
+    if not manifest.is_file():
+        return None
+    log.info("cocktail %s: reusing %s", target.name, target)
+    return target / "train.parquet", json.loads(manifest.read_text())["counts"]
+
+
+def _records(rows: list[Row], source: str, to_messages: Callable[[Row], list[dict]]) -> list[Row]:
+    # gold as text: tasks may carry numbers, and one parquet column needs one type.
+    return [
+        {
+            "id": r["id"],
+            "task": r["task"],
+            "messages": to_messages(r),
+            "gold": None if r.get("gold") is None else str(r["gold"]),
+            "source": source,
+        }
+        for r in rows
+    ]
+
+
+def _build(tmp: Path, rows: list[Row], manifest: dict[str, Any]) -> None:
+    tmp.mkdir(parents=True)
+    write_parquet(tmp / "train.parquet", rows)
+    # The manifest goes last: its presence is what marks a cocktail as complete.
+    write_json(tmp / "manifest.json", manifest)
+
+
+def materialize(
+    spec: CocktailSpec,
+    pools: dict[str, list[Row]],
+    fraction: float,
+    seed: int,
+    root: Path,
+    to_messages: Callable[[Row], list[dict]],
+) -> tuple[Path, dict[str, int]]:
+    """Write the cocktail once to root/cocktails/<key>/; later calls reuse it."""
+    from filelock import FileLock
+
+    key = spec_hash(spec, fraction, seed, {})
+    target = Path(root) / "cocktails" / key
+    if found := _existing(target):
+        return found
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):  # one builder; the others wait, then reuse
+        if found := _existing(target):
+            return found
+        rows, counts = mix(spec, pools, fraction, seed)
+        source = f"cocktail:{spec.name or key}"
+        manifest = {"spec": spec.model_dump(mode="json"), "fraction": fraction, "seed": seed}
+        manifest.update(key=key, counts=counts, rows=len(rows))
+        tmp = target.parent / f".{key}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            _build(tmp, _records(rows, source, to_messages), manifest)
+            shutil.rmtree(target, ignore_errors=True)  # a leftover without a manifest
+            os.replace(tmp, target)  # atomic: readers see no cocktail or a whole one
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    log.info("cocktail %s: %d rows %s", key, len(rows), counts)
+    return target / "train.parquet", counts
