@@ -17,7 +17,6 @@ import os
 import platform
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 from raysys.config import QuickstartConfig, load_config
@@ -32,11 +31,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _cfg(model: str, steps: int, every: int) -> QuickstartConfig:
     dtype = "float32" if model.startswith("tiny") else "bfloat16"
-    return load_config(QuickstartConfig, None, [
-        f"model.source={model}", f"model.dtype={dtype}", "task.train_size=256",
-        f"train.max_steps={steps}", f"train.report_every_steps={every}",
-        "train.lora.r=16", "train.lora.alpha=32",
-    ])
+    return load_config(
+        QuickstartConfig,
+        None,
+        [
+            f"model.source={model}",
+            f"model.dtype={dtype}",
+            "task.train_size=256",
+            f"train.max_steps={steps}",
+            f"train.report_every_steps={every}",
+            "train.lora.r=16",
+            "train.lora.alpha=32",
+        ],
+    )
 
 
 def plain_trl(cfg: QuickstartConfig, train_path: str, model_path: str) -> float:
@@ -69,7 +76,9 @@ def main() -> None:
     train_path = str(data / "train_sft.parquet")
     arms = {
         "plain_trl": lambda: plain_trl(base, train_path, model_path),
-        "ray_report_every_step": lambda: ray_train(_cfg(args.model, args.steps, 1), train_path, model_path),
+        "ray_report_every_step": lambda: ray_train(
+            _cfg(args.model, args.steps, 1), train_path, model_path
+        ),
         "ray_report_every_10": lambda: ray_train(base, train_path, model_path),
     }
     times: dict[str, list[float]] = {k: [] for k in arms}
@@ -85,16 +94,24 @@ def main() -> None:
 
 def _record(args, med, ratios, times) -> None:
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
-    result = {"bench": "train_overhead", "date": stamp, "args": vars(args),
-              "machine": f"{platform.machine()} {os.cpu_count()} cores", "median_train_runtime_s": med,
-              "ratios_vs_plain_trl": ratios, "runs": times}
+    result = {
+        "bench": "train_overhead",
+        "date": stamp,
+        "args": vars(args),
+        "machine": f"{platform.machine()} {os.cpu_count()} cores",
+        "median_train_runtime_s": med,
+        "ratios_vs_plain_trl": ratios,
+        "runs": times,
+    }
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / f"train_overhead-{args.model}.json").write_text(json.dumps(result, indent=2))
-    line = (f"| {stamp} | `python bench/train_overhead.py --model {args.model} --steps {args.steps} "
-            f"--repeats {args.repeats}` | {result['machine']} | "
-            + ", ".join(f"{k} {ratios[k]:.2f}x ({med[k] / args.steps:.2f} s/step)" for k in med)
-            + " |\n")
+    line = (
+        f"| {stamp} | `python bench/train_overhead.py --model {args.model} --steps {args.steps} "
+        f"--repeats {args.repeats}` | {result['machine']} | "
+        + ", ".join(f"{k} {ratios[k]:.2f}x ({med[k] / args.steps:.2f} s/step)" for k in med)
+        + " |\n"
+    )
     with open(ROOT / "BENCHMARKS.md", "a") as f:
         f.write(line)
 
