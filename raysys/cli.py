@@ -49,6 +49,33 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("overrides", nargs="*", metavar="a.b=c", help="override config fields")
     q.set_defaults(func=_cmd_quickstart)
 
+    t = sub.add_parser("tasks", help="list the tasks, or show one")
+    tsub = t.add_subparsers(title="tasks commands")
+    tl = tsub.add_parser("list", help="every registered task with its kind and splits")
+    tl.set_defaults(func=_cmd_tasks_list)
+    ts = tsub.add_parser("show", help="split sizes, labels and one rendered prompt of a task")
+    ts.add_argument("name")
+    ts.add_argument("--seed", type=int, default=0)
+    ts.set_defaults(func=_cmd_tasks_show)
+
+    d = sub.add_parser("data", help="build training data")
+    dsub = d.add_subparsers(title="data commands")
+    dm = dsub.add_parser(
+        "mix",
+        help="materialise a cocktail at a data fraction as chat parquet (reused if built before)",
+        description="Mix the train splits of the cocktail's tasks (plus general/math "
+        "regularisers) at a nested, machine-independent data fraction; write chat-format "
+        "parquet under <storage>/cocktails/<content hash>/ and print rows per task.",
+    )
+    dm.add_argument(
+        "spec", help="cocktail YAML: {name, components: [{task, weight}], general, math}"
+    )
+    dm.add_argument("--fraction", type=float, default=1.0, help="data fraction in (0, 1]")
+    dm.add_argument("--seed", type=int, default=0)
+    dm.add_argument("--storage", default="./runs", help="storage root (default ./runs)")
+    dm.add_argument("--train-size", type=int, default=400, help="train rows per generated task")
+    dm.set_defaults(func=_cmd_data_mix)
+
     v = sub.add_parser("validate", help="check a config file without running it")
     v.add_argument("config", help="YAML config file")
     v.add_argument("overrides", nargs="*", metavar="a.b=c")
@@ -73,6 +100,66 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
         f"{t.get('train_runtime', 0):.0f}s; total {time.perf_counter() - start:.0f}s"
     )
     print(f"Outputs: {res.run_dir}")
+    return 0
+
+
+def _cmd_tasks_list(args: argparse.Namespace) -> int:
+    from raysys.tasks import REGULARISERS, get_task, task_names
+
+    print(f"{'task':18s} {'kind':15s} {'splits':24s} labels / description")
+    for name in task_names():
+        t = get_task(name)
+        what = ", ".join(t.labels) if t.labels else t.description
+        role = " (regulariser)" if name in REGULARISERS else ""
+        print(f"{name:18s} {t.kind:15s} {','.join(t.splits):24s} {what}{role}")
+    return 0
+
+
+def _cmd_tasks_show(args: argparse.Namespace) -> int:
+    from raysys.config import TaskSection
+    from raysys.tasks import build_splits, get_task
+
+    task = get_task(args.name)
+    defaults = TaskSection()
+    sizes = {s: getattr(defaults, f"{s}_size") for s in task.splits}
+    splits = build_splits(task.name, sizes, args.seed)
+    row = splits[task.splits[0]][0]
+    print(f"{task.name}: {task.description}")
+    print(f"kind: {task.kind}   main metric: {task.main_metric}")
+    print(f"labels: {', '.join(task.labels) or '-'}")
+    print("default split sizes: " + ", ".join(f"{s}={len(r)}" for s, r in splits.items()))
+    print(f"\n--- prompt ({row['id']}) ---\n{task.messages(row)[0]['content']}")
+    print(f"--- target ---\n{task.target(row)}")
+    return 0
+
+
+def _cmd_data_mix(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import yaml
+
+    from raysys.data.cocktail import parse_spec
+    from raysys.data.mixing import materialize_cocktail
+
+    spec_path = Path(args.spec)
+    if not spec_path.is_file():
+        raise UserError(f"cocktail file not found: {spec_path} (pass a cocktail YAML file)")
+    if not 0 < args.fraction <= 1:
+        raise UserError(f"--fraction must be in (0, 1], got {args.fraction}")
+    if args.train_size < 1:
+        raise UserError(f"--train-size must be >= 1, got {args.train_size}")
+    try:
+        data = yaml.safe_load(spec_path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"{spec_path}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    spec = parse_spec(data)
+    path, counts = materialize_cocktail(
+        spec, args.fraction, args.seed, Path(args.storage).expanduser().resolve(), args.train_size
+    )
+    print(f"{'task':18s} rows")
+    for task, n in counts.items():
+        print(f"{task:18s} {n}")
+    print(f"{'total':18s} {sum(counts.values())}\nOutputs: {path}")
     return 0
 
 

@@ -58,10 +58,19 @@ class TaskSection(Section):
     @field_validator("name")
     @classmethod
     def _known_task(cls, v: str) -> str:
-        from raysys.tasks import task_names
+        from raysys.errors import UserError
+        from raysys.tasks import get_task
 
-        if v not in task_names():
-            raise ValueError(f"unknown task {v!r}; choose one of {', '.join(task_names())}")
+        try:
+            task = get_task(v)
+        except UserError as e:
+            raise ValueError(str(e)) from None
+        if "train" not in task.splits:
+            raise ValueError(
+                f"{v} has only a test split and cannot be trained on; pick another task"
+            )
+        if "test" not in task.splits:
+            raise ValueError(f"{v} has no test split to evaluate on; add one to its source.splits")
         return v
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from raysys.config import QuickstartConfig, dump_config, resolve_run_id
 from raysys.data.io import write_json, write_parquet, write_text
 from raysys.tasks import build_splits, get_task
-from raysys.tasks.base import ClassificationTask
+from raysys.tasks.base import Task
 
 log = logging.getLogger(__name__)
 
@@ -91,14 +91,14 @@ def run_quickstart(cfg: QuickstartConfig) -> QuickstartResult:
 
 
 def _materialize_data(
-    task: ClassificationTask, cfg: QuickstartConfig, data_dir: Path
+    task: Task, cfg: QuickstartConfig, data_dir: Path
 ) -> dict[str, list[dict[str, Any]]]:
     sizes = {
-        "train": cfg.task.train_size,
-        "validation": cfg.task.validation_size,
-        "test": cfg.task.test_size,
+        s: getattr(cfg.task, f"{s}_size")
+        for s in ("train", "validation", "test")
+        if s in task.splits  # file-defined tasks may lack a validation split
     }
-    splits = build_splits(task.name, sizes, cfg.run.seed)
+    splits = build_splits(cfg.task.name, sizes, cfg.run.seed)
     for split, rows in splits.items():
         write_parquet(data_dir / f"{split}.parquet", rows)
     sft_rows = [

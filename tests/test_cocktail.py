@@ -25,6 +25,7 @@ from raysys.data.cocktail import (
     materialize,
     mix,
     parse_spec,
+    pools_fingerprint,
     spec_hash,
     stable_ranking,
     stable_unit,
@@ -399,7 +400,7 @@ def test_materialize_writes_reuses_and_keys_by_seed_and_fraction(tmp_path: Path)
     spec = _spec({"a": 1.0, "b": 3.0}, name="mini", general=0.1)
     pools = _pools({"a": 40, "b": 90})
     path, counts = materialize(spec, pools, 0.5, 0, tmp_path, _messages)
-    key = spec_hash(spec, 0.5, 0, {})
+    key = spec_hash(spec, 0.5, 0, {"pools": pools_fingerprint(pools)})
     assert path == tmp_path / "cocktails" / key / "train.parquet"
     df = pd.read_parquet(path)
     assert list(df.columns) == ["id", "task", "messages", "gold", "source"]
@@ -419,6 +420,9 @@ def test_materialize_writes_reuses_and_keys_by_seed_and_fraction(tmp_path: Path)
     dirs = sorted(p.name for p in (tmp_path / "cocktails").iterdir() if p.is_dir())
     assert len({path.parent, other_seed.parent, other_frac.parent}) == 3
     assert len(dirs) == 3 and not [d for d in dirs if d.startswith(".")]
+    # Other pool contents (say, a larger train split) never reuse a stale cocktail.
+    bigger = _pools({"a": 41, "b": 90})
+    assert materialize(spec, bigger, 0.5, 0, tmp_path, _messages)[0] != path
 
 
 def test_materialize_source_defaults_to_the_key(tmp_path: Path):

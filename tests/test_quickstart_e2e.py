@@ -92,3 +92,45 @@ def test_rerun_with_same_run_id_skips_finished_stages(run):
     assert again.after == res.after and again.before == res.before
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert yaml.safe_load((res.run_dir / "config.yaml").read_text())["run"]["run_id"] == "e2e"
+
+
+def test_yaml_task_over_local_csv_trains_and_evaluates(ray_local, tiny_model, tmp_path):
+    import pandas as pd
+
+    from raysys.tasks import build_splits
+
+    src = build_splits("news_sentiment", {"train": 96, "test": 16}, 3)
+    for split, rows in src.items():
+        pd.DataFrame(
+            {"headline": [r["input"] for r in rows], "tone": [r["gold"] for r in rows]}
+        ).to_csv(tmp_path / f"{split}.csv", index=False)
+    task_file = tmp_path / "tone.yaml"
+    task_file.write_text(
+        yaml.safe_dump(
+            {
+                "name": "csv_tone",
+                "kind": "classification",
+                "labels": ["positive", "negative", "neutral"],
+                "prompt": "What is the tone?\n{input}\nEnd with 'Answer: <tone>'.",
+                "source": {"format": "csv", "splits": {"train": "train.csv", "test": "test.csv"}},
+                "columns": {"input": "headline", "gold": "tone"},
+            }
+        )
+    )
+    cfg = load_config(
+        QuickstartConfig,
+        None,
+        [
+            *TINY,
+            f"task.name={task_file}",
+            "train.epochs=2",
+            f"run.storage_path={tmp_path / 'runs'}",
+            "run.run_id=csv",
+        ],
+    )
+    res = run_quickstart(cfg)
+    assert res.before["missing_rate"] == 1.0 and res.after["missing_rate"] <= 0.2
+    assert res.train["step"] == 24  # 96 rows / batch 8 * 2 epochs
+    preds = pd.read_parquet(res.run_dir / "eval_sft" / "predictions.parquet")
+    assert sorted(preds["id"]) == [f"csv_tone-test-{i:06d}" for i in range(16)]
+    assert not (res.run_dir / "data" / "validation.parquet").exists()

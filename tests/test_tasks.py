@@ -82,3 +82,57 @@ def test_metrics_count_missing_as_wrong():
     assert classification_metrics(golds, golds, TASK.labels)["mcc"] == 1.0
     with pytest.raises(ValueError):
         classification_metrics(golds, preds[:2], TASK.labels)
+
+
+# --- every kind -------------------------------------------------------------------------
+
+ALL = [n for n in __import__("raysys.tasks", fromlist=["task_names"]).task_names()]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_gold_targets_score_perfectly_and_garbage_scores_missing(name):
+    task = get_task(name)
+    split = task.splits[-1]
+    rows = build_splits(name, {split: 12}, 0)[split]
+    golds, inputs = [r["gold"] for r in rows], [r["input"] for r in rows]
+    perfect = task.score(golds, [f"Let me think.\n{task.target(r)}" for r in rows], inputs)
+    assert perfect["main"] == 1.0 and perfect["missing_rate"] == 0.0
+    garbage = task.score(golds, ["I cannot say."] * len(rows), inputs)
+    assert garbage["missing_rate"] == 1.0 and garbage["main"] == 0.0
+
+
+def test_test_only_task_refuses_train_split():
+    from raysys.errors import UserError
+
+    with pytest.raises(UserError, match="fomc_stance has only the split"):
+        build_splits("fomc_stance", {"train": 10}, 0)
+    assert len(build_splits("fomc_stance", {"test": 9}, 0)["test"]) == 9
+
+
+def test_numeric_extraction_and_tolerance():
+    task = get_task("numeric_qa")
+    assert task.extract("so the change is\nAnswer: $1,234.50") == "$1,234.50"
+    assert task.extract("roughly 12%") == MISSING
+    assert task.extract_lenient("first 3, then 12.5%") == "12.5%"
+    m = task.score(
+        ["1234.5", "12.5", "-3.2", "7"],
+        ["Answer: $1,234.50", "Answer: 12.5%", "Answer: (3.2)", "about 7"],
+    )
+    assert m["exact_match"] == 0.75 and m["missing_rate"] == 0.25
+    assert m["flexible_exact_match"] == 1.0
+
+
+def test_ner_entity_f1_uses_seqeval_spans():
+    task = get_task("fin_ner")
+    text = "Sentence: Maria Okafor of Calder Bank flew to Lisbon."
+    gold = "PER: Maria Okafor; ORG: Calder Bank; LOC: Lisbon"
+    assert task.score([gold], [f"Answer: {gold}"], [text])["entity_f1"] == 1.0
+    half = task.score([gold], ["Answer: PER: Maria Okafor; ORG: Calder"], [text])
+    assert half["entity_precision"] == 0.5 and half["entity_recall"] == pytest.approx(1 / 3)
+    assert task.score(["none"], ["Answer: none"], ["Sentence: Rates rose."])["exact_match"] == 1.0
+
+
+def test_freetext_normalises_case_quotes_and_spaces():
+    task = get_task("general_instruct")
+    m = task.score(["pencil, credit, zebra"], ["Answer: 'Pencil,  credit, ZEBRA'"])
+    assert m["exact_match"] == 1.0

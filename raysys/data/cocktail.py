@@ -379,6 +379,17 @@ def mix(
 # ---------------------------------------------------------------- materialize
 
 
+def pools_fingerprint(pools: dict[str, list[Row]]) -> str:
+    """sha256 over every row's (task, id, input, gold): what the mixture is made of."""
+    h = hashlib.sha256()
+    for task in sorted(pools):
+        for r in sorted(pools[task], key=lambda r: str(r["id"])):
+            h.update(
+                json.dumps([task, r["id"], r.get("input"), r.get("gold")], default=str).encode()
+            )
+    return h.hexdigest()[:16]
+
+
 def _existing(target: Path) -> tuple[Path, dict[str, int]] | None:
     manifest = target / "manifest.json"
     if not manifest.is_file():
@@ -416,10 +427,14 @@ def materialize(
     root: Path,
     to_messages: Callable[[Row], list[dict]],
 ) -> tuple[Path, dict[str, int]]:
-    """Write the cocktail once to root/cocktails/<key>/; later calls reuse it."""
+    """Write the cocktail once to root/cocktails/<key>/; later calls reuse it.
+
+    The key covers the pools' contents too, so other train sizes or generator seeds
+    never reuse a stale cocktail.
+    """
     from filelock import FileLock
 
-    key = spec_hash(spec, fraction, seed, {})
+    key = spec_hash(spec, fraction, seed, {"pools": pools_fingerprint(pools)})
     target = Path(root) / "cocktails" / key
     if found := _existing(target):
         return found

@@ -11,13 +11,13 @@ import pandas as pd
 
 from raysys.data.io import write_json, write_parquet
 from raysys.engines.hf import BASE
-from raysys.tasks.base import ClassificationTask
+from raysys.tasks.base import Task
 
 log = logging.getLogger(__name__)
 
 
 def evaluate(
-    task: ClassificationTask,
+    task: Task,
     rows: list[dict[str, Any]],
     model_path: str,
     adapters: dict[str, str],
@@ -38,7 +38,7 @@ def evaluate(
     df = hf.generate(work, model_path, adapters, gen_cfg, dtype)
     seconds = time.perf_counter() - start
     df["pred"] = [task.extract(t) for t in df["generated_text"]]
-    df["pred_finben"] = [task.extract_lenient(t) for t in df["generated_text"]]
+    df["pred_lenient"] = [task.extract_lenient(t) for t in df["generated_text"]]
     results = {_label(n): _metrics(task, df[df["adapter"] == n]) for n in names}
     for m in results.values():
         m["eval_seconds"] = seconds
@@ -55,16 +55,22 @@ def changed_share(base_outputs: pd.Series, adapter_outputs: pd.Series) -> float:
     return float((a != b).mean())
 
 
-def _eval_row(task: ClassificationTask, row: dict[str, Any]) -> dict[str, Any]:
-    return {"id": row["id"], "task": task.name, "gold": row["gold"], "messages": task.messages(row)}
+def _eval_row(task: Task, row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "task": task.name,
+        "input": row["input"],
+        "gold": row["gold"],
+        "messages": task.messages(row),
+    }
 
 
 def _label(name: str) -> str:
     return "base" if name == BASE else name
 
 
-def _metrics(task: ClassificationTask, df: pd.DataFrame) -> dict[str, float]:
-    m = task.score(df["gold"].tolist(), df["generated_text"].tolist())
+def _metrics(task: Task, df: pd.DataFrame) -> dict[str, float]:
+    m = task.score(df["gold"].tolist(), df["generated_text"].tolist(), df["input"].tolist())
     m["n"] = len(df)
     m["mean_generated_tokens"] = float(df["num_generated_tokens"].mean())
     m["overlong_rate"] = float(df["overlong"].mean())

@@ -1,15 +1,35 @@
-"""What every task provides: rows, a prompt, answer extraction and a scorer."""
+"""What every task provides: rows, a prompt, answer extraction and a scorer.
+
+A task is data (name, kind, labels, prompt, splits) plus the behaviour its kind
+implies, so a task defined in YAML behaves exactly like a built-in one.
+
+Extraction, for every kind:
+- strict: the text after the *last* `Answer:` (a chain of thought may restate an
+  earlier guess before its final line); nothing there is a *missing* answer;
+- flexible: what a lenient reader would take when the strict form is absent
+  (classification: FinBen's first label found in the lowercased output; numeric:
+  the last number; NER: entity pairs anywhere; free text: the last non-empty line).
+"""
 
 from __future__ import annotations
 
 import random
 import re
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 SPLITS = ("train", "validation", "test")
 MISSING = "missing"
+KINDS = ("classification", "ner", "numeric", "freetext")
+MAIN_METRIC = {
+    "classification": "macro_f1",
+    "ner": "entity_f1",
+    "numeric": "exact_match",
+    "freetext": "exact_match",
+}
+# The rest of the line after "Answer:", with markdown emphasis tolerated.
+ANSWER_LINE_RE = re.compile(r"answer\s*[*_]*\s*[:：][ \t*_`\"']*([^\n]*)", re.IGNORECASE)
 
 
 def split_rng(seed: int, task: str, split: str) -> random.Random:
@@ -17,21 +37,36 @@ def split_rng(seed: int, task: str, split: str) -> random.Random:
     return random.Random(zlib.crc32(f"{seed}:{task}:{split}".encode()))
 
 
+def answer_regex(labels: tuple[str, ...]) -> re.Pattern[str]:
+    """`Answer: <label>` with optional markdown emphasis, case-insensitive, whole word."""
+    alts = "|".join(re.escape(lab) for lab in sorted(labels, key=len, reverse=True))
+    return re.compile(rf"answer\s*[*_]*\s*[:：][\s*_`\"']*({alts})\b", re.IGNORECASE)
+
+
 @dataclass(frozen=True)
-class ClassificationTask:
-    """A task whose answer is one label from a fixed set.
-
-    `answer_re` is the strict extraction: the *last* `Answer: <label>` in the
-    output wins (a chain of thought may restate an earlier guess before its
-    final line). `extract_lenient` is FinBen's convention: the first label
-    found anywhere in the lowercased output.
-    """
-
+class Task:
     name: str
-    labels: tuple[str, ...]
+    kind: str
     prompt_template: str
-    answer_re: re.Pattern[str]
+    labels: tuple[str, ...] = ()
+    splits: tuple[str, ...] = SPLITS
     description: str = ""
+    answer_re: re.Pattern[str] | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"task {self.name}: kind must be one of {KINDS}, got {self.kind!r}")
+        if self.kind == "classification" and len(self.labels) < 2:
+            raise ValueError(f"task {self.name}: a classification task needs >= 2 labels")
+        if "{input}" not in self.prompt_template:
+            raise ValueError(f"task {self.name}: the prompt template must contain {{input}}")
+        if self.answer_re is None:
+            default = answer_regex(self.labels) if self.labels else ANSWER_LINE_RE
+            object.__setattr__(self, "answer_re", default)
+
+    @property
+    def main_metric(self) -> str:
+        return MAIN_METRIC[self.kind]
 
     def messages(self, row: dict[str, Any]) -> list[dict[str, str]]:
         return [{"role": "user", "content": self.prompt_template.format(input=row["input"])}]
@@ -41,25 +76,35 @@ class ClassificationTask:
 
     def extract(self, text: str) -> str:
         found = self.answer_re.findall(text or "")
-        return found[-1].lower() if found else MISSING
+        if not found:
+            return MISSING
+        ans = found[-1].strip().strip("*`\"' ").removesuffix(".").strip()
+        if self.kind == "classification":
+            ans = ans.lower()
+        return ans or MISSING
+
+    def extract_flexible(self, text: str) -> str:
+        strict = self.extract(text)
+        return strict if strict != MISSING else self.extract_lenient(text)
 
     def extract_lenient(self, text: str) -> str:
-        low = (text or "").lower()
-        hits = [(low.find(lab), lab) for lab in self.labels if lab in low]
-        return min(hits)[1] if hits else MISSING
+        """FinBen's reading for classification; the kind's loosest reading otherwise."""
+        from raysys.tasks import answers
 
-    def score(self, golds: list[str], outputs: list[str]) -> dict[str, float]:
-        from raysys.evaluate.metrics import classification_metrics
+        return answers.lenient(self, text or "")
+
+    def score(
+        self, golds: list[str], outputs: list[str], inputs: list[str] | None = None
+    ) -> dict[str, float]:
+        """Strict metrics, the flexible/FinBen ones prefixed, and `main`."""
+        from raysys.evaluate import metrics
 
         strict = [self.extract(o) for o in outputs]
-        lenient = [self.extract_lenient(o) for o in outputs]
-        out = classification_metrics(golds, strict, self.labels)
-        finben = classification_metrics(golds, lenient, self.labels)
-        out.update({f"finben_{k}": v for k, v in finben.items()})
+        loose = [self.extract_lenient(o) for o in outputs]
+        prefix = "finben_" if self.kind == "classification" else "flexible_"
+        out = metrics.score_kind(self, golds, strict, inputs)
+        out.update(
+            {prefix + k: v for k, v in metrics.score_kind(self, golds, loose, inputs).items()}
+        )
+        out["main"] = out[self.main_metric]
         return out
-
-
-def answer_regex(labels: tuple[str, ...]) -> re.Pattern[str]:
-    """`Answer: <label>` with optional markdown emphasis, case-insensitive, whole word."""
-    alts = "|".join(re.escape(lab) for lab in sorted(labels, key=len, reverse=True))
-    return re.compile(rf"answer\s*[*_]*\s*[:：][\s*_`\"']*({alts})\b", re.IGNORECASE)

@@ -11,12 +11,13 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from raysys.tasks.base import SPLITS, ClassificationTask, answer_regex, split_rng
+from raysys.tasks.base import SPLITS, Task, split_rng
 
 LABELS = ("positive", "negative", "neutral")
 
-TASK = ClassificationTask(
+TASK = Task(
     name="news_sentiment",
+    kind="classification",
     labels=LABELS,
     prompt_template=(
         "Decide the sentiment of the news for the shareholders of the named company.\n"
@@ -24,7 +25,6 @@ TASK = ClassificationTask(
         "Options: positive, negative, neutral.\n"
         "End with a line of the form 'Answer: <option>'."
     ),
-    answer_re=answer_regex(LABELS),
     description="3-way news sentiment for a target company (built-in, generated)",
 )
 

@@ -1,0 +1,53 @@
+"""Cocktails over the task registry: build each task's train pool, then mix and write.
+
+`raysys.data.cocktail` knows nothing of tasks; this module feeds it registry rows
+(built-in or YAML-defined tasks) and the chat rendering each task defines.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from raysys.data.cocktail import REGULARISERS, CocktailSpec, materialize, validate_spec
+from raysys.tasks import build_splits, get_task, task_names
+
+Row = dict[str, Any]
+
+
+def pool_tasks(spec: CocktailSpec) -> list[str]:
+    tasks = [c.task for c in spec.components if c.weight > 0]
+    return tasks + [
+        t for t, share in zip(REGULARISERS, (spec.general, spec.math), strict=True) if share > 0
+    ]
+
+
+def build_pools(spec: CocktailSpec, train_size: int, seed: int) -> dict[str, list[Row]]:
+    """Each needed task's train split (`train_size` rows), keyed by its registry name."""
+    check_against_registry(spec)
+    pools = {}
+    for name in pool_tasks(spec):
+        pools[get_task(name).name] = build_splits(name, {"train": train_size}, seed)["train"]
+    return pools
+
+
+def check_against_registry(spec: CocktailSpec) -> None:
+    """Unknown and test-only tasks are refused before any row is built."""
+    for c in spec.components:
+        get_task(c.task)  # a one-line UserError for unknown names; registers YAML tasks
+    test_only = {n for n in task_names() if "train" not in get_task(n).splits}
+    available = {n: 1 for n in task_names() if n not in test_only}
+    validate_spec(spec, available, test_only)
+
+
+def to_messages(row: Row) -> list[dict[str, str]]:
+    task = get_task(row["task"])
+    return task.messages(row) + [{"role": "assistant", "content": task.target(row)}]
+
+
+def materialize_cocktail(
+    spec: CocktailSpec, fraction: float, seed: int, storage: Path, train_size: int
+) -> tuple[Path, dict[str, int]]:
+    """Chat-format parquet for (spec, fraction, seed) under `storage`, reused when asked again."""
+    pools = build_pools(spec, train_size, seed)
+    return materialize(spec, pools, fraction, seed, storage, to_messages)
