@@ -29,7 +29,8 @@ from raysys.errors import ModelSourceError
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
-CACHE_VERSION = 1  # bump when a conversion recipe changes
+CACHE_VERSION = 1  # bump when the GGUF conversion recipe changes
+TINY_RECIPE = 2  # bump when the tiny model or its tokenizer corpus changes
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,8 @@ def resolve_model(source: str) -> str:
         return str(_embedded(source, EMBEDDED[source]))
     if m := _TINY_RE.match(source):
         seed = int(m.group(1) or 0)
-        return str(_cached(f"tiny-random-{seed}", lambda d: build_tiny_model(d, seed)))
+        name = f"tiny-random-{seed}-r{TINY_RECIPE}"
+        return str(_cached(name, lambda d: build_tiny_model(d, seed)))
     path = Path(source).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -147,7 +149,8 @@ def _tiny_corpus() -> list[str]:
     lines = []
     for name in task_names():
         task = get_task(name)
-        for rows in build_splits(name, {"train": 300}, seed=12345).values():
+        split = task.splits[0]  # test-only tasks have no train split
+        for rows in build_splits(name, {split: 300}, seed=12345).values():
             for r in rows:
                 lines.append(task.messages(r)[0]["content"])
                 lines.append(task.target(r))
