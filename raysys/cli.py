@@ -32,7 +32,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="raysys", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="raysys",
+        description="Fine-tune LLMs for a domain on Ray: LoRA SFT on Ray Train, evaluation and "
+        "generation on Ray Data, task mixtures. `raysys COMMAND --help` for each command.",
+    )
     sub = p.add_subparsers(title="commands")
 
     q = sub.add_parser(

@@ -93,9 +93,9 @@ def sft_worker(config: dict[str, Any]) -> None:
     every = config["train"]["report_every_steps"]
 
     class _Report(TrainerCallback):
-        # Every rank reports (Train V2 expects all workers to call report). Each report
-        # is a cross-worker sync costing ~1-2 s, so report every few steps; the per-step
-        # history travels with the final checkpoint instead.
+        # Every rank reports (Train V2 expects all workers to call report). Back-to-back
+        # reports wait ~2 s each (one per controller health-check poll; BENCHMARKS.md), so
+        # report every few steps; the per-step history travels with the final checkpoint.
         def on_log(self, args, state, control, logs=None, **kw):
             if logs and "loss" in logs:
                 _check_finite(logs["loss"], state.global_step)
