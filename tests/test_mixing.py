@@ -80,3 +80,43 @@ def test_cli_mix_refuses_bad_specs_and_writes_nothing(tmp_path, capsys, spec, me
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not store.exists()
+
+
+def test_a_yaml_task_file_mixes_like_a_builtin(tmp_path, capsys):
+    from raysys.tasks import build_splits
+
+    src = build_splits("news_sentiment", {"train": 50}, 3)["train"]
+    pd.DataFrame({"headline": [r["input"] for r in src], "tone": [r["gold"] for r in src]}).to_csv(
+        tmp_path / "train.csv", index=False
+    )
+    task_file = tmp_path / "tone.yaml"
+    task_file.write_text(
+        yaml.safe_dump(
+            {
+                "name": "mix_tone",
+                "kind": "classification",
+                "labels": ["positive", "negative", "neutral"],
+                "prompt": "Tone?\n{input}\nEnd with 'Answer: <tone>'.",
+                "source": {"format": "csv", "splits": {"train": "train.csv"}},
+                "columns": {"input": "headline", "gold": "tone"},
+            }
+        )
+    )
+    spec = tmp_path / "mix.yaml"
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "components": [
+                    {"task": str(task_file), "weight": 1},
+                    {"task": "price_direction", "weight": 1},
+                ]
+            }
+        )
+    )
+    args = ["data", "mix", str(spec), "--storage", str(tmp_path / "s"), "--train-size", "50"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "mix_tone           50" in out and "price_direction    50" in out
+    df = pd.read_parquet(out.strip().splitlines()[-1].removeprefix("Outputs: "))
+    tone = df[df["task"] == "mix_tone"].iloc[0]
+    assert tone["messages"][0]["content"].startswith("Tone?")

@@ -22,19 +22,24 @@ def pool_tasks(spec: CocktailSpec) -> list[str]:
     ]
 
 
+def resolve_spec(spec: CocktailSpec) -> CocktailSpec:
+    """Components named by a YAML task file are renamed to the task's registered name."""
+    comps = [c.model_copy(update={"task": get_task(c.task).name}) for c in spec.components]
+    return spec.model_copy(update={"components": comps})
+
+
 def build_pools(spec: CocktailSpec, train_size: int, seed: int) -> dict[str, list[Row]]:
-    """Each needed task's train split (`train_size` rows), keyed by its registry name."""
+    """Each needed task's train split (`train_size` rows); `spec` must be resolved."""
     check_against_registry(spec)
-    pools = {}
-    for name in pool_tasks(spec):
-        pools[get_task(name).name] = build_splits(name, {"train": train_size}, seed)["train"]
-    return pools
+    return {
+        name: build_splits(name, {"train": train_size}, seed)["train"] for name in pool_tasks(spec)
+    }
 
 
 def check_against_registry(spec: CocktailSpec) -> None:
     """Unknown and test-only tasks are refused before any row is built."""
     for c in spec.components:
-        get_task(c.task)  # a one-line UserError for unknown names; registers YAML tasks
+        get_task(c.task)  # a one-line UserError for unknown names
     test_only = {n for n in task_names() if "train" not in get_task(n).splits}
     available = {n: 1 for n in task_names() if n not in test_only}
     validate_spec(spec, available, test_only)
@@ -49,5 +54,6 @@ def materialize_cocktail(
     spec: CocktailSpec, fraction: float, seed: int, storage: Path, train_size: int
 ) -> tuple[Path, dict[str, int]]:
     """Chat-format parquet for (spec, fraction, seed) under `storage`, reused when asked again."""
+    spec = resolve_spec(spec)
     pools = build_pools(spec, train_size, seed)
     return materialize(spec, pools, fraction, seed, storage, to_messages)
