@@ -21,7 +21,19 @@ from raysys.tasks.base import Task
 
 log = logging.getLogger(__name__)
 
-TABLE_METRICS = ("accuracy", "macro_f1", "missing_rate", "mean_generated_tokens", "finben_accuracy")
+# Shown when the task's metrics have them; the kind's main metric always leads.
+TABLE_METRICS = (
+    "accuracy",
+    "macro_f1",
+    "entity_f1",
+    "exact_match",
+    "missing_rate",
+    "mean_generated_tokens",
+    "overlong_rate",
+    "finben_accuracy",
+    "flexible_entity_f1",
+    "flexible_exact_match",
+)
 
 
 @dataclass
@@ -134,7 +146,7 @@ def _stage(out_dir: Path, title: str, fn: Any) -> dict[str, Any]:
 
 def format_table(before: dict[str, float], after: dict[str, float]) -> str:
     rows = ["| metric | base | LoRA SFT | change |", "| --- | ---: | ---: | ---: |"]
-    for k in TABLE_METRICS:
+    for k in (k for k in TABLE_METRICS if k in before and k in after):
         b, a = before[k], after[k]
         rows.append(f"| {k} | {b:.3f} | {a:.3f} | {a - b:+.3f} |")
     return "\n".join(rows)

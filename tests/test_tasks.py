@@ -130,9 +130,28 @@ def test_ner_entity_f1_uses_seqeval_spans():
     half = task.score([gold], ["Answer: PER: Maria Okafor; ORG: Calder"], [text])
     assert half["entity_precision"] == 0.5 and half["entity_recall"] == pytest.approx(1 / 3)
     assert task.score(["none"], ["Answer: none"], ["Sentence: Rates rose."])["exact_match"] == 1.0
+    assert task.score(["none"], ["no idea"], ["Sentence: Rates rose."])["exact_match"] == 0.0
 
 
 def test_freetext_normalises_case_quotes_and_spaces():
     task = get_task("general_instruct")
     m = task.score(["pencil, credit, zebra"], ["Answer: 'Pencil,  credit, ZEBRA'"])
     assert m["exact_match"] == 1.0
+
+
+def test_quickstart_table_fits_every_kind():
+    from raysys.quickstart import format_table
+
+    for name in ("news_sentiment", "fin_ner", "numeric_qa", "general_instruct"):
+        task = get_task(name)
+        split = task.splits[-1]
+        rows = build_splits(name, {split: 6}, 0)[split]
+        args = (
+            [r["gold"] for r in rows],
+            [task.target(r) for r in rows],
+            [r["input"] for r in rows],
+        )
+        m = {**task.score(*args), "mean_generated_tokens": 5.0, "overlong_rate": 0.0}
+        table = format_table(m, m)
+        assert f"| {task.main_metric} | 1.000 | 1.000 | +0.000 |" in table
+        assert "| missing_rate |" in table

@@ -70,7 +70,11 @@ def ner_metrics(golds: list[str], preds: list[str], inputs: list[str]) -> dict[s
         "entity_f1": float(ent_f1(y_true, y_pred, zero_division=0)),
         "entity_precision": float(precision_score(y_true, y_pred, zero_division=0)),
         "entity_recall": float(recall_score(y_true, y_pred, zero_division=0)),
-        "exact_match": sum(t == p for t, p in zip(y_true, y_pred, strict=True)) / len(y_true),
+        # A missing answer is wrong even where the gold is "none".
+        "exact_match": sum(
+            p != MISSING and t == yp for t, yp, p in zip(y_true, y_pred, preds, strict=True)
+        )
+        / len(y_true),
         "missing_rate": _missing(preds),
     }
 
