@@ -101,6 +101,7 @@ def _record(args, med, ratios, times) -> None:
         "machine": f"{platform.machine()} {os.cpu_count()} cores",
         "median_train_runtime_s": med,
         "ratios_vs_plain_trl": ratios,
+        "ray_env": {k: v for k, v in os.environ.items() if k.startswith("RAY_")},
         "runs": times,
     }
     out = ROOT / "bench" / "results"
@@ -112,8 +113,19 @@ def _record(args, med, ratios, times) -> None:
         + ", ".join(f"{k} {ratios[k]:.2f}x ({med[k] / args.steps:.2f} s/step)" for k in med)
         + " |\n"
     )
-    with open(ROOT / "BENCHMARKS.md", "a") as f:
-        f.write(line)
+    _insert_row(ROOT / "BENCHMARKS.md", "## Ray Train overhead", line)
+
+
+def _insert_row(path: Path, section: str, line: str) -> None:
+    """Add `line` after the last table row of `section` (other sections follow it)."""
+    lines = path.read_text().splitlines(keepends=True)
+    start = next(i for i, text in enumerate(lines) if text.startswith(section))
+    end = start + 1
+    while end < len(lines) and not lines[end].startswith("## "):
+        end += 1
+    rows = [i for i in range(start, end) if lines[i].startswith("|")]
+    lines.insert(rows[-1] + 1, line)
+    path.write_text("".join(lines))
 
 
 if __name__ == "__main__":
