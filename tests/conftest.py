@@ -46,3 +46,38 @@ def storage(tmp_path: Path) -> Path:
     d = tmp_path / "runs"
     d.mkdir()
     return d
+
+
+@pytest.fixture
+def csv_task(tmp_path: Path):
+    """Factory: a task defined only in YAML over CSV files (news_sentiment rows, renamed
+    columns), as a user would write one. Returns the YAML path."""
+
+    def make(
+        name: str, sizes: dict[str, int], prompt: str = "Tone?\n{input}\nEnd with 'Answer: <tone>'."
+    ) -> Path:
+        import pandas as pd
+        import yaml
+
+        from raysys.tasks import build_splits
+
+        for split, rows in build_splits("news_sentiment", sizes, 3).items():
+            pd.DataFrame(
+                {"headline": [r["input"] for r in rows], "tone": [r["gold"] for r in rows]}
+            ).to_csv(tmp_path / f"{split}.csv", index=False)
+        task_file = tmp_path / f"{name}.yaml"
+        task_file.write_text(
+            yaml.safe_dump(
+                {
+                    "name": name,
+                    "kind": "classification",
+                    "labels": ["positive", "negative", "neutral"],
+                    "prompt": prompt,
+                    "source": {"format": "csv", "splits": {s: f"{s}.csv" for s in sizes}},
+                    "columns": {"input": "headline", "gold": "tone"},
+                }
+            )
+        )
+        return task_file
+
+    return make

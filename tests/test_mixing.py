@@ -82,26 +82,8 @@ def test_cli_mix_refuses_bad_specs_and_writes_nothing(tmp_path, capsys, spec, me
     assert not store.exists()
 
 
-def test_a_yaml_task_file_mixes_like_a_builtin(tmp_path, capsys):
-    from raysys.tasks import build_splits
-
-    src = build_splits("news_sentiment", {"train": 50}, 3)["train"]
-    pd.DataFrame({"headline": [r["input"] for r in src], "tone": [r["gold"] for r in src]}).to_csv(
-        tmp_path / "train.csv", index=False
-    )
-    task_file = tmp_path / "tone.yaml"
-    task_file.write_text(
-        yaml.safe_dump(
-            {
-                "name": "mix_tone",
-                "kind": "classification",
-                "labels": ["positive", "negative", "neutral"],
-                "prompt": "Tone?\n{input}\nEnd with 'Answer: <tone>'.",
-                "source": {"format": "csv", "splits": {"train": "train.csv"}},
-                "columns": {"input": "headline", "gold": "tone"},
-            }
-        )
-    )
+def test_a_yaml_task_file_mixes_like_a_builtin(tmp_path, capsys, csv_task):
+    task_file = csv_task("mix_tone", {"train": 50})
     spec = tmp_path / "mix.yaml"
     spec.write_text(
         yaml.safe_dump(

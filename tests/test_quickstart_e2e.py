@@ -94,28 +94,13 @@ def test_rerun_with_same_run_id_skips_finished_stages(run):
     assert yaml.safe_load((res.run_dir / "config.yaml").read_text())["run"]["run_id"] == "e2e"
 
 
-def test_yaml_task_over_local_csv_trains_and_evaluates(ray_local, tiny_model, tmp_path):
+def test_yaml_task_over_local_csv_trains_and_evaluates(ray_local, tiny_model, tmp_path, csv_task):
     import pandas as pd
 
-    from raysys.tasks import build_splits
-
-    src = build_splits("news_sentiment", {"train": 96, "test": 16}, 3)
-    for split, rows in src.items():
-        pd.DataFrame(
-            {"headline": [r["input"] for r in rows], "tone": [r["gold"] for r in rows]}
-        ).to_csv(tmp_path / f"{split}.csv", index=False)
-    task_file = tmp_path / "tone.yaml"
-    task_file.write_text(
-        yaml.safe_dump(
-            {
-                "name": "csv_tone",
-                "kind": "classification",
-                "labels": ["positive", "negative", "neutral"],
-                "prompt": "What is the tone?\n{input}\nEnd with 'Answer: <tone>'.",
-                "source": {"format": "csv", "splits": {"train": "train.csv", "test": "test.csv"}},
-                "columns": {"input": "headline", "gold": "tone"},
-            }
-        )
+    task_file = csv_task(
+        "csv_tone",
+        {"train": 96, "test": 16},
+        "What is the tone?\n{input}\nEnd with 'Answer: <tone>'.",
     )
     cfg = load_config(
         QuickstartConfig,
