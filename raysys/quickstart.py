@@ -56,6 +56,7 @@ def run_quickstart(cfg: QuickstartConfig) -> QuickstartResult:
     task = get_task(cfg.task.name)
     model_path = resolve_model(cfg.model.source)  # before any output: a bad source writes nothing
     run_dir = Path(cfg.run.storage_path).expanduser().resolve() / cfg.run.name / resolve_run_id(cfg)
+    _check_resume(run_dir, cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text(run_dir / "config.yaml", dump_config(cfg))
     log.info("run directory: %s", run_dir)
@@ -100,6 +101,32 @@ def run_quickstart(cfg: QuickstartConfig) -> QuickstartResult:
     write_json(run_dir / "summary.json", {"before": before, "after": after, "train": train})
     write_text(run_dir / "table.md", result.table() + "\n")
     return result
+
+
+def _check_resume(run_dir: Path, cfg: QuickstartConfig) -> None:
+    """Resuming a run with another config would mix stale stages into new results."""
+    import yaml
+
+    from raysys.errors import UserError
+
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        return
+    old, new = _flatten(yaml.safe_load(saved.read_text())), _flatten(cfg.model_dump(mode="json"))
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    if changed:
+        raise UserError(
+            f"run {run_dir.name} exists with another config ({', '.join(changed[:5])} differ); "
+            "set a new run.run_id, or resume with the same settings"
+        )
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        out.update(_flatten(v, key + ".") if isinstance(v, dict) else {key: v})
+    return out
 
 
 def _materialize_data(

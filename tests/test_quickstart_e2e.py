@@ -94,6 +94,19 @@ def test_rerun_with_same_run_id_skips_finished_stages(run):
     assert yaml.safe_load((res.run_dir / "config.yaml").read_text())["run"]["run_id"] == "e2e"
 
 
+def test_resume_with_another_config_is_refused(run):
+    from raysys.errors import UserError
+
+    cfg, res = run
+    changed = cfg.model_copy(update={"train": cfg.train.model_copy(update={"learning_rate": 1e-5})})
+    before = (res.run_dir / "config.yaml").read_text()
+    with pytest.raises(
+        UserError, match=r"run e2e exists with another config \(train.learning_rate"
+    ):
+        run_quickstart(changed)
+    assert (res.run_dir / "config.yaml").read_text() == before
+
+
 def test_yaml_task_over_local_csv_trains_and_evaluates(ray_local, tiny_model, tmp_path, csv_task):
     import pandas as pd
 
