@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 CACHE_VERSION = 1  # bump when the GGUF conversion recipe changes
-TINY_RECIPE = 2  # bump when the tiny model or its tokenizer corpus changes
+TINY_RECIPE = 3  # bump when the tiny model or its tokenizer corpus changes
 
 
 @dataclass(frozen=True)

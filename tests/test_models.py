@@ -53,7 +53,7 @@ def test_parallel_resolution_never_sees_a_half_written_cache(tmp_path):
     paths = {q.get() for _ in procs}
     assert len(paths) == 1
     built = [p for p in (tmp_path / "models").iterdir() if not p.name.endswith(".lock")]
-    assert [p.name for p in built] == ["tiny-random-5-r2-v1"]  # no temp dirs left behind
+    assert [p.name for p in built] == ["tiny-random-5-r3-v1"]  # no temp dirs left behind
     assert (Path(paths.pop()) / "model.safetensors").is_file()
 
 

@@ -18,10 +18,7 @@ if TYPE_CHECKING:
 def score_kind(
     task: Task, golds: list[str], preds: list[str], inputs: list[str] | None
 ) -> dict[str, float]:
-    if len(golds) != len(preds):
-        raise ValueError(f"{len(golds)} golds but {len(preds)} predictions")
-    if not golds:
-        raise ValueError("no rows to score")
+    _check(golds, preds)
     if task.kind == "classification":
         return classification_metrics(golds, preds, task.labels)
     if task.kind == "ner":
@@ -36,10 +33,7 @@ def score_kind(
 def classification_metrics(
     golds: list[str], preds: list[str], labels: tuple[str, ...]
 ) -> dict[str, float]:
-    if len(golds) != len(preds):
-        raise ValueError(f"{len(golds)} golds but {len(preds)} predictions")
-    if not golds:
-        raise ValueError("no rows to score")
+    _check(golds, preds)
     labs = list(labels)
     return {
         "accuracy": float(accuracy_score(golds, preds)),
@@ -99,6 +93,13 @@ def freetext_metrics(golds: list[str], preds: list[str]) -> dict[str, float]:
         for g, p in zip(golds, preds, strict=True)
     ]
     return {"exact_match": sum(hits) / len(hits), "missing_rate": _missing(preds)}
+
+
+def _check(golds: list[str], preds: list[str]) -> None:
+    if len(golds) != len(preds):
+        raise ValueError(f"{len(golds)} golds but {len(preds)} predictions")
+    if not golds:
+        raise ValueError("no rows to score")
 
 
 def _missing(preds: list[str]) -> float:

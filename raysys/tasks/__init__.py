@@ -1,8 +1,8 @@
 """Task registry: name -> (task definition, split generator).
 
-Built in: `news_sentiment` plus the generated finance suite in `raysys.tasks.gen`
-(price direction, central-bank stance, NER, numeric QA over tables, causal
-detection) and two regularisers (general instructions, arithmetic).
+Built in: the generated finance suite in `raysys.tasks.gen` (news sentiment, price
+direction, central-bank stance, NER, numeric QA over tables, causal detection) and
+two regularisers (general instructions, arithmetic); plus tasks from YAML files.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from raysys.tasks import news_sentiment
 from raysys.tasks.base import Task
 from raysys.tasks.gen import GENERATORS
 
@@ -18,9 +17,7 @@ Generator = Callable[[dict[str, int], int], dict[str, list[dict[str, Any]]]]
 
 
 def _builtin() -> dict[str, tuple[Task, Generator]]:
-    reg: dict[str, tuple[Task, Generator]] = {
-        news_sentiment.TASK.name: (news_sentiment.TASK, news_sentiment.generate_splits),
-    }
+    reg: dict[str, tuple[Task, Generator]] = {}
     for name, mod in GENERATORS.items():
         summary = (mod.__doc__ or name).strip().splitlines()[0]
         task = Task(

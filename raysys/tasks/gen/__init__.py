@@ -16,6 +16,7 @@ from raysys.tasks.gen import (
     fin_ner,
     fomc_stance,
     general_instruct,
+    news_sentiment,
     numeric_qa,
     price_direction,
 )
@@ -23,6 +24,7 @@ from raysys.tasks.gen import (
 GENERATORS: dict[str, ModuleType] = {
     m.NAME: m
     for m in (
+        news_sentiment,
         price_direction,
         fomc_stance,
         fin_ner,

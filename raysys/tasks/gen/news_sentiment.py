@@ -11,21 +11,17 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from raysys.tasks.base import SPLITS, Task, split_rng
+from raysys.tasks.gen._common import make_splits
 
 LABELS = ("positive", "negative", "neutral")
-
-TASK = Task(
-    name="news_sentiment",
-    kind="classification",
-    labels=LABELS,
-    prompt_template=(
-        "Decide the sentiment of the news for the shareholders of the named company.\n"
-        "{input}\n"
-        "Options: positive, negative, neutral.\n"
-        "End with a line of the form 'Answer: <option>'."
-    ),
-    description="3-way news sentiment for a target company (built-in, generated)",
+NAME = "news_sentiment"
+KIND = "classification"
+SPLITS = ("train", "validation", "test")
+PROMPT = (
+    "Decide the sentiment of the news for the shareholders of the named company.\n"
+    "{input}\n"
+    "Options: positive, negative, neutral.\n"
+    "End with a line of the form 'Answer: <option>'."
 )
 
 COMPANIES = [
@@ -170,44 +166,11 @@ def _sentence(label: str, rng: random.Random) -> tuple[str, str]:
     return target, text
 
 
-def generate(
-    split: str, size: int, seed: int = 0, exclude: set[str] = frozenset()
-) -> list[dict[str, Any]]:
-    """`size` balanced rows for `split`; texts in `exclude` are skipped (no leakage)."""
-    rng = split_rng(seed, TASK.name, split)
-    rows: list[dict[str, Any]] = []
-    seen = set(exclude)
-    attempts = 0
-    while len(rows) < size:
-        attempts += 1
-        if attempts > size * 50:
-            raise ValueError(
-                f"news_sentiment cannot make {size} distinct {split} rows; lower the size"
-            )
-        label = LABELS[len(rows) % len(LABELS)]
-        target, text = _sentence(label, rng)
-        if text in seen:
-            continue
-        seen.add(text)
-        rows.append(
-            {
-                "id": f"{TASK.name}-{split}-{len(rows):06d}",
-                "task": TASK.name,
-                "split": split,
-                "input": f"Company: {target}\nNews: {text}",
-                "gold": label,
-            }
-        )
-    rng.shuffle(rows)
-    return rows
+def _make(rng: random.Random, label: Any) -> tuple[str, str]:
+    target, text = _sentence(label, rng)
+    return f"Company: {target}\nNews: {text}", label
 
 
 def generate_splits(sizes: dict[str, int], seed: int = 0) -> dict[str, list[dict[str, Any]]]:
-    """Test and validation first, so their rows never depend on the train size."""
-    out: dict[str, list[dict[str, Any]]] = {}
-    taken: set[str] = set()
-    for split in ("test", "validation", "train"):
-        if split in sizes:
-            out[split] = generate(split, sizes[split], seed, exclude=taken)
-            taken |= {r["input"].split("News: ", 1)[1] for r in out[split]}
-    return {s: out[s] for s in SPLITS if s in out}
+    """Rows cycle through the labels, so every split is balanced."""
+    return make_splits(NAME, SPLITS, sizes, seed, _make, LABELS)
