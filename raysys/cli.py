@@ -53,6 +53,19 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("overrides", nargs="*", metavar="a.b=c", help="override config fields")
     q.set_defaults(func=_cmd_quickstart)
 
+    tr = sub.add_parser(
+        "train",
+        help="LoRA SFT or DPO of any model on Ray Train (resumable)",
+        description="Train a LoRA adapter with TRL inside a Ray Train TorchTrainer: SFT on chat "
+        "rows or a cocktail, or DPO on prompt/chosen/rejected rows (after SFT: set "
+        "train.init_adapter to the SFT adapter; the DPO reference is then the SFT model). "
+        "Outputs go to <run.storage_path>/<run.name>/<run_id>/train/; re-run with "
+        "run.run_id=<id> to resume from the latest checkpoint.",
+    )
+    tr.add_argument("config", nargs="?", help="YAML config (see configs/train_sft.yaml)")
+    tr.add_argument("overrides", nargs="*", metavar="a.b=c", help="override config fields")
+    tr.set_defaults(func=_cmd_train)
+
     t = sub.add_parser("tasks", help="list the tasks, or show one")
     tsub = t.add_subparsers(title="tasks commands")
     tl = tsub.add_parser("list", help="every registered task with its kind and splits")
@@ -104,6 +117,31 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
         f"{t.get('train_runtime', 0):.0f}s; total {time.perf_counter() - start:.0f}s"
     )
     print(f"Outputs: {res.run_dir}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from raysys.config import TrainConfig, load_config
+    from raysys.train.job import run_train_job
+
+    config, overrides = args.config, list(args.overrides)
+    if config is not None and "=" in config:  # only overrides were given
+        config, overrides = None, [config, *overrides]
+    cfg = load_config(TrainConfig, config, overrides)
+    run_dir, s = run_train_job(cfg)
+    print()
+    print(
+        f"{cfg.train.method.upper()} on {s.get('world_size', 1)} worker(s), "
+        f"model {cfg.model.source}"
+    )
+    print(
+        f"steps {s.get('step', 0):.0f}, final loss {s.get('loss', float('nan')):.4f}, "
+        f"{s.get('seconds_per_step_mean') or 0:.2f} s/step, "
+        f"{s.get('tokens_per_second') or 0:.0f} tokens/s, MFU {100 * (s.get('mfu') or 0):.2f}%, "
+        f"peak memory {(s.get('peak_memory_bytes') or 0) / 2**30:.2f} GiB"
+    )
+    print(f"Adapter: {run_dir / 'train' / 'adapter'}")
+    print(f"Outputs: {run_dir}")
     return 0
 
 

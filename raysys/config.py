@@ -86,14 +86,27 @@ class GenerateSection(Section):
 
 
 class LoraSection(Section):
-    r: int = Field(128, ge=1)
-    alpha: int = Field(256, ge=1)
+    r: int | None = Field(
+        None, ge=1, description="rank; default by train.method: sft 128, dpo 16 (the study's)"
+    )
+    alpha: int | None = Field(None, ge=1, description="default 2 x r (sft 256, dpo 32)")
     dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
 
 
+class DpoSection(Section):
+    beta: float = Field(1.0, gt=0, description="the study's DPO beta")
+    loss_type: Literal["sigmoid", "ipo", "hinge", "robust"] = "sigmoid"
+    precompute_ref_log_probs: bool = Field(
+        False, description="one reference pass up front instead of one per step"
+    )
+
+
+STUDY_LORA_RANK = {"sft": 128, "dpo": 16}
+
+
 class TrainSection(Section):
-    method: Literal["sft"] = "sft"
+    method: Literal["sft", "dpo"] = "sft"
     learning_rate: float = Field(5e-5, gt=0)
     batch_size: int = Field(64, ge=1, description="effective batch: per-device × accum × workers")
     per_device_batch_size: int = Field(8, ge=1)
@@ -112,6 +125,23 @@ class TrainSection(Section):
     report_every_steps: int = Field(
         10, ge=1, description="steps between ray.train.report calls (each one syncs all workers)"
     )
+    save_steps: int = Field(
+        50, ge=1, description="steps between adapter checkpoints (and at the last step)"
+    )
+    keep_checkpoints: int = Field(2, ge=1, description="checkpoints kept in storage")
+    packing: bool = Field(
+        False, description="SFT: pack rows padding-free (bfd); exact with sdpa and flash attention"
+    )
+    gradient_checkpointing: bool = False
+    init_adapter: str | None = Field(
+        None,
+        description="adapter dir merged into the base before training (DPO after SFT: the SFT "
+        "adapter, so the DPO reference is the SFT model)",
+    )
+    checkpoint_storage: str | None = Field(
+        None, description="Ray Train storage (local dir, s3://, gs://); default: the run dir"
+    )
+    dpo: DpoSection = DpoSection()
     lora: LoraSection = LoraSection()
 
     @model_validator(mode="after")
@@ -123,6 +153,21 @@ class TrainSection(Section):
                 f"num_workers = {self.per_device_batch_size} × {self.num_workers}; change "
                 "train.batch_size or train.per_device_batch_size"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _study_lora_defaults(self) -> TrainSection:
+        # Resolved here, not as field defaults, so a config that switches train.method
+        # gets that method's defaults; object.__setattr__ keeps them out of fields_set
+        # (load_config merges only what was set explicitly).
+        lora = self.lora.model_copy()  # never mutate a shared default instance
+        if lora.r is None:
+            object.__setattr__(lora, "r", STUDY_LORA_RANK[self.method])
+        if lora.alpha is None:
+            object.__setattr__(lora, "alpha", 2 * lora.r)
+        object.__setattr__(self, "lora", lora)
+        if self.packing and self.method != "sft":
+            raise ValueError("train.packing applies to sft only; set train.packing=false")
         return self
 
     @property
@@ -141,16 +186,53 @@ class QuickstartConfig(Section):
     train: TrainSection = TrainSection(learning_rate=2e-4, batch_size=8)
 
 
+class DataSection(Section):
+    """Training rows: a parquet file (or directory of parquet files), or a cocktail."""
+
+    path: str | None = Field(
+        None,
+        description="parquet with `messages` rows (sft) or prompt/chosen/rejected rows (dpo)",
+    )
+    cocktail: str | None = Field(None, description="cocktail YAML mixed from the task registry")
+    fraction: float = Field(1.0, gt=0, le=1, description="nested data fraction of the cocktail")
+    train_size: int = Field(400, ge=1, description="train rows per generated task (cocktail)")
+
+
+class TrainConfig(Section):
+    """One LoRA SFT or DPO run on Ray Train."""
+
+    run: RunSection = RunSection(name="train")
+    ray: RaySection = RaySection()
+    model: ModelSection = ModelSection()
+    data: DataSection = DataSection()
+    train: TrainSection = TrainSection()
+
+    @model_validator(mode="after")
+    def _data_source(self) -> TrainConfig:
+        if (self.data.path is None) == (self.data.cocktail is None):
+            raise ValueError(
+                "data: set exactly one of data.path (a parquet file) or data.cocktail "
+                "(a cocktail YAML)"
+            )
+        if self.train.method == "dpo" and self.data.path is None:
+            raise ValueError(
+                "data.path: DPO trains on prompt/chosen/rejected rows; point data.path at a "
+                "pairs parquet (e.g. from `raysys synth`), cocktails hold SFT rows"
+            )
+        return self
+
+
 C = TypeVar("C", bound=BaseModel)
 
-CONFIG_KINDS: dict[str, type[BaseModel]] = {"quickstart": QuickstartConfig}
+CONFIG_KINDS: dict[str, type[BaseModel]] = {"quickstart": QuickstartConfig, "train": TrainConfig}
 
 
 def load_config(cls: type[C], path: str | os.PathLike | None, overrides: list[str] = ()) -> C:
     """Read `path` (optional), apply `a.b=c` overrides, validate into `cls`."""
-    # Start from the kind's full defaults, so setting one field of a section keeps the
-    # kind's other defaults for that section (not the section class's own).
-    data = _merge(cls().model_dump(), _read_yaml(path) if path is not None else {})
+    # Start from the kind's explicit defaults (e.g. the quickstart's lr), so setting one
+    # field of a section keeps the kind's other defaults for that section; everything
+    # else (including method-dependent defaults) is resolved by validation.
+    data = _merge(_explicit_defaults(cls), _read_yaml(path) if path is not None else {})
     for item in overrides:
         _apply_override(data, item)
     try:
@@ -165,6 +247,29 @@ def resolve_run_id(cfg: QuickstartConfig) -> str:
 
 def dump_config(cfg: BaseModel) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def _explicit_defaults(cls: type[BaseModel]) -> dict[str, Any]:
+    """What a config kind sets beyond its sections' own defaults (e.g. the quickstart's lr)."""
+    out: dict[str, Any] = {}
+    for name, field in cls.model_fields.items():
+        if isinstance(field.default, BaseModel) and (sub := _explicit(field.default)):
+            out[name] = sub
+    return out
+
+
+def _explicit(model: BaseModel) -> dict[str, Any]:
+    """The fields set explicitly in `model` and, recursively, in its sections."""
+    out: dict[str, Any] = {}
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            sub = _explicit(value)
+            if sub:
+                out[name] = sub
+        elif name in model.model_fields_set:
+            out[name] = value.model_dump() if isinstance(value, BaseModel) else value
+    return out
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

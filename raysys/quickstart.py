@@ -7,15 +7,14 @@ stages that finished.
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from raysys.config import QuickstartConfig, dump_config, resolve_run_id
+from raysys.config import QuickstartConfig
 from raysys.data.io import write_json, write_parquet, write_text
+from raysys.runs import open_run, stage
 from raysys.tasks import build_splits, get_task
 from raysys.tasks.base import Task
 
@@ -51,30 +50,26 @@ def run_quickstart(cfg: QuickstartConfig) -> QuickstartResult:
     from raysys.evaluate.run import changed_share, evaluate
     from raysys.models import resolve_model
     from raysys.runtime import init_ray
-    from raysys.train.sft import run_sft
+    from raysys.train.launch import run_training
 
     task = get_task(cfg.task.name)
     model_path = resolve_model(cfg.model.source)  # before any output: a bad source writes nothing
-    run_dir = Path(cfg.run.storage_path).expanduser().resolve() / cfg.run.name / resolve_run_id(cfg)
-    _check_resume(run_dir, cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text(run_dir / "config.yaml", dump_config(cfg))
-    log.info("run directory: %s", run_dir)
+    run_dir = open_run(cfg)
     init_ray(cfg.ray.address, cfg.ray.num_cpus)
 
     splits = _materialize_data(task, cfg, run_dir / "data")
     test_rows = splits["test"]
     gen = (cfg.generate, cfg.model.dtype)
 
-    before = _stage(
+    before = stage(
         run_dir / "eval_base",
         "evaluate base model",
         lambda d: evaluate(task, test_rows, model_path, {}, *gen, d)["base"],
     )
-    train = _stage(
+    train = stage(
         run_dir / "sft",
         "LoRA SFT on Ray Train",
-        lambda d: run_sft(
+        lambda d: run_training(
             str(run_dir / "data" / "train_sft.parquet"),
             model_path,
             cfg.train,
@@ -84,7 +79,7 @@ def run_quickstart(cfg: QuickstartConfig) -> QuickstartResult:
         ),
     )
     adapter = {"sft": str(run_dir / "sft" / "adapter")}
-    after = _stage(
+    after = stage(
         run_dir / "eval_sft",
         "evaluate SFT adapter",
         lambda d: evaluate(task, test_rows, model_path, adapter, *gen, d, include_base=False)[
@@ -101,32 +96,6 @@ def run_quickstart(cfg: QuickstartConfig) -> QuickstartResult:
     write_json(run_dir / "summary.json", {"before": before, "after": after, "train": train})
     write_text(run_dir / "table.md", result.table() + "\n")
     return result
-
-
-def _check_resume(run_dir: Path, cfg: QuickstartConfig) -> None:
-    """Resuming a run with another config would mix stale stages into new results."""
-    import yaml
-
-    from raysys.errors import UserError
-
-    saved = run_dir / "config.yaml"
-    if not saved.is_file():
-        return
-    old, new = _flatten(yaml.safe_load(saved.read_text())), _flatten(cfg.model_dump(mode="json"))
-    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
-    if changed:
-        raise UserError(
-            f"run {run_dir.name} exists with another config ({', '.join(changed[:5])} differ); "
-            "set a new run.run_id, or resume with the same settings"
-        )
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        out.update(_flatten(v, key + ".") if isinstance(v, dict) else {key: v})
-    return out
 
 
 def _materialize_data(
@@ -153,22 +122,6 @@ def _materialize_data(
     write_parquet(data_dir / "train_sft.parquet", sft_rows)
     log.info("data: %s", ", ".join(f"{s}={len(r)}" for s, r in splits.items()))
     return splits
-
-
-def _stage(out_dir: Path, title: str, fn: Any) -> dict[str, Any]:
-    """Run `fn(out_dir)` unless a previous run finished it (its summary file exists)."""
-    done = out_dir / "stage.json"
-    if done.is_file():
-        log.info("%s: done earlier, skipping", title)
-        return json.loads(done.read_text())["result"]
-    log.info("%s ...", title)
-    start = time.perf_counter()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    result = fn(out_dir)
-    seconds = time.perf_counter() - start
-    write_json(done, {"result": result, "seconds": seconds})
-    log.info("%s: done in %.1fs", title, seconds)
-    return result
 
 
 def format_table(before: dict[str, float], after: dict[str, float]) -> str:

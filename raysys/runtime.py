@@ -40,6 +40,8 @@ def init_ray(
             kwargs["_temp_dir"] = temp_dir
     log.info("starting Ray (%s)", target)
     ray.init(**kwargs)
+    global _STARTED_LOCALLY
+    _STARTED_LOCALLY = target == "local"
     _quiet_ray_data()
 
 
@@ -49,3 +51,11 @@ def _quiet_ray_data() -> None:
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False  # raysys logs its own progress, one line a stage
     ctx.print_on_execution_start = False
+
+
+_STARTED_LOCALLY = False
+
+
+def started_locally() -> bool:
+    """True when this process started its own Ray (no autoscaler will add CPUs)."""
+    return _STARTED_LOCALLY

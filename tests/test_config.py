@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from raysys.cli import main
-from raysys.config import QuickstartConfig, load_config
+from raysys.config import QuickstartConfig, dump_config, load_config
 from raysys.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,7 +42,38 @@ def test_one_override_keeps_the_kinds_other_defaults(tmp_path):
     assert cfg.train.batch_size == QuickstartConfig().train.batch_size == 8
     cfg = load_config(QuickstartConfig, _write(tmp_path, {"train": {"lora": {"r": 4}}}))
     assert cfg.train.learning_rate == QuickstartConfig().train.learning_rate
-    assert cfg.train.lora.alpha == 256
+    assert cfg.train.lora.alpha == 8  # alpha defaults to 2 x r, as in the study's settings
+
+
+def test_dpo_gets_the_studys_dpo_defaults_and_sft_keeps_its_own():
+    from raysys.config import TrainConfig
+
+    dpo = load_config(TrainConfig, None, ["data.path=pairs.parquet", "train.method=dpo"])
+    assert (dpo.train.lora.r, dpo.train.lora.alpha, dpo.train.dpo.beta) == (16, 32, 1.0)
+    assert (dpo.train.learning_rate, dpo.train.batch_size) == (5e-5, 64)
+    sft = load_config(TrainConfig, None, ["data.cocktail=c.yaml"])
+    assert (sft.train.lora.r, sft.train.lora.alpha) == (128, 256)
+    # the resolved config round-trips: a dumped DPO config reloads as the same config
+    again = TrainConfig.model_validate(yaml.safe_load(dump_config(dpo)))
+    assert again == dpo
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        ([], "data: set exactly one of data.path"),
+        (["data.path=a.parquet", "data.cocktail=c.yaml"], "data: set exactly one"),
+        (["data.cocktail=c.yaml", "train.method=dpo"], "data.path: DPO trains on"),
+        (["data.cocktail=c.yaml", "train.method=ppo"], "train.method"),
+        (["data.path=a.parquet", "train.num_workers=3"], "not a multiple"),
+        (["data.path=a.parquet", "train.method=dpo", "train.packing=true"], "sft only"),
+    ],
+)
+def test_train_config_errors_name_the_field(overrides, expected):
+    from raysys.config import TrainConfig
+
+    with pytest.raises(ConfigError, match=expected):
+        load_config(TrainConfig, None, overrides)
 
 
 def test_overrides_are_typed_and_nested(tmp_path):

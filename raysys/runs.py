@@ -1,0 +1,74 @@
+"""Run directories shared by every job: `<storage_path>/<run.name>/<run_id>/`.
+
+A run directory holds the resolved `config.yaml` and one folder per stage; a
+stage is done when its `stage.json` exists, so re-running a run skips it.
+Resuming a run with a different config is refused (it would mix stale stages
+into new results).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from raysys.config import dump_config, resolve_run_id
+from raysys.data.io import write_json, write_text
+from raysys.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def open_run(cfg: BaseModel) -> Path:
+    """Create (or reopen, if its config matches) the run directory of `cfg`."""
+    run = cfg.run  # type: ignore[attr-defined]
+    run_dir = Path(run.storage_path).expanduser().resolve() / run.name / resolve_run_id(cfg)
+    check_resume(run_dir, cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text(run_dir / "config.yaml", dump_config(cfg))
+    log.info("run directory: %s", run_dir)
+    return run_dir
+
+
+def check_resume(run_dir: Path, cfg: BaseModel) -> None:
+    import yaml
+
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        return
+    old, new = _flatten(yaml.safe_load(saved.read_text())), _flatten(cfg.model_dump(mode="json"))
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    if changed:
+        raise UserError(
+            f"run {run_dir.name} exists with another config ({', '.join(changed[:5])} differ); "
+            "set a new run.run_id, or resume with the same settings"
+        )
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        out.update(_flatten(v, key + ".") if isinstance(v, dict) else {key: v})
+    return out
+
+
+def stage(out_dir: Path, title: str, fn: Callable[[Path], Any]) -> Any:
+    """Run `fn(out_dir)` unless a previous run finished it (its stage.json exists)."""
+    done = out_dir / "stage.json"
+    if done.is_file():
+        log.info("%s: done earlier, skipping", title)
+        return json.loads(done.read_text())["result"]
+    log.info("%s ...", title)
+    start = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = fn(out_dir)
+    seconds = time.perf_counter() - start
+    write_json(done, {"result": result, "seconds": seconds})
+    log.info("%s: done in %.1fs", title, seconds)
+    return result

@@ -1,0 +1,77 @@
+"""`raysys train CONFIG`: one LoRA SFT or DPO run on Ray Train, in a run directory.
+
+Outputs under `<run.storage_path>/<run.name>/<run_id>/`: config.yaml (resolved),
+`train/adapter/` (PEFT layout), `train/metrics.json`, and the Ray Train storage
+(`train/ray_train/`, or `train.checkpoint_storage`). Re-running with the same
+`run.run_id` resumes from the latest checkpoint, or skips a finished run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from raysys.config import TrainConfig
+from raysys.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def training_data(cfg: TrainConfig, storage: Path) -> str:
+    """The parquet this config trains on: `data.path`, or its cocktail materialised."""
+    if cfg.data.path is not None:
+        path = Path(cfg.data.path).expanduser()
+        if not path.exists():
+            raise UserError(f"data.path: {path} not found; point it at a training parquet")
+        return str(path.resolve())
+    import yaml
+
+    from raysys.data.cocktail import parse_spec
+    from raysys.data.mixing import materialize_cocktail
+
+    spec_path = Path(cfg.data.cocktail).expanduser()  # type: ignore[arg-type]
+    if not spec_path.is_file():
+        raise UserError(f"data.cocktail: {spec_path} not found; point it at a cocktail YAML")
+    spec = parse_spec(yaml.safe_load(spec_path.read_text()) or {})
+    path, counts = materialize_cocktail(
+        spec, cfg.data.fraction, cfg.run.seed, storage, cfg.data.train_size
+    )
+    log.info("cocktail rows: %s", counts)
+    return str(path)
+
+
+def faults_from_env() -> dict[str, Any]:
+    """Fault injection for tests and drills: RAYSYS_FAULTS="crash_at_step=5,nan_at_step=9"."""
+    out: dict[str, Any] = {}
+    for item in filter(None, os.environ.get("RAYSYS_FAULTS", "").split(",")):
+        key, _, value = item.partition("=")
+        if key not in ("crash_at_step", "nan_at_step") or not value.isdigit():
+            raise UserError(f"RAYSYS_FAULTS: {item!r}; use crash_at_step=N or nan_at_step=N")
+        out[key] = int(value)
+    return out
+
+
+def run_train_job(cfg: TrainConfig) -> tuple[Path, dict[str, Any]]:
+    from raysys.models import resolve_model
+    from raysys.runs import open_run, stage
+    from raysys.runtime import init_ray
+    from raysys.train.launch import preflight, run_training
+
+    model_path = resolve_model(cfg.model.source)
+    storage = Path(cfg.run.storage_path).expanduser().resolve()
+    train_path = training_data(cfg, storage)
+    faults = faults_from_env()
+    # Bad data is refused before a run directory or a Ray instance exists.
+    preflight(train_path, model_path, cfg.train)
+    run_dir = open_run(cfg)
+    init_ray(cfg.ray.address, cfg.ray.num_cpus)
+    summary = stage(
+        run_dir / "train",
+        f"LoRA {cfg.train.method.upper()} on Ray Train",
+        lambda d: run_training(
+            train_path, model_path, cfg.train, cfg.model.dtype, d, cfg.run.seed, faults
+        ),
+    )
+    return run_dir, summary

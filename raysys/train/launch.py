@@ -1,0 +1,303 @@
+"""Driver side of training: checks, the `TorchTrainer`, resume, outputs.
+
+`run_training` checks the data before any worker starts (columns, rows, chat
+template, EOS after truncation), runs Ray Train V2, and leaves in `out_dir`:
+
+- `adapter/`: PEFT layout, loadable on the raw base (`PeftModel.from_pretrained`,
+  vLLM's LoRA loader). With `train.init_adapter` (DPO after SFT) it is the exact
+  concatenation of the init adapter and the new one (rank r1 + r2), and the new
+  adapter alone (relative to the merged base) is in `delta_adapter/`.
+- `metrics.json`: the final summary (loss, tokens, tokens/s, s/step, peak memory,
+  MFU, versions) and the per-step history, deduplicated by step.
+
+Ray Train storage (`train.checkpoint_storage`, default `out_dir/ray_train`, may
+be `s3://` or `gs://`) holds the checkpoints and one small JSON per report
+(written by `ReportRecorder` on the controller). A re-run with the same storage
+resumes from the latest registered checkpoint; the steps it replays appear twice
+in the report files and once in `metrics.json` (the later report wins).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from ray.train import UserCallback
+
+from raysys.data.io import copy_tree_atomic, write_json
+from raysys.errors import UserError
+from raysys.train.guards import DataGuardError, TrainingDivergedError, check_columns, check_eos
+
+log = logging.getLogger(__name__)
+
+REPORTS = "raysys_reports"
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+)
+
+
+class TrainingInterruptedError(UserError):
+    """Training stopped (a worker died, an error); re-running the same run resumes it."""
+
+    exit_code = 1
+
+
+def run_training(
+    train_path: str,
+    model_path: str,
+    train_cfg: Any,
+    model_dtype: str,
+    out_dir: Path,
+    seed: int,
+    faults: dict[str, Any] | None = None,
+    name: str = "train",
+) -> dict[str, Any]:
+    """Train a LoRA adapter (SFT or DPO) on Ray Train; return the final summary."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+    from ray.train.v2.api.config import LoggingConfig
+
+    from raysys.runtime import WORKER_ENV
+    from raysys.train.worker import train_worker, worker_config
+
+    preflight(train_path, model_path, train_cfg)
+    storage = train_cfg.checkpoint_storage or str((out_dir / "ray_train").resolve())
+    _check_cpu_budget(train_cfg)
+    faults = dict(faults or {})
+    faults.setdefault("marker_dir", str((out_dir / "faults").resolve()))
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config=worker_config(
+            train_path, model_path, train_cfg, model_dtype, seed, faults
+        ),
+        scaling_config=ScalingConfig(
+            num_workers=train_cfg.num_workers,
+            use_gpu=train_cfg.use_gpu,
+            resources_per_worker=None if train_cfg.use_gpu else {"CPU": train_cfg.cpus_per_worker},
+        ),
+        run_config=RunConfig(
+            name=name,
+            storage_path=storage,
+            failure_config=FailureConfig(max_failures=train_cfg.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=train_cfg.keep_checkpoints),
+            worker_runtime_env={"env_vars": WORKER_ENV},
+            callbacks=[ReportRecorder(storage, name)],
+            # Ray Train logs every report's full metrics at INFO; ours go to metrics.json.
+            logging_config=LoggingConfig(log_level="WARNING"),
+        ),
+    )
+    start = time.perf_counter()
+    try:
+        result = trainer.fit()
+    except Exception as e:  # TrainingFailedError and friends: explain, keep the cause
+        raise _explain(e, storage, name) from e
+    if result.checkpoint is None:
+        raise TrainingInterruptedError("training finished without a checkpoint; see the Ray logs")
+    reports = read_reports(storage, name)
+    history, replayed = dedupe_history(reports)
+    final = {k: v for k, v in (result.metrics or {}).items() if k != "history"}
+    final["wall_seconds"] = time.perf_counter() - start
+    final["replayed_steps"] = replayed
+    _check_history(history, final, train_cfg)
+    trained = out_dir / ("delta_adapter" if train_cfg.init_adapter else "adapter")
+    with result.checkpoint.as_directory() as ckpt:
+        _copy_adapter(Path(ckpt) / "checkpoint", trained)
+    if train_cfg.init_adapter:
+        from raysys.train.adapters import concat_adapters
+
+        tmp = out_dir / ".adapter.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        final["combined_adapter"] = concat_adapters([train_cfg.init_adapter, trained], tmp)
+        for f in TOKENIZER_FILES:
+            if (trained / f).is_file():
+                shutil.copy2(trained / f, tmp / f)
+        shutil.rmtree(out_dir / "adapter", ignore_errors=True)
+        tmp.rename(out_dir / "adapter")
+    write_json(
+        out_dir / "metrics.json",
+        {"final": final, "history": history, "checkpoint": result.checkpoint.path},
+    )
+    return {k: v for k, v in final.items() if not isinstance(v, (dict, list))}
+
+
+def preflight(train_path: str, model_path: str, train_cfg: Any) -> dict[str, int]:
+    """Everything that can be checked before a worker starts; a one-line error else."""
+    import pyarrow.parquet as pq
+    from transformers import AutoTokenizer
+
+    if not Path(train_path).exists():
+        raise DataGuardError(f"training data not found: {train_path}; check data.path")
+    if (
+        train_cfg.init_adapter
+        and not (Path(train_cfg.init_adapter) / "adapter_config.json").is_file()
+    ):
+        raise DataGuardError(
+            f"train.init_adapter: {train_cfg.init_adapter} is not a PEFT adapter dir "
+            "(no adapter_config.json); point it at a finished run's adapter/"
+        )
+    table = pq.read_table(train_path)
+    check_columns(table.column_names, table.num_rows, train_cfg.method, train_path)
+    tok = AutoTokenizer.from_pretrained(model_path)
+    return check_eos(tok, table.to_pylist(), train_cfg.method, train_cfg.max_seq_length)
+
+
+def _check_cpu_budget(train_cfg: Any) -> None:
+    """A local Ray that cannot fit the workers would wait forever: say so now."""
+    import ray
+
+    from raysys.runtime import started_locally
+
+    if train_cfg.use_gpu or not started_locally():
+        return  # an autoscaling cluster may grow to fit
+    need = train_cfg.num_workers * train_cfg.cpus_per_worker
+    have = ray.cluster_resources().get("CPU", 0)
+    if need > have:
+        raise UserError(
+            f"train.num_workers x train.cpus_per_worker = {need:g} CPUs, but this Ray has "
+            f"{have:g}; lower train.cpus_per_worker (fractions are fine) or raise ray.num_cpus"
+        )
+
+
+class ReportRecorder(UserCallback):
+    """Train V2 `UserCallback` (runs on the controller): each report -> one JSON file.
+
+    Files are named by wall-clock time, so reading them in name order replays the
+    run's reports in order, across restarts and re-runs.
+    """
+
+    def __init__(self, storage: str, name: str) -> None:
+        self.storage = storage
+        self.name = name
+
+    def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any):
+        rank0 = dict(metrics[0]) if metrics else {}
+        record = {
+            "time": time.time(),
+            "step": rank0.get("step"),
+            "metrics": {k: v for k, v in rank0.items() if k != "history"},
+            "history": rank0.get("history", []),
+            "checkpoint": getattr(checkpoint, "path", None),
+            "peak_memory_bytes_by_rank": [m.get("peak_memory_bytes") for m in metrics],
+        }
+        fs, root = _fs(self.storage)
+        folder = f"{root}/{self.name}/{REPORTS}"
+        fs.create_dir(folder, recursive=True)
+        name = f"{time.time_ns():020d}-{int(rank0.get('step') or 0):06d}.json"
+        with fs.open_output_stream(f"{folder}/{name}") as f:
+            f.write(json.dumps(record, default=str).encode())
+
+    def after_exception(self, run_context: Any, worker_exceptions: dict[int, Exception]):
+        pass
+
+
+def read_reports(storage: str, name: str) -> list[dict[str, Any]]:
+    from pyarrow.fs import FileSelector, FileType
+
+    fs, root = _fs(storage)
+    folder = f"{root}/{name}/{REPORTS}"
+    if fs.get_file_info(folder).type != FileType.Directory:
+        return []
+    infos = sorted(fs.get_file_info(FileSelector(folder)), key=lambda i: i.base_name)
+    out = []
+    for info in infos:
+        if info.base_name.endswith(".json"):
+            with fs.open_input_stream(info.path) as f:
+                out.append(json.loads(f.read()))
+    return out
+
+
+def dedupe_history(reports: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """Per-step history over all reports; a replayed step keeps its latest entry."""
+    by_step: dict[int, dict[str, Any]] = {}
+    replayed = 0
+    for rep in reports:
+        for entry in rep["history"]:
+            step = int(entry["step"])
+            replayed += step in by_step
+            by_step[step] = entry
+    return [by_step[s] for s in sorted(by_step)], replayed
+
+
+def _check_history(history: list[dict[str, Any]], final: dict[str, Any], train_cfg: Any) -> None:
+    steps = [int(e["step"]) for e in history]
+    every = train_cfg.logging_steps
+    last = int(final.get("step") or 0)
+    expected = list(range(every, last + 1, every))
+    missing = sorted(set(expected) - set(steps))
+    final["history_complete"] = not missing
+    if missing:
+        log.warning("steps missing from the metrics history: %s", missing[:10])
+
+
+def _copy_adapter(hf_ckpt: Path, dst: Path) -> None:
+    """The adapter and tokenizer files of an HF checkpoint (no optimizer state)."""
+    keep = [
+        f for f in hf_ckpt.iterdir() if f.name.startswith("adapter_") or f.name in TOKENIZER_FILES
+    ]
+    if not any(f.name == "adapter_config.json" for f in keep):
+        raise TrainingInterruptedError(f"checkpoint {hf_ckpt} holds no adapter")
+    tmp = dst.parent / f".{dst.name}.src"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for f in keep:
+        shutil.copy2(f, tmp / f.name)
+    copy_tree_atomic(tmp, dst)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _fs(storage: str) -> tuple[Any, str]:
+    import pyarrow.fs
+
+    if "://" in storage:
+        return pyarrow.fs.FileSystem.from_uri(storage)
+    return pyarrow.fs.LocalFileSystem(), str(Path(storage).resolve())
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """`exc`, the per-worker failures inside a WorkerGroupError, and their causes."""
+    seen: list[BaseException] = []
+    todo: list[BaseException] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or any(e is s for s in seen):
+            continue
+        seen.append(e)
+        todo.extend(getattr(e, "worker_failures", {}).values())
+        todo.extend(x for x in (e.__cause__, getattr(e, "controller_failure", None)) if x)
+    return seen
+
+
+def _latest_checkpoint_step(storage: str, name: str) -> int | None:
+    steps = [r["step"] for r in read_reports(storage, name) if r.get("checkpoint")]
+    return max(steps) if steps else None
+
+
+def _explain(exc: Exception, storage: str, name: str) -> UserError:
+    causes = _causes(exc)
+    for e in causes:
+        if isinstance(e, DataGuardError):
+            return DataGuardError(str(e).splitlines()[0])
+    step = _latest_checkpoint_step(storage, name)
+    kept = (
+        f"the last good checkpoint (step {step}) is kept in {storage}/{name}"
+        if step is not None
+        else "no checkpoint was registered yet"
+    )
+    for e in causes:
+        if isinstance(e, FloatingPointError):
+            msg = next(
+                (ln for ln in str(e).splitlines() if "training loss is" in ln), str(e)
+            ).strip()
+            msg = msg[msg.find("training loss is") :] if "training loss is" in msg else msg
+            return TrainingDivergedError(f"{msg}; {kept}")
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return TrainingInterruptedError(
+        f"training failed ({first}); {kept}; run it again with the same run.run_id to resume"
+    )
