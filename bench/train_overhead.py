@@ -1,9 +1,14 @@
 """Ray Train overhead on the SFT path, side by side in one run.
 
-Same data, model and TRL settings three ways: plain TRL in this process, Ray Train
-(1 worker) reporting to Ray every step, and Ray Train reporting every 10 steps.
-Prints the median of --repeats runs and ratios against plain TRL; writes JSON
-to bench/results/ and appends a line to BENCHMARKS.md.
+Same data, model and TRL settings, the same worker code (`build_trainer`), four
+ways: plain TRL in this process (all cores), Ray Train with 1 worker reporting
+every 10 steps, the same reporting every step, and Ray Train with 2 workers
+(DDP over gloo, same effective batch, cores split between them). The measure is
+the training loop from its start to the final checkpoint written by the HF
+Trainer (incl. reports on the way; excludes model load, worker start-up and
+the upload of the final checkpoint), `train_runtime` in raysys's metrics. Prints the median of
+--repeats interleaved runs and ratios against plain TRL; writes JSON to
+bench/results/ and a row to BENCHMARKS.md.
 
     python bench/train_overhead.py [--model tiny-random] [--steps 24] [--repeats 2]
 """
@@ -17,6 +22,7 @@ import os
 import platform
 import statistics
 import tempfile
+import time
 from pathlib import Path
 
 from raysys.config import QuickstartConfig, load_config
@@ -24,12 +30,13 @@ from raysys.models import resolve_model
 from raysys.quickstart import _materialize_data
 from raysys.runtime import init_ray
 from raysys.tasks import get_task
-from raysys.train.sft import _build_trainer, run_sft, worker_config
+from raysys.train.launch import run_training
+from raysys.train.worker import build_trainer, worker_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _cfg(model: str, steps: int, every: int) -> QuickstartConfig:
+def _cfg(model: str, steps: int, every: int, workers: int = 1) -> QuickstartConfig:
     dtype = "float32" if model.startswith("tiny") else "bfloat16"
     return load_config(
         QuickstartConfig,
@@ -40,8 +47,10 @@ def _cfg(model: str, steps: int, every: int) -> QuickstartConfig:
             "task.train_size=256",
             f"train.max_steps={steps}",
             f"train.report_every_steps={every}",
+            f"train.save_steps={steps}",
+            f"train.num_workers={workers}",
+            f"train.per_device_batch_size={8 // workers}",
             "train.lora.r=16",
-            "train.lora.alpha=32",
         ],
     )
 
@@ -50,14 +59,28 @@ def plain_trl(cfg: QuickstartConfig, train_path: str, model_path: str) -> float:
     import torch
 
     wc = worker_config(train_path, model_path, cfg.train, cfg.model.dtype, cfg.run.seed)
-    torch.set_num_threads(wc["torch_threads"])
-    trainer = _build_trainer(wc)
-    return trainer.train().metrics["train_runtime"]
+    torch.set_num_threads(os.cpu_count() or 1)
+    trainer = build_trainer(wc)
+    from transformers import TrainerCallback
+
+    marks: dict[str, float] = {}
+
+    class Clock(TrainerCallback):
+        # the same span raysys reports as train_runtime: loop start -> last checkpoint saved
+        def on_train_begin(self, args, state, control, **kw):
+            marks["begin"] = time.perf_counter()
+
+        def on_save(self, args, state, control, **kw):
+            marks["end"] = time.perf_counter()
+
+    trainer.add_callback(Clock())
+    trainer.train()
+    return marks["end"] - marks["begin"]
 
 
 def ray_train(cfg: QuickstartConfig, train_path: str, model_path: str) -> float:
     out = Path(tempfile.mkdtemp(prefix="bench-sft-"))
-    return run_sft(train_path, model_path, cfg.train, cfg.model.dtype, out, cfg.run.seed)[
+    return run_training(train_path, model_path, cfg.train, cfg.model.dtype, out, cfg.run.seed)[
         "train_runtime"
     ]
 
@@ -68,7 +91,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=24)
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
-    init_ray(num_cpus=os.cpu_count())
+    init_ray(address="local", num_cpus=os.cpu_count())
     model_path = resolve_model(args.model)
     data = Path(tempfile.mkdtemp(prefix="bench-data-"))
     base = _cfg(args.model, args.steps, 10)
@@ -80,6 +103,9 @@ def main() -> None:
             _cfg(args.model, args.steps, 1), train_path, model_path
         ),
         "ray_report_every_10": lambda: ray_train(base, train_path, model_path),
+        "ray_2_workers_every_10": lambda: ray_train(
+            _cfg(args.model, args.steps, 10, workers=2), train_path, model_path
+        ),
     }
     times: dict[str, list[float]] = {k: [] for k in arms}
     for _ in range(args.repeats):  # interleaved, so drift hits every arm alike

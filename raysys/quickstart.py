@@ -76,6 +76,7 @@ def run_quickstart(cfg: QuickstartConfig) -> QuickstartResult:
             cfg.model.dtype,
             d,
             cfg.run.seed,
+            attn_implementation=cfg.model.attn_implementation,
         ),
     )
     adapter = {"sft": str(run_dir / "sft" / "adapter")}

@@ -67,6 +67,7 @@ def test_dpo_gets_the_studys_dpo_defaults_and_sft_keeps_its_own():
         (["data.cocktail=c.yaml", "train.method=ppo"], "train.method"),
         (["data.path=a.parquet", "train.num_workers=3"], "not a multiple"),
         (["data.path=a.parquet", "train.method=dpo", "train.packing=true"], "sft only"),
+        (["data.path=a.parquet", "train.packing=true"], "needs model.attn_implementation"),
     ],
 )
 def test_train_config_errors_name_the_field(overrides, expected):

@@ -54,7 +54,7 @@ def test_run_directory_holds_config_adapter_and_metrics(run):
     assert adapter_cfg["r"] == 16 and adapter_cfg["lora_alpha"] == 32
     summary = json.loads((d / "summary.json").read_text())
     assert summary["after"]["accuracy"] == res.after["accuracy"]
-    history = json.loads((d / "sft" / "metrics.json").read_text())["log_history"]
+    history = json.loads((d / "sft" / "metrics.json").read_text())["history"]
     steps = [h["step"] for h in history if "loss" in h]
     assert steps == list(range(1, 73))  # every step once
     # A random 2-layer model learns the format ("Answer: " + a label + EOS) but not

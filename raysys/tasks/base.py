@@ -93,6 +93,26 @@ class Task:
 
         return answers.lenient(self, text or "")
 
+    def agrees(self, pred: str, gold: Any) -> bool:
+        """One extracted answer against one gold (or voted) answer, as the metrics judge it."""
+        from raysys.tasks import answers
+
+        if pred == MISSING or gold is None:
+            return False
+        if self.kind == "classification":
+            return pred.lower() == str(gold).lower()
+        if self.kind == "numeric":
+            from raysys.tasks.gen.numeric_qa import numbers_match
+
+            g = answers.normalize_number(str(gold))
+            return g is not None and numbers_match(answers.normalize_number(pred), g)
+        if self.kind == "ner":
+            from raysys.tasks.gen.fin_ner import parse_entities
+
+            norm = {(t, s.lower()) for t, s in parse_entities(str(gold))}
+            return norm == {(t, s.lower()) for t, s in parse_entities(pred)}
+        return answers.normalize_text(pred) == answers.normalize_text(str(gold))
+
     def score(
         self, golds: list[str], outputs: list[str], inputs: list[str] | None = None
     ) -> dict[str, float]:

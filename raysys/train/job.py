@@ -71,7 +71,14 @@ def run_train_job(cfg: TrainConfig) -> tuple[Path, dict[str, Any]]:
         run_dir / "train",
         f"LoRA {cfg.train.method.upper()} on Ray Train",
         lambda d: run_training(
-            train_path, model_path, cfg.train, cfg.model.dtype, d, cfg.run.seed, faults
+            train_path,
+            model_path,
+            cfg.train,
+            cfg.model.dtype,
+            d,
+            cfg.run.seed,
+            faults,
+            attn_implementation=cfg.model.attn_implementation,
         ),
     )
     return run_dir, summary

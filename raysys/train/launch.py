@@ -58,6 +58,7 @@ def run_training(
     seed: int,
     faults: dict[str, Any] | None = None,
     name: str = "train",
+    attn_implementation: str | None = None,
 ) -> dict[str, Any]:
     """Train a LoRA adapter (SFT or DPO) on Ray Train; return the final summary."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -75,7 +76,7 @@ def run_training(
     trainer = TorchTrainer(
         train_worker,
         train_loop_config=worker_config(
-            train_path, model_path, train_cfg, model_dtype, seed, faults
+            train_path, model_path, train_cfg, model_dtype, seed, faults, attn_implementation
         ),
         scaling_config=ScalingConfig(
             num_workers=train_cfg.num_workers,

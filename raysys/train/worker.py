@@ -39,12 +39,14 @@ def worker_config(
     model_dtype: str,
     seed: int,
     faults: dict[str, Any] | None = None,
+    attn_implementation: str | None = None,
 ) -> dict[str, Any]:
     """The plain dict each worker gets (picklable; no pydantic objects cross to workers)."""
     return {
         "train_path": train_path,
         "model_path": model_path,
         "dtype": model_dtype,
+        "attn_implementation": attn_implementation,
         "seed": seed,
         "train": train_cfg.model_dump(),
         "grad_accum": train_cfg.grad_accum_steps,
@@ -87,18 +89,21 @@ def build_trainer(config: dict[str, Any]) -> Any:
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     dtype = _torch_dtype(config["dtype"])
+    attn = {"attn_implementation": a} if (a := config.get("attn_implementation")) else {}
     if tc["init_adapter"]:
         # Merge in fp32, then cast: merging into bf16 weights would round the update.
         from peft import PeftModel
 
-        model = AutoModelForCausalLM.from_pretrained(config["model_path"], dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(
+            config["model_path"], dtype=torch.float32, **attn
+        )
         model = PeftModel.from_pretrained(model, tc["init_adapter"]).merge_and_unload()
         if dtype not in ("auto", torch.float32):
             model = model.to(dtype)
     else:
         # The base is frozen under LoRA, so it can live in bf16; PEFT keeps the adapter
         # weights in fp32 (autocast_adapter_dtype), which is what the optimizer updates.
-        model = AutoModelForCausalLM.from_pretrained(config["model_path"], dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(config["model_path"], dtype=dtype, **attn)
     lora = tc["lora"]
     peft_config = LoraConfig(
         r=lora["r"],
@@ -234,6 +239,7 @@ class _RayReport(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kw):
         self.start_step = state.global_step
+        self.t_begin = time.perf_counter()
 
     def on_step_begin(self, args, state, control, **kw):
         self.t_step = time.perf_counter()
@@ -308,6 +314,8 @@ class _RayReport(TrainerCallback):
             "seconds_per_step_mean": secs / steps if steps else None,
             "seconds_per_step_median": statistics.median(self.step_seconds) if steps else None,
             "train_seconds": secs,
+            # the loop as the HF Trainer times it (incl. reports and checkpoints until now)
+            "train_runtime": time.perf_counter() - self.t_begin,
             "world_size": world,
             "device": str(self.device.type),
             "peak_flops_per_worker": self.peak,

@@ -1,0 +1,1 @@
+"""Label synthesis and preference-pair mining from model generations."""
