@@ -66,6 +66,18 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("overrides", nargs="*", metavar="a.b=c", help="override config fields")
     tr.set_defaults(func=_cmd_train)
 
+    ev = sub.add_parser(
+        "eval",
+        help="evaluate the base model and any number of adapters on any tasks, in one pass",
+        description="One Ray Data pass: each engine actor loads the base model once and every "
+        "adapter by name (canary: each adapter must change the model's outputs). Writes the raw "
+        "generations and a table with one row per (adapter, task) to "
+        "<run.storage_path>/<run.name>/<run_id>/eval/.",
+    )
+    ev.add_argument("config", nargs="?", help="YAML config (see configs/eval.yaml)")
+    ev.add_argument("overrides", nargs="*", metavar="a.b=c", help="override config fields")
+    ev.set_defaults(func=_cmd_eval)
+
     t = sub.add_parser("tasks", help="list the tasks, or show one")
     tsub = t.add_subparsers(title="tasks commands")
     tl = tsub.add_parser("list", help="every registered task with its kind and splits")
@@ -124,9 +136,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from raysys.config import TrainConfig, load_config
     from raysys.train.job import run_train_job
 
-    config, overrides = args.config, list(args.overrides)
-    if config is not None and "=" in config:  # only overrides were given
-        config, overrides = None, [config, *overrides]
+    config, overrides = _config_and_overrides(args)
     cfg = load_config(TrainConfig, config, overrides)
     run_dir, s = run_train_job(cfg)
     print()
@@ -143,6 +153,27 @@ def _cmd_train(args: argparse.Namespace) -> int:
     print(f"Adapter: {run_dir / 'train' / 'adapter'}")
     print(f"Outputs: {run_dir}")
     return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from raysys.config import EvalConfig, load_config
+    from raysys.evaluate.job import run_eval_job
+    from raysys.evaluate.run import format_results
+
+    config, overrides = _config_and_overrides(args)
+    cfg = load_config(EvalConfig, config, overrides)
+    run_dir, results = run_eval_job(cfg)
+    print()
+    print(format_results(results))
+    print(f"Outputs: {run_dir / 'eval'}")
+    return 0
+
+
+def _config_and_overrides(args: argparse.Namespace) -> tuple[str | None, list[str]]:
+    config, overrides = args.config, list(args.overrides)
+    if config is not None and "=" in config:  # only overrides were given
+        config, overrides = None, [config, *overrides]
+    return config, overrides
 
 
 def _cmd_tasks_list(args: argparse.Namespace) -> int:

@@ -246,9 +246,58 @@ class TrainConfig(Section):
         return self
 
 
+class EvalSection(Section):
+    tasks: list[str] = Field(
+        default_factory=lambda: ["news_sentiment"], min_length=1, description="names or YAML paths"
+    )
+    split: Literal["train", "validation", "test"] = "test"
+    size: int = Field(120, ge=1, description="rows per generated task (file tasks: all rows)")
+    include_base: bool = True
+    adapters: dict[str, str] = Field(
+        default_factory=dict, description="name -> PEFT adapter dir; all served in one pass"
+    )
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, v: list[str]) -> list[str]:
+        from raysys.errors import UserError
+        from raysys.tasks import get_task
+
+        for name in v:
+            try:
+                get_task(name)
+            except UserError as e:
+                raise ValueError(str(e)) from None
+        return v
+
+    @field_validator("adapters")
+    @classmethod
+    def _adapter_names(cls, v: dict[str, str]) -> dict[str, str]:
+        for name in v:
+            if not re.fullmatch(_NAME_RE, name) or name == "base":
+                raise ValueError(
+                    f"adapter name {name!r}: use letters, digits, '_', '.', '-' (not 'base')"
+                )
+        return v
+
+
+class EvalConfig(Section):
+    """The base model and any number of adapters on any tasks, one engine pass."""
+
+    run: RunSection = RunSection(name="eval")
+    ray: RaySection = RaySection()
+    model: ModelSection = ModelSection()
+    generate: GenerateSection = GenerateSection()
+    eval: EvalSection = EvalSection()
+
+
 C = TypeVar("C", bound=BaseModel)
 
-CONFIG_KINDS: dict[str, type[BaseModel]] = {"quickstart": QuickstartConfig, "train": TrainConfig}
+CONFIG_KINDS: dict[str, type[BaseModel]] = {
+    "quickstart": QuickstartConfig,
+    "train": TrainConfig,
+    "eval": EvalConfig,
+}
 
 
 def load_config(cls: type[C], path: str | os.PathLike | None, overrides: list[str] = ()) -> C:

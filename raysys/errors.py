@@ -15,6 +15,6 @@ class ModelSourceError(UserError):
     """A model source that cannot be resolved (unknown name, missing package)."""
 
 
-class AdapterIgnoredError(RuntimeError):
+class AdapterIgnoredError(UserError):
     """The canary: a loaded adapter leaves the base model's logits unchanged, so it is
     not being applied (wrong path, wrong target modules, an engine that drops it)."""

@@ -1,1 +1,48 @@
-"""Generation engines; each produces the same output columns (see `hf.OUTPUT_COLUMNS`)."""
+"""Generation engines: `hf` (transformers on a Ray Data actor pool) and `vllm`
+(`ray.data.llm`). Both take rows with `messages` and `adapter` and return the same
+output columns; `generate` picks the one `gen_cfg.engine` names."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from raysys.errors import AdapterIgnoredError
+
+
+def generate(
+    rows: list[dict[str, Any]],
+    model_path: str,
+    adapters: dict[str, str] | None,
+    gen_cfg: Any,
+    dtype: str,
+) -> Any:
+    engine = getattr(gen_cfg, "engine", "hf")
+    try:
+        if engine == "vllm":
+            from raysys.engines import vllm
+
+            return vllm.generate(rows, model_path, adapters, gen_cfg, dtype)
+        from raysys.engines import hf
+
+        return hf.generate(rows, model_path, adapters, gen_cfg, dtype)
+    except Exception as e:
+        # An engine actor's canary failure arrives wrapped by Ray: surface it as is.
+        cause = _find(e, AdapterIgnoredError)
+        if cause is not None:
+            raise AdapterIgnoredError(str(cause).strip().splitlines()[-1]) from e
+        # an actor that died in its constructor carries the error only as text
+        found = re.search(r"AdapterIgnoredError: (.+)", str(e))
+        if found:
+            raise AdapterIgnoredError(found.group(1).strip()) from e
+        raise
+
+
+def _find(exc: BaseException | None, kind: type) -> BaseException | None:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, kind):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None

@@ -1,4 +1,10 @@
-"""Evaluate a model and any number of adapters on one task split, in one engine pass."""
+"""Evaluate the base model and any number of adapters on any tasks, in one engine pass.
+
+Every (adapter, task, row) goes through one Ray Data pipeline: each engine actor
+loads the base model once and every adapter by name. Out come the raw generations
+(`predictions.parquet`) and a tidy table, one row per (adapter, task), with the
+task's metrics, the missing rate, the overlength ratio and mean generated tokens.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +17,71 @@ import pandas as pd
 
 from raysys.data.io import write_json, write_parquet
 from raysys.engines.hf import BASE
+from raysys.evaluate.overlength import is_overlength
 from raysys.tasks.base import Task
 
 log = logging.getLogger(__name__)
+
+# The columns of the tidy table that lead; each task's own metrics follow.
+LEAD = ["adapter", "task", "n", "main", "missing_rate", "overlength_ratio", "mean_generated_tokens"]
+
+
+def evaluate_tasks(
+    tasks: dict[str, tuple[Task, list[dict[str, Any]]]],
+    model_path: str,
+    adapters: dict[str, str],
+    gen_cfg: Any,
+    dtype: str,
+    out_dir: Path,
+    include_base: bool = True,
+) -> pd.DataFrame:
+    """Score base (if `include_base`) and each adapter on every task's rows; one pass.
+
+    `tasks`: task name -> (Task, rows with id/input/gold). Writes predictions.parquet,
+    results.parquet, results.csv and metrics.json under `out_dir`; returns the table.
+    """
+    from raysys.engines import generate
+
+    names = ([BASE] if include_base else []) + list(adapters)
+    work = [
+        {**_eval_row(task, r), "adapter": name}
+        for name in names
+        for task, rows in tasks.values()
+        for r in rows
+    ]
+    log.info(
+        "evaluating %d model(s) x %d task(s): %d generations in one pass",
+        len(names),
+        len(tasks),
+        len(work),
+    )
+    start = time.perf_counter()
+    df = generate(work, model_path, adapters, gen_cfg, dtype)
+    seconds = time.perf_counter() - start
+    preds, lenient = [], []
+    for t, text in zip(df["task"], df["generated_text"], strict=True):
+        task = tasks[t][0]
+        preds.append(task.extract(text))
+        lenient.append(task.extract_lenient(text))
+    df["pred"], df["pred_lenient"] = preds, lenient
+    df["overlength"] = [
+        is_overlength(t, o) for t, o in zip(df["generated_text"], df["overlong"], strict=True)
+    ]
+    table = []
+    for name in names:
+        for tname, (task, _) in tasks.items():
+            part = df[(df["adapter"] == name) & (df["task"] == tname)]
+            table.append({"adapter": _label(name), "task": tname, **_metrics(task, part)})
+    results = pd.DataFrame(table)
+    results = results[LEAD + [c for c in results.columns if c not in LEAD]]
+    write_parquet(out_dir / "predictions.parquet", df.drop(columns=["messages"]))
+    write_parquet(out_dir / "results.parquet", results)
+    results.to_csv(out_dir / "results.csv", index=False)
+    write_json(
+        out_dir / "metrics.json",
+        {"generations": len(df), "seconds": seconds, "results": results.to_dict("records")},
+    )
+    return results
 
 
 def evaluate(
@@ -26,25 +94,18 @@ def evaluate(
     out_dir: Path,
     include_base: bool = True,
 ) -> dict[str, dict[str, float]]:
-    """Score the base model (if `include_base`) and each adapter; write predictions and metrics.
-
-    Returns {adapter name ("base" for the base model): metrics}.
-    """
-    from raysys.engines import hf
-
-    names = ([BASE] if include_base else []) + list(adapters)
-    work = [{**_eval_row(task, r), "adapter": name} for name in names for r in rows]
+    """One task: {adapter name ("base" for the base model): metrics}."""
     start = time.perf_counter()
-    df = hf.generate(work, model_path, adapters, gen_cfg, dtype)
+    table = evaluate_tasks(
+        {task.name: (task, rows)}, model_path, adapters, gen_cfg, dtype, out_dir, include_base
+    )
     seconds = time.perf_counter() - start
-    df["pred"] = [task.extract(t) for t in df["generated_text"]]
-    df["pred_lenient"] = [task.extract_lenient(t) for t in df["generated_text"]]
-    results = {_label(n): _metrics(task, df[df["adapter"] == n]) for n in names}
-    for m in results.values():
-        m["eval_seconds"] = seconds
-    write_parquet(out_dir / "predictions.parquet", df.drop(columns=["messages"]))
-    write_json(out_dir / "metrics.json", {"task": task.name, "results": results})
-    return results
+    out = {}
+    for rec in table.to_dict("records"):
+        name = rec.pop("adapter")
+        rec.pop("task")
+        out[name] = {k: v for k, v in rec.items() if pd.notna(v)} | {"eval_seconds": seconds}
+    return out
 
 
 def changed_share(base_outputs: pd.Series, adapter_outputs: pd.Series) -> float:
@@ -55,12 +116,22 @@ def changed_share(base_outputs: pd.Series, adapter_outputs: pd.Series) -> float:
     return float((a != b).mean())
 
 
+def format_results(results: pd.DataFrame) -> str:
+    """The tidy table as markdown: the leading columns, 3 decimals."""
+    cols = [c for c in LEAD if c in results.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + " --- |" * len(cols)]
+    for rec in results[cols].to_dict("records"):
+        cells = [f"{v:.3f}" if isinstance(v, float) else str(v) for v in rec.values()]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _eval_row(task: Task, row: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": row["id"],
         "task": task.name,
         "input": row["input"],
-        "gold": row["gold"],
+        "gold": None if row.get("gold") is None else str(row["gold"]),
         "messages": task.messages(row),
     }
 
@@ -74,4 +145,5 @@ def _metrics(task: Task, df: pd.DataFrame) -> dict[str, float]:
     m["n"] = len(df)
     m["mean_generated_tokens"] = float(df["num_generated_tokens"].mean())
     m["overlong_rate"] = float(df["overlong"].mean())
+    m["overlength_ratio"] = float(df["overlength"].mean())
     return m

@@ -13,18 +13,12 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from raysys.evaluate.overlength import is_repetitive
 from raysys.tasks.base import MISSING, Task
 
+__all__ = ["REASONS", "is_repetitive", "judge", "mine_pairs"]
+
 REASONS = ("wrong", "unextractable", "overlong", "repetitive")
-
-
-def is_repetitive(text: str, n: int = 4, min_repeats: int = 3) -> bool:
-    """True when some word n-gram occurs `min_repeats` times or more (a decoding loop)."""
-    words = (text or "").split()
-    if len(words) < n * min_repeats:
-        return False
-    grams = Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
-    return grams.most_common(1)[0][1] >= min_repeats
 
 
 def judge(task: Task, text: str, overlong: bool, reference: Any) -> str | None:

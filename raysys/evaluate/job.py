@@ -1,0 +1,70 @@
+"""`raysys eval CONFIG`: base + any number of adapters on any tasks, one engine pass.
+
+Outputs under `<run.storage_path>/<run.name>/<run_id>/eval/`: predictions.parquet
+(every generation with its extraction), results.parquet / results.csv / table.md
+(one row per (adapter, task)), metrics.json.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from raysys.config import EvalConfig
+from raysys.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def check_adapters(adapters: dict[str, str]) -> dict[str, str]:
+    out = {}
+    for name, path in adapters.items():
+        p = Path(path).expanduser()
+        if not (p / "adapter_config.json").is_file():
+            raise UserError(
+                f"eval.adapters.{name}: {p} is not a PEFT adapter dir (no adapter_config.json); "
+                "point it at a run's train/adapter"
+            )
+        out[name] = str(p.resolve())
+    return out
+
+
+def task_rows(cfg: EvalConfig) -> dict[str, tuple[Any, list[dict[str, Any]]]]:
+    from raysys.tasks import build_splits, get_task
+
+    out = {}
+    for name in cfg.eval.tasks:
+        task = get_task(name)
+        rows = build_splits(name, {cfg.eval.split: cfg.eval.size}, cfg.run.seed)[cfg.eval.split]
+        if not rows:
+            raise UserError(f"eval.tasks: {name} has no {cfg.eval.split} rows")
+        out[task.name] = (task, rows)
+    return out
+
+
+def run_eval_job(cfg: EvalConfig) -> tuple[Path, pd.DataFrame]:
+    from raysys.evaluate.run import evaluate_tasks, format_results
+    from raysys.models import resolve_model
+    from raysys.runs import open_run, stage
+    from raysys.runtime import init_ray
+
+    model_path = resolve_model(cfg.model.source)
+    adapters = check_adapters(cfg.eval.adapters)
+    tasks = task_rows(cfg)
+    if not adapters and not cfg.eval.include_base:
+        raise UserError("eval: nothing to evaluate; add eval.adapters or set eval.include_base")
+    run_dir = open_run(cfg)
+    init_ray(cfg.ray.address, cfg.ray.num_cpus)
+
+    def run(d: Path) -> list[dict[str, Any]]:
+        res = evaluate_tasks(
+            tasks, model_path, adapters, cfg.generate, cfg.model.dtype, d, cfg.eval.include_base
+        )
+        (d / "table.md").write_text(format_results(res) + "\n")
+        return res.to_dict("records")
+
+    records = stage(run_dir / "eval", "evaluation", run)
+    return run_dir, pd.DataFrame(records)
