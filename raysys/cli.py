@@ -78,6 +78,19 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("overrides", nargs="*", metavar="a.b=c", help="override config fields")
     ev.set_defaults(func=_cmd_eval)
 
+    sy = sub.add_parser(
+        "synth",
+        help="label unlabeled inputs by chain-of-thought sampling and majority vote",
+        description="Sample synth.samples step-by-step answers per input, extract each answer "
+        "(strict regex, then flexible), keep the majority when at least synth.min_agreement of "
+        "the samples agree; write SFT rows, DPO pairs and statistics to "
+        "<run.storage_path>/<run.name>/<run_id>/synth/. Re-run with the same run.run_id to "
+        "resume: inputs already labeled are skipped.",
+    )
+    sy.add_argument("config", nargs="?", help="YAML config (see configs/synth.yaml)")
+    sy.add_argument("overrides", nargs="*", metavar="a.b=c", help="override config fields")
+    sy.set_defaults(func=_cmd_synth)
+
     t = sub.add_parser("tasks", help="list the tasks, or show one")
     tsub = t.add_subparsers(title="tasks commands")
     tl = tsub.add_parser("list", help="every registered task with its kind and splits")
@@ -166,6 +179,25 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     print()
     print(format_results(results))
     print(f"Outputs: {run_dir / 'eval'}")
+    return 0
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from raysys.config import SynthConfig, load_config
+    from raysys.synth.job import run_synth_job
+
+    config, overrides = _config_and_overrides(args)
+    cfg = load_config(SynthConfig, config, overrides)
+    run_dir, st = run_synth_job(cfg)
+    print()
+    print(
+        f"{cfg.synth.task}: {st['inputs']} inputs x {cfg.synth.samples} samples, kept "
+        f"{st['kept']} (yield {st['yield']:.2f}) at agreement >= {cfg.synth.min_agreement}; "
+        f"{st['sft_rows']} SFT rows, {st.get('dpo', {}).get('pairs', 0)} DPO pairs"
+    )
+    if st.get("kept_label_accuracy") is not None:
+        print(f"accuracy of kept labels vs held-back gold: {st['kept_label_accuracy']:.3f}")
+    print(f"Outputs: {run_dir / 'synth'}")
     return 0
 
 

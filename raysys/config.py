@@ -291,12 +291,67 @@ class EvalConfig(Section):
     eval: EvalSection = EvalSection()
 
 
+class SynthSection(Section):
+    task: str = Field("fomc_stance", description="task to label (name or YAML path)")
+    inputs: str | None = Field(
+        None,
+        description="parquet/jsonl of {id, input[, gold]} to label; None: generate a pool "
+        "from the task's generator, disjoint from its test split",
+    )
+    size: int = Field(200, ge=1, description="inputs in a generated pool")
+    pool_seed: int = Field(1000, ge=0, description="generator seed of the pool (not the test's)")
+    test_size: int = Field(120, ge=1, description="test split size the pool must not overlap")
+    adapter: str | None = Field(None, description="LoRA adapter the labeler runs with")
+    samples: int = Field(5, ge=1, le=64, description="samples per input")
+    temperature: float = Field(0.7, ge=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    min_agreement: float = Field(
+        0.6, gt=0, le=1, description="share of samples that must give the majority answer"
+    )
+    assistant: Literal["cot", "answer"] = Field(
+        "cot", description="SFT assistant turn: an agreeing chain of thought, or the answer only"
+    )
+    cot_instruction: str = Field(
+        "Think step by step, then give your final answer on the last line as 'Answer: <label>'.",
+        min_length=1,
+    )
+    dpo_pairs: bool = True
+    shard_size: int = Field(64, ge=1, description="inputs per resumable shard")
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, v: str) -> str:
+        from raysys.errors import UserError
+        from raysys.tasks import get_task
+
+        try:
+            task = get_task(v)
+        except UserError as e:
+            raise ValueError(str(e)) from None
+        if task.kind != "classification":
+            raise ValueError(
+                f"{v} is a {task.kind} task; majority voting needs a label set (classification)"
+            )
+        return v
+
+
+class SynthConfig(Section):
+    """Chain-of-thought label synthesis with majority voting (and DPO pair mining)."""
+
+    run: RunSection = RunSection(name="synth")
+    ray: RaySection = RaySection()
+    model: ModelSection = ModelSection()
+    generate: GenerateSection = GenerateSection(max_new_tokens=256, batch_size=16)
+    synth: SynthSection = SynthSection()
+
+
 C = TypeVar("C", bound=BaseModel)
 
 CONFIG_KINDS: dict[str, type[BaseModel]] = {
     "quickstart": QuickstartConfig,
     "train": TrainConfig,
     "eval": EvalConfig,
+    "synth": SynthConfig,
 }
 
 

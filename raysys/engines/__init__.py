@@ -16,16 +16,23 @@ def generate(
     adapters: dict[str, str] | None,
     gen_cfg: Any,
     dtype: str,
+    sampling: dict[str, Any] | None = None,
 ) -> Any:
+    """`sampling`: None for greedy, else {temperature, top_p, seed, n}. With n > 1 each
+    row yields n output rows told apart by a `sample` column (0..n-1), on both engines."""
     engine = getattr(gen_cfg, "engine", "hf")
     try:
         if engine == "vllm":
             from raysys.engines import vllm
 
-            return vllm.generate(rows, model_path, adapters, gen_cfg, dtype)
+            return vllm.generate(rows, model_path, adapters, gen_cfg, dtype, sampling=sampling)
         from raysys.engines import hf
 
-        return hf.generate(rows, model_path, adapters, gen_cfg, dtype)
+        sampling = dict(sampling or {})
+        n = int(sampling.pop("n", 1))
+        if n > 1:  # transformers batches the copies like any other prompts
+            rows = [{**r, "sample": k} for r in rows for k in range(n)]
+        return hf.generate(rows, model_path, adapters, gen_cfg, dtype, sampling=sampling or None)
     except Exception as e:
         # An engine actor's canary failure arrives wrapped by Ray: surface it as is.
         cause = _find(e, AdapterIgnoredError)

@@ -38,6 +38,7 @@ class HFGenerator:
         batch_size: int = 16,
         dtype: str = "bfloat16",
         torch_threads: int | None = None,
+        sampling: dict[str, Any] | None = None,
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -62,6 +63,10 @@ class HFGenerator:
         self.canary = {name: self._canary(name) for name in self.adapters}
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
+        # None or temperature 0: greedy (evaluation); else sampling (synthesis)
+        self.sampling = dict(sampling or {})
+        if self.sampling.get("seed") is not None:
+            torch.manual_seed(int(self.sampling["seed"]))
         self.eos_ids = _eos_ids(self.model, self.tok)
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
@@ -129,11 +134,20 @@ class HFGenerator:
         import torch
 
         enc = self.tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        temperature = float(self.sampling.get("temperature") or 0.0)
+        kwargs: dict[str, Any] = {"do_sample": False}
+        if temperature > 0:
+            kwargs = {
+                "do_sample": True,
+                "temperature": temperature,
+                "top_p": float(self.sampling.get("top_p", 1.0)),
+                "top_k": 0,
+            }
         with torch.inference_mode():
             gen = self.model.generate(
                 **enc,
                 max_new_tokens=self.max_new_tokens,
-                do_sample=False,
+                **kwargs,
                 eos_token_id=self.eos_ids,
                 pad_token_id=self.tok.pad_token_id,
             )
@@ -168,8 +182,12 @@ def generate(
     adapters: dict[str, str] | None,
     gen_cfg: Any,
     dtype: str,
+    sampling: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
-    """Run `rows` (with `messages` and `adapter`) through the actor pool; returns all columns."""
+    """Run `rows` (with `messages` and `adapter`) through the actor pool; returns all columns.
+
+    `sampling`: {temperature, top_p, seed}; None is greedy. For n samples per prompt,
+    repeat the row n times (each output row is one sample)."""
     import ray
 
     threads = gen_cfg.torch_threads or max(1, (os.cpu_count() or 1) // gen_cfg.concurrency)
@@ -184,6 +202,7 @@ def generate(
             "batch_size": gen_cfg.batch_size,
             "dtype": dtype,
             "torch_threads": threads,
+            "sampling": sampling,
         },
         batch_format="pandas",
         batch_size=None,  # whole blocks: the actor re-batches by length itself

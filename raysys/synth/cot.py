@@ -1,0 +1,316 @@
+"""Chain-of-thought label synthesis: sample, extract, vote, keep what agrees.
+
+For each unlabeled input: prompt for step-by-step reasoning ending in
+`Answer: <label>`, draw `samples` generations, read each answer with the strict
+regex and, failing that, the flexible reader; the majority answer is kept when at
+least `min_agreement` of the samples give it. Kept inputs become SFT rows (the
+prompt and one agreeing chain of thought, or the answer only) and, optionally,
+DPO pairs (an agreeing concise sample vs a disagreeing, unextractable or overlong
+one).
+
+Never trains on evaluation inputs: a generated pool comes from another generator
+seed with every input that also appears in the task's test split dropped; a
+user-provided pool that overlaps the test split is refused.
+
+Resumable: inputs are processed in shards; each shard is written atomically as
+`shards/<index>.parquet` keyed by input id, and a re-run skips the ids already
+written. The outputs are assembled from the shards at the end, one row per input.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from raysys.data.io import write_json, write_parquet
+from raysys.errors import UserError
+from raysys.tasks.base import MISSING, Task
+
+log = logging.getLogger(__name__)
+
+Row = dict[str, Any]
+
+
+def _norm(text: str) -> str:
+    return " ".join(str(text).lower().split())
+
+
+def build_pool(task: Task, cfg: Any, seed: int) -> tuple[list[Row], dict[str, int]]:
+    """The inputs to label, disjoint from the task's test split (by normalised text)."""
+    from raysys.tasks import build_splits
+
+    sc = cfg.synth
+    test = (
+        build_splits(sc.task, {"test": sc.test_size}, seed)["test"] if "test" in task.splits else []
+    )
+    test_texts = {_norm(r["input"]) for r in test}
+    if sc.inputs:
+        rows = _read_inputs(sc.inputs)
+        overlap = [r["id"] for r in rows if _norm(r["input"]) in test_texts]
+        if overlap:
+            raise UserError(
+                f"synth.inputs: {len(overlap)} input(s) also appear in the {task.name} test split "
+                f"(first: id {overlap[0]}); remove them so no evaluation input is trained on"
+            )
+        return rows, {"pool": len(rows), "dropped_test_overlap": 0}
+    split = "test" if "train" not in task.splits else "train"
+    # Oversample, then drop what the test split holds (templated generators repeat texts).
+    raw = build_splits(sc.task, {split: sc.size * 2}, sc.pool_seed)[split]
+    seen: set[str] = set()
+    rows, dropped = [], 0
+    for r in raw:
+        key = _norm(r["input"])
+        if key in test_texts:
+            dropped += 1
+            continue
+        if key in seen:
+            continue
+        seen.add(key)
+        rows.append({"id": f"pool-{r['id']}", "input": r["input"], "gold": r.get("gold")})
+        if len(rows) == sc.size:
+            break
+    return rows, {"pool": len(rows), "dropped_test_overlap": dropped}
+
+
+def _read_inputs(path: str) -> list[Row]:
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise UserError(f"synth.inputs: {p} not found; point it at a parquet or jsonl file")
+    df = pd.read_json(p, lines=True) if p.suffix in (".jsonl", ".json") else pd.read_parquet(p)
+    missing = [c for c in ("id", "input") if c not in df.columns]
+    if missing:
+        raise UserError(f"synth.inputs: {p} lacks column(s) {', '.join(missing)}")
+    if df["id"].duplicated().any():
+        raise UserError(f"synth.inputs: {p} has duplicate ids; ids key the outputs")
+    if "gold" not in df.columns:
+        df["gold"] = None
+    return [
+        {"id": str(r["id"]), "input": str(r["input"]), "gold": r["gold"]}
+        for r in df[["id", "input", "gold"]].to_dict("records")
+    ]
+
+
+def cot_messages(task: Task, row: Row, instruction: str) -> list[dict[str, str]]:
+    msgs = task.messages(row)
+    msgs[-1] = {**msgs[-1], "content": msgs[-1]["content"].rstrip() + "\n" + instruction}
+    return msgs
+
+
+def vote(task: Task, texts: list[str], overlong: list[bool]) -> dict[str, Any]:
+    """Strict extraction, flexible as fallback; the majority and its share of samples."""
+    strict = [task.extract(t) for t in texts]
+    answers = [
+        s if s != MISSING else task.extract_lenient(t) for s, t in zip(strict, texts, strict=True)
+    ]
+    counted = Counter(a for a in answers if a != MISSING)
+    majority, count = counted.most_common(1)[0] if counted else (MISSING, 0)
+    return {
+        "answers": answers,
+        "strict_missing": sum(s == MISSING for s in strict),
+        "flexible_rescued": sum(
+            s == MISSING and a != MISSING for s, a in zip(strict, answers, strict=True)
+        ),
+        "unextractable": sum(a == MISSING for a in answers),
+        "majority": majority,
+        "agreement": count / len(texts) if texts else 0.0,
+        "overlong": sum(bool(o) for o in overlong),
+    }
+
+
+def label_shard(
+    task: Task, rows: list[Row], model_path: str, adapters: dict[str, str], cfg: Any
+) -> list[Row]:
+    """One engine pass over `rows` x samples; one record per input."""
+    from raysys.engines import generate
+
+    sc = cfg.synth
+    adapter = "synth" if adapters else ""
+    work = [
+        {"id": r["id"], "messages": cot_messages(task, r, sc.cot_instruction), "adapter": adapter}
+        for r in rows
+    ]
+    sampling = {
+        "n": sc.samples,
+        "temperature": sc.temperature,
+        "top_p": sc.top_p,
+        "seed": cfg.run.seed,
+    }
+    out = generate(work, model_path, adapters, cfg.generate, cfg.model.dtype, sampling=sampling)
+    by_id: dict[str, list[Row]] = {}
+    for rec in out.to_dict("records"):
+        by_id.setdefault(str(rec["id"]), []).append(rec)
+    records = []
+    for r in rows:
+        gens = sorted(by_id.get(r["id"], []), key=lambda g: g.get("sample", 0))
+        texts = [g["generated_text"] for g in gens]
+        v = vote(task, texts, [g["overlong"] for g in gens])
+        kept = v["majority"] != MISSING and v["agreement"] >= sc.min_agreement
+        records.append(
+            {
+                "id": r["id"],
+                "input": r["input"],
+                "gold": None if r.get("gold") is None else str(r["gold"]),
+                "samples": texts,
+                "overlong_flags": [bool(g["overlong"]) for g in gens],
+                "answers": v["answers"],
+                "majority": v["majority"],
+                "agreement": v["agreement"],
+                "kept": kept,
+                "strict_missing": v["strict_missing"],
+                "flexible_rescued": v["flexible_rescued"],
+                "unextractable": v["unextractable"],
+            }
+        )
+    return records
+
+
+def run_synthesis(
+    task: Task,
+    pool: list[Row],
+    model_path: str,
+    adapters: dict[str, str],
+    cfg: Any,
+    out_dir: Path,
+    faults: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Label `pool` shard by shard (skipping ids already done), then write the outputs."""
+    shards = out_dir / "shards"
+    shards.mkdir(parents=True, exist_ok=True)
+    done = _done_ids(shards)
+    todo = [r for r in pool if r["id"] not in done]
+    size = cfg.synth.shard_size
+    start_index = len(list(shards.glob("*.parquet")))
+    log.info("synthesis: %d inputs, %d done earlier, %d to label", len(pool), len(done), len(todo))
+    for k, s in enumerate(range(0, len(todo), size)):
+        records = label_shard(task, todo[s : s + size], model_path, adapters, cfg)
+        write_parquet(shards / f"{start_index + k:05d}.parquet", records)  # atomic
+        log.info(
+            "synthesis: shard %d written (%d/%d inputs)",
+            start_index + k,
+            s + len(records),
+            len(todo),
+        )
+        if faults and faults.get("synth_crash_after_shards") == k + 1:
+            log.warning("fault injection: exiting after %d shard(s)", k + 1)
+            os._exit(1)
+    return assemble(task, pool, shards, cfg, out_dir)
+
+
+def _done_ids(shards: Path) -> set[str]:
+    ids: set[str] = set()
+    for f in sorted(shards.glob("*.parquet")):
+        ids.update(pd.read_parquet(f, columns=["id"])["id"].astype(str))
+    return ids
+
+
+def assemble(task: Task, pool: list[Row], shards: Path, cfg: Any, out_dir: Path) -> dict[str, Any]:
+    """labels.parquet (one row per input), sft.parquet, dpo.parquet, stats.json."""
+    from raysys.synth.pairs import mine_pairs
+
+    sc = cfg.synth
+    frames = [pd.read_parquet(f) for f in sorted(shards.glob("*.parquet"))]
+    labels = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    labels["id"] = labels["id"].astype(str)
+    labels = labels.drop_duplicates("id", keep="last")  # a shard re-done after a crash
+    wanted = [r["id"] for r in pool]
+    have = set(labels["id"])
+    labels = labels.set_index("id").loc[[i for i in wanted if i in have]].reset_index()
+    missing = len(wanted) - len(labels)
+    if missing:
+        raise RuntimeError(f"{missing} inputs have no synthesis output; re-run to finish them")
+    write_parquet(out_dir / "labels.parquet", labels.to_dict("records"))
+
+    kept = labels[labels["kept"]]
+    sft_rows, gens, refs = [], [], {}
+    rows_by_id = {r["id"]: r for r in pool}
+    for rec in kept.to_dict("records"):
+        row = rows_by_id[rec["id"]]
+        refs[rec["id"]] = rec["majority"]
+        if sc.assistant == "cot":
+            agreeing = [
+                t
+                for t, a, o in zip(
+                    rec["samples"], rec["answers"], rec["overlong_flags"], strict=True
+                )
+                if a == rec["majority"] and not o
+            ]
+            if not agreeing:
+                continue
+            content = min(agreeing, key=len).strip()
+            prompt = cot_messages(task, row, sc.cot_instruction)
+        else:
+            content = task.target({**row, "gold": rec["majority"]})
+            prompt = task.messages(row)
+        sft_rows.append(
+            {
+                "id": rec["id"],
+                "task": task.name,
+                "messages": prompt + [{"role": "assistant", "content": content}],
+                "gold": rec["majority"],
+                "pred": rec["majority"],
+                "source": f"synth:{task.name}",
+            }
+        )
+    write_parquet(out_dir / "sft.parquet", sft_rows)
+    stats: dict[str, Any] = _stats(task, labels, len(sft_rows), sc.min_agreement)
+    if sc.dpo_pairs:
+        for rec in kept.to_dict("records"):
+            for t, o in zip(rec["samples"], rec["overlong_flags"], strict=True):
+                gens.append({"id": rec["id"], "generated_text": t, "overlong": o})
+        # CoT prompts: the pairs train the reasoning format the samples were drawn with
+        prompt_rows = [{**rows_by_id[i], "gold": None} for i in kept["id"]]
+        pairs, pair_stats = mine_pairs(task, prompt_rows, gens, references=refs)
+        for p in pairs:
+            p["prompt"] = cot_messages(task, rows_by_id[p["id"]], sc.cot_instruction)
+        write_parquet(out_dir / "dpo.parquet", pairs)
+        stats["dpo"] = pair_stats
+    write_json(out_dir / "stats.json", stats)
+    return stats
+
+
+def _stats(task: Task, labels: pd.DataFrame, sft_rows: int, threshold: float) -> dict[str, Any]:
+    n = len(labels)
+    samples = int(labels["samples"].map(len).sum())
+    agreement = labels["agreement"].round(2).value_counts().sort_index()
+    out: dict[str, Any] = {
+        "inputs": n,
+        "kept": int(labels["kept"].sum()),
+        "yield": float(labels["kept"].mean()) if n else 0.0,
+        "sft_rows": sft_rows,
+        "samples": samples,
+        "agreement_distribution": {f"{k:.2f}": int(v) for k, v in agreement.items()},
+        "extraction": {
+            "strict_missing": int(labels["strict_missing"].sum()),
+            "flexible_rescued": int(labels["flexible_rescued"].sum()),
+            "unextractable": int(labels["unextractable"].sum()),
+            "unextractable_share": float(labels["unextractable"].sum() / samples)
+            if samples
+            else 0.0,
+        },
+        "min_agreement": threshold,
+    }
+    gold = labels["gold"].notna() & (labels["gold"].astype(str) != "None")
+    if gold.any():
+        g = labels[gold]
+        correct = [task.agrees(m, t) for m, t in zip(g["majority"], g["gold"], strict=True)]
+        g = g.assign(correct=correct)
+        kept = g[g["kept"]]
+        out["gold_rows"] = int(len(g))
+        out["kept_label_accuracy"] = float(kept["correct"].mean()) if len(kept) else None
+        out["majority_accuracy_all"] = float(g["correct"].mean())
+        # what other thresholds would give, to tune min_agreement
+        out["by_threshold"] = {
+            f"{t:.1f}": {
+                "yield": float((g["agreement"] >= t).mean()),
+                "accuracy": float(g[g["agreement"] >= t]["correct"].mean())
+                if (g["agreement"] >= t).any()
+                else None,
+            }
+            for t in (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+        }
+    return out

@@ -1,0 +1,62 @@
+"""`raysys synth CONFIG`: label a task's unlabeled inputs by CoT sampling and voting.
+
+Outputs under `<run.storage_path>/<run.name>/<run_id>/synth/`: shards/ (resumable
+progress), labels.parquet (every input: samples, answers, majority, agreement,
+kept), sft.parquet (chat rows for `raysys train`), dpo.parquet (TRL preference
+rows), stats.json (yield, agreement, extraction failures, kept-label accuracy
+against held-back gold where it exists).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from raysys.config import SynthConfig
+from raysys.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def _faults() -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in filter(None, os.environ.get("RAYSYS_FAULTS", "").split(",")):
+        key, _, value = item.partition("=")
+        if key == "synth_crash_after_shards" and value.isdigit():
+            out[key] = int(value)
+    return out
+
+
+def run_synth_job(cfg: SynthConfig) -> tuple[Path, dict[str, Any]]:
+    from raysys.models import resolve_model
+    from raysys.runs import open_run, stage
+    from raysys.runtime import init_ray
+    from raysys.synth.cot import build_pool, run_synthesis
+    from raysys.tasks import get_task
+
+    task = get_task(cfg.synth.task)
+    model_path = resolve_model(cfg.model.source)
+    adapters = {}
+    if cfg.synth.adapter:
+        p = Path(cfg.synth.adapter).expanduser()
+        if not (p / "adapter_config.json").is_file():
+            raise UserError(
+                f"synth.adapter: {p} is not a PEFT adapter dir (no adapter_config.json)"
+            )
+        adapters = {"synth": str(p.resolve())}
+    pool, pool_stats = build_pool(task, cfg, cfg.run.seed)
+    if not pool:
+        raise UserError("synth: the input pool is empty; raise synth.size or check synth.inputs")
+    run_dir = open_run(cfg)
+    init_ray(cfg.ray.address, cfg.ray.num_cpus)
+    stats = stage(
+        run_dir / "synth",
+        f"CoT synthesis for {task.name}",
+        lambda d: {
+            **run_synthesis(task, pool, model_path, adapters, cfg, d, _faults()),
+            **pool_stats,
+        },
+    )
+    return run_dir, stats

@@ -1,0 +1,125 @@
+"""CoT synthesis: voting, outputs, the test-split guard, and resume after a crash."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from raysys.cli import main
+from raysys.config import SynthConfig, load_config
+from raysys.errors import UserError
+from raysys.synth.cot import assemble, build_pool, vote
+from raysys.tasks import build_splits, get_task
+
+TASK = get_task("fomc_stance")
+
+
+def test_vote_uses_strict_then_flexible_and_reports_agreement():
+    texts = [
+        "Rates must rise. Answer: hawkish",
+        "Inflation is high so the stance is hawkish overall.",  # flexible rescue
+        "Answer: dovish",
+        "no idea",
+    ]
+    v = vote(TASK, texts, [False, False, False, True])
+    assert v["majority"] == "hawkish" and v["agreement"] == 0.5
+    assert v["strict_missing"] == 2 and v["flexible_rescued"] == 1 and v["unextractable"] == 1
+
+
+def _cfg(*over: str) -> SynthConfig:
+    return load_config(SynthConfig, None, ["model.source=tiny-random", *over])
+
+
+def test_assemble_keeps_agreeing_labels_writes_sft_dpo_and_gold_accuracy(tmp_path):
+    cfg = _cfg("synth.min_agreement=0.6", "synth.samples=5")
+    pool = [
+        {"id": "a", "input": "The Committee will raise rates.", "gold": "hawkish"},
+        {"id": "b", "input": "The Committee will cut rates.", "gold": "dovish"},
+        {"id": "c", "input": "Rates unchanged.", "gold": "neutral"},
+    ]
+
+    def rec(i, texts):
+        v = vote(TASK, texts, [False] * len(texts))
+        return {
+            "id": i,
+            "input": "",
+            "gold": next(p["gold"] for p in pool if p["id"] == i),
+            "samples": texts,
+            "overlong_flags": [False] * len(texts),
+            "kept": v["majority"] != "missing" and v["agreement"] >= 0.6,
+            **v,
+        }
+
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    good = ["Because X. Answer: hawkish"] * 4 + ["Answer: dovish"]
+    wrong = ["Answer: hawkish"] * 3 + ["Answer: dovish"] * 2  # kept, but wrong vs gold
+    split = ["Answer: hawkish", "Answer: dovish", "Answer: neutral", "???", "???"]
+    pd.DataFrame([rec("a", good), rec("b", wrong)]).to_parquet(shards / "00000.parquet")
+    pd.DataFrame([rec("c", split)]).to_parquet(shards / "00001.parquet")
+    st = assemble(TASK, pool, shards, cfg, tmp_path)
+    assert (st["inputs"], st["kept"], st["sft_rows"]) == (3, 2, 2)
+    assert st["kept_label_accuracy"] == 0.5 and st["extraction"]["unextractable"] == 2
+    sft = pd.read_parquet(tmp_path / "sft.parquet")
+    assert list(sft["id"]) == ["a", "b"]
+    assert sft.iloc[0]["messages"][-1]["content"] == "Because X. Answer: hawkish"
+    assert "step by step" in sft.iloc[0]["messages"][0]["content"]
+    dpo = pd.read_parquet(tmp_path / "dpo.parquet")
+    assert set(dpo["id"]) == {"a", "b"} and set(dpo["reason"]) == {"wrong"}
+    assert st["by_threshold"]["1.0"]["yield"] == 0.0
+
+
+def test_generated_pool_is_disjoint_from_the_test_split():
+    cfg = _cfg("synth.size=80", "synth.test_size=120")
+    pool, info = build_pool(TASK, cfg, 0)
+    test = {
+        " ".join(r["input"].lower().split())
+        for r in build_splits("fomc_stance", {"test": 120}, 0)["test"]
+    }
+    assert len(pool) == 80 and not {" ".join(r["input"].lower().split()) for r in pool} & test
+    assert len({r["id"] for r in pool}) == 80
+
+
+def test_user_pool_overlapping_the_test_split_is_refused(tmp_path):
+    test = build_splits("fomc_stance", {"test": 5}, 0)["test"]
+    p = tmp_path / "in.jsonl"
+    pd.DataFrame([{"id": "x", "input": test[2]["input"]}]).to_json(p, orient="records", lines=True)
+    with pytest.raises(UserError, match="also appear in the fomc_stance test split"):
+        build_pool(TASK, _cfg(f"synth.inputs={p}", "synth.test_size=5"), 0)
+
+
+def test_synth_resumes_after_a_crash_with_one_output_per_input(ray_local, tiny_model, tmp_path):
+    args = [
+        "synth",
+        "model.source=tiny-random",
+        "model.dtype=float32",
+        f"run.storage_path={tmp_path}",
+        "run.run_id=s1",
+        "synth.size=6",
+        "synth.samples=3",
+        "synth.shard_size=2",
+        "generate.max_new_tokens=8",
+    ]
+    # a real process that dies after its first shard, as a killed job would
+    env = {"RAYSYS_FAULTS": "synth_crash_after_shards=1", "PATH": "/usr/bin:/bin"}
+    import os
+
+    env = {**os.environ, **env}
+    code = "import sys; from raysys.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True
+    )
+    assert proc.returncode != 0
+    shards = tmp_path / "synth" / "s1" / "synth" / "shards"
+    assert len(list(shards.glob("*.parquet"))) == 1
+    assert main(args) == 0  # resumes: labels the other 4 inputs only
+    labels = pd.read_parquet(tmp_path / "synth" / "s1" / "synth" / "labels.parquet")
+    assert len(labels) == 6 and labels["id"].is_unique
+    assert len(list(shards.glob("*.parquet"))) == 3
+    assert all(len(s) == 3 for s in labels["samples"])
+    st = json.loads((tmp_path / "synth" / "s1" / "synth" / "stats.json").read_text())
+    assert st["inputs"] == 6 and st["gold_rows"] == 6 and "agreement_distribution" in st
