@@ -254,12 +254,16 @@ def test_cli_train_cocktail_then_rerun_skips(ray_local, tmp_path, capsys, monkey
         "train.max_steps=2",
         "train.lora.r=4",
         "model.dtype=float32",
+        # a URI goes through pyarrow's filesystems, as s3:// or gs:// would
+        f"train.checkpoint_storage=file://{tmp_path}/ckpt",
     ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "SFT on 1 worker(s)" in out and "tokens/s" in out and "MFU" in out
     run = tmp_path / "train" / "cli"
     assert (run / "config.yaml").is_file() and (run / "train" / "adapter").is_dir()
+    assert (tmp_path / "ckpt" / "train" / "checkpoint_000002").is_dir()
+    assert read_reports(f"file://{tmp_path}/ckpt", "train")
     assert main(args) == 0  # finished: skipped, same summary
     assert "steps 2" in capsys.readouterr().out
 
