@@ -62,6 +62,7 @@ def train_worker(config: dict[str, Any]) -> None:
     import torch
 
     ctx = ray.train.get_context()
+    config = {**config, "dtype": supported_dtype(config["dtype"], config["train"]["use_gpu"])}
     # Decided on the worker's node, not the driver's: clusters mix machine sizes.
     threads = config["torch_threads"] or max(1, _cores() // ctx.get_local_world_size())
     torch.set_num_threads(threads)
@@ -130,6 +131,7 @@ def build_trainer(config: dict[str, Any]) -> Any:
         # Mixed precision autocast over fp32 adapter weights: bf16 is ~3x faster than
         # fp32 on CPUs with AMX and keeps LoRA updates stable.
         bf16=config["dtype"] == "bfloat16",
+        fp16=config["dtype"] == "float16",
         use_cpu=not tc["use_gpu"],
         gradient_checkpointing=tc["gradient_checkpointing"],
         save_strategy="steps",
@@ -343,6 +345,17 @@ class _RayReport(TrainerCallback):
                 mfu=tps * per_token / (self.peak * world),
             )
         return out
+
+
+def supported_dtype(dtype: str, use_gpu: bool) -> str:
+    """bf16 where the hardware has it; GPUs without it (before Ampere) fall back to fp16."""
+    import torch
+
+    if dtype == "bfloat16" and use_gpu and torch.cuda.is_available():
+        if not torch.cuda.is_bf16_supported():
+            log.warning("this GPU has no bf16; training in float16 autocast instead")
+            return "float16"
+    return dtype
 
 
 def _cores() -> int:
