@@ -281,3 +281,14 @@ def test_cli_train_bad_input_exits_2(tmp_path, capsys, args, expected):
     err = capsys.readouterr().err
     assert err.startswith("raysys: error:") and expected in err and err.count("\n") == 1
     assert not any(tmp_path.iterdir())
+
+
+def test_max_failures_restarts_the_worker_from_the_checkpoint(
+    ray_local, tiny_model, sft_parquet, tmp_path
+):
+    cfg = _cfg("train.max_steps=5", "train.save_steps=2", "train.max_failures=1")
+    final = _train(cfg, sft_parquet, tmp_path, tiny_model, {"crash_at_step": 3})
+    m = _metrics(tmp_path)
+    assert final["step"] == 5 and final["steps_this_attempt"] == 3  # restarted from step 2
+    assert [e["step"] for e in m["history"]] == [1, 2, 3, 4, 5]
+    assert (tmp_path / "faults" / "crashed-at-3").exists()
