@@ -49,6 +49,7 @@ def test_base_and_three_adapters_on_two_tasks_in_one_pass(
     for name in three_adapters:
         other = preds[preds["adapter"] == name].set_index(["task", "id"])["generated_text"]
         assert (other.loc[base.index] != base).any()
+    assert (res[res["adapter"] != "base"]["changed_vs_base"] > 0).all()
     assert (tmp_path / "results.csv").is_file()
 
 

@@ -71,7 +71,13 @@ def evaluate_tasks(
     for name in names:
         for tname, (task, _) in tasks.items():
             part = df[(df["adapter"] == name) & (df["task"] == tname)]
-            table.append({"adapter": _label(name), "task": tname, **_metrics(task, part)})
+            rec = {"adapter": _label(name), "task": tname, **_metrics(task, part)}
+            if include_base and name != BASE:  # the text-level canary: what the adapter changed
+                base = df[(df["adapter"] == BASE) & (df["task"] == tname)]
+                rec["changed_vs_base"] = changed_share(
+                    base.set_index("id")["generated_text"], part.set_index("id")["generated_text"]
+                )
+            table.append(rec)
     results = pd.DataFrame(table)
     results = results[LEAD + [c for c in results.columns if c not in LEAD]]
     write_parquet(out_dir / "predictions.parquet", df.drop(columns=["messages"]))
