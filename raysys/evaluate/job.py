@@ -45,6 +45,25 @@ def task_rows(cfg: EvalConfig) -> dict[str, tuple[Any, list[dict[str, Any]]]]:
     return out
 
 
+def vllm_parity(
+    model_path: str, adapters: dict[str, str], cfg: EvalConfig, tasks: dict, run_dir: Path
+) -> None:
+    """The vLLM canary: each adapter's greedy outputs on probe prompts equal PEFT's."""
+    from raysys.engines.vllm import compare_with_hf
+    from raysys.errors import AdapterIgnoredError
+
+    task, rows = next(iter(tasks.values()))
+    probes = [task.messages(r) for r in rows[: cfg.eval.parity_probes]]
+    report = compare_with_hf(model_path, adapters, cfg.generate, "float32", probes)
+    (run_dir / "parity.json").write_text(
+        pd.Series(report.agreement, name="agreement").to_json(indent=2)
+    )
+    failures = report.failures()
+    if failures:
+        raise AdapterIgnoredError("vLLM LoRA canary: " + "; ".join(failures))
+    log.info("vLLM LoRA canary: every adapter matches PEFT on %d probes", len(probes))
+
+
 def run_eval_job(cfg: EvalConfig) -> tuple[Path, pd.DataFrame]:
     from raysys.evaluate.run import evaluate_tasks, format_results
     from raysys.models import resolve_model
@@ -58,6 +77,10 @@ def run_eval_job(cfg: EvalConfig) -> tuple[Path, pd.DataFrame]:
         raise UserError("eval: nothing to evaluate; add eval.adapters or set eval.include_base")
     run_dir = open_run(cfg)
     init_ray(cfg.ray.address, cfg.ray.num_cpus)
+    from raysys.engines import resolve_engine
+
+    if resolve_engine(cfg.generate.engine) == "vllm" and adapters and cfg.eval.parity_probes:
+        vllm_parity(model_path, adapters, cfg, tasks, run_dir)
 
     def run(d: Path) -> list[dict[str, Any]]:
         res = evaluate_tasks(
