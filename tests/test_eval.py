@@ -84,10 +84,13 @@ def test_cli_eval_and_broken_adapter(ray_local, tiny_model, three_adapters, tmp_
 def test_cli_eval_on_vllm_three_adapters_parity_canary(
     ray_local, tiny_vllm_model, tmp_path, capsys
 ):
+    from tests.test_engine_vllm import _adapter as lora
+
     d = tmp_path / "ad"
+    # r=8, 12 (vLLM pads to 16) and 16, alpha = 2r as after training
     ads = {
-        n: _adapter(tiny_vllm_model, d / n, s, trained=True)
-        for n, s in (("a", 1), ("b", 2), ("c", 3))
+        n: lora(tiny_vllm_model, d / n, s, r=r)
+        for n, s, r in (("a", 1, 8), ("b", 2, 12), ("c", 3, 16))
     }
     args = [
         "eval",
@@ -98,7 +101,7 @@ def test_cli_eval_on_vllm_three_adapters_parity_canary(
         f"run.storage_path={tmp_path}",
         "eval.tasks=[news_sentiment]",
         "eval.size=3",
-        "eval.parity_probes=2",
+        "eval.parity_probes=3",
     ]
     good = "{" + ", ".join(f"{k}: {v}" for k, v in ads.items()) + "}"
     assert main([*args, "run.run_id=v1", f"eval.adapters={good}"]) == 0

@@ -34,15 +34,20 @@ def generate(
             rows = [{**r, "sample": k} for r in rows for k in range(n)]
         return hf.generate(rows, model_path, adapters, gen_cfg, dtype, sampling=sampling or None)
     except Exception as e:
-        # An engine actor's canary failure arrives wrapped by Ray: surface it as is.
-        cause = _find(e, AdapterIgnoredError)
-        if cause is not None:
-            raise AdapterIgnoredError(str(cause).strip().splitlines()[-1]) from e
-        # an actor that died in its constructor carries the error only as text
-        found = re.search(r"AdapterIgnoredError: (.+)", str(e))
-        if found:
-            raise AdapterIgnoredError(found.group(1).strip()) from e
+        canary = canary_failure(e)
+        if canary is not None:
+            raise canary from e
         raise
+
+
+def canary_failure(e: BaseException) -> AdapterIgnoredError | None:
+    """An engine actor's canary failure arrives wrapped by Ray: the one-line error inside."""
+    cause = _find(e, AdapterIgnoredError)
+    if cause is not None:
+        return AdapterIgnoredError(str(cause).strip().splitlines()[-1])
+    # an actor that died in its constructor carries the error only as text
+    found = re.search(r"AdapterIgnoredError: (.+)", str(e))
+    return AdapterIgnoredError(found.group(1).strip()) if found else None
 
 
 def resolve_engine(engine: str) -> str:

@@ -54,7 +54,15 @@ def vllm_parity(
 
     task, rows = next(iter(tasks.values()))
     probes = [task.messages(r) for r in rows[: cfg.eval.parity_probes]]
-    report = compare_with_hf(model_path, adapters, cfg.generate, "float32", probes)
+    from raysys.engines import canary_failure
+
+    try:
+        report = compare_with_hf(model_path, adapters, cfg.generate, "float32", probes)
+    except Exception as e:
+        canary = canary_failure(e)
+        if canary is not None:
+            raise canary from e
+        raise
     (run_dir / "parity.json").write_text(
         pd.Series(report.agreement, name="agreement").to_json(indent=2)
     )
