@@ -64,7 +64,7 @@ def test_run_directory_holds_config_adapter_and_metrics(run):
     assert logs[0]["mean_token_accuracy"] < 0.1 and logs[-1]["mean_token_accuracy"] > 0.7
     for stage in ("eval_base", "eval_sft"):
         m = json.loads((d / stage / "metrics.json").read_text())
-        assert m["task"] == "news_sentiment"
+        assert {r["task"] for r in m["results"]} == {"news_sentiment"}
     assert "| accuracy |" in (d / "table.md").read_text()
 
 

@@ -286,9 +286,16 @@ def test_cli_train_bad_input_exits_2(tmp_path, capsys, args, expected):
 def test_max_failures_restarts_the_worker_from_the_checkpoint(
     ray_local, tiny_model, sft_parquet, tmp_path
 ):
-    cfg = _cfg("train.max_steps=5", "train.save_steps=2", "train.max_failures=1")
-    final = _train(cfg, sft_parquet, tmp_path, tiny_model, {"crash_at_step": 3})
+    # Reporting every step makes the restart point certain: the step-3 report can only
+    # enter the one-slot queue once the controller took step 2's (with its checkpoint).
+    cfg = _cfg(
+        "train.max_steps=5",
+        "train.save_steps=2",
+        "train.report_every_steps=1",
+        "train.max_failures=1",
+    )
+    final = _train(cfg, sft_parquet, tmp_path, tiny_model, {"crash_at_step": 4})
     m = _metrics(tmp_path)
     assert final["step"] == 5 and final["steps_this_attempt"] == 3  # restarted from step 2
     assert [e["step"] for e in m["history"]] == [1, 2, 3, 4, 5]
-    assert (tmp_path / "faults" / "crashed-at-3").exists()
+    assert (tmp_path / "faults" / "crashed-at-4").exists()
