@@ -102,6 +102,7 @@ def test_sft_one_worker_reports_history_throughput_and_mfu(sft_one_worker):
     f = m["final"]
     assert f["history_complete"] and f["replayed_steps"] == 0
     assert f["world_size"] == 1 and f["train_tokens"] > 0 and f["tokens_per_second"] > 0
+    assert f["train_loss"] == pytest.approx(sum(e["loss"] for e in m["history"]) / steps)
     assert 0 < f["mfu"] < 1 and f["peak_flops_per_worker"] > 1e8
     assert f["flops_per_token"] > 4 * f["linear_params_frozen"]
     assert f["peak_memory_bytes"] > 0 and f["seconds_per_step_mean"] > 0

@@ -235,6 +235,7 @@ class _RayReport(TrainerCallback):
         self.device = device
         self.batch = config["train"]["batch_size"]
         self.buffer: list[dict[str, Any]] = []
+        self.losses: list[float] = []  # this attempt's, for the mean training loss
         self.step_seconds: list[float] = []
         self.t_step = 0.0
         self.tokens_seen: float | None = None  # TRL's count: this attempt, all workers
@@ -265,6 +266,7 @@ class _RayReport(TrainerCallback):
         if not logs or "loss" not in logs:
             return
         check_finite(logs["loss"], state.global_step)
+        self.losses.append(float(logs["loss"]))
         entry = {"step": state.global_step, **_scalars(logs)}
         if self.step_seconds:
             entry["step_seconds"] = self.step_seconds[-1]
@@ -313,6 +315,7 @@ class _RayReport(TrainerCallback):
         world = self.ctx.get_world_size()
         out: dict[str, Any] = {
             "steps_this_attempt": steps,
+            "train_loss": statistics.fmean(self.losses) if self.losses else None,
             "seconds_per_step_mean": secs / steps if steps else None,
             "seconds_per_step_median": statistics.median(self.step_seconds) if steps else None,
             "train_seconds": secs,
