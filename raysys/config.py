@@ -20,6 +20,17 @@ from raysys.errors import ConfigError
 _NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
+def _lookup_task(name: str) -> Any:
+    """The registered task, or a ValueError pydantic reports under the field's path."""
+    from raysys.errors import UserError
+    from raysys.tasks import get_task
+
+    try:
+        return get_task(name)
+    except UserError as e:
+        raise ValueError(str(e)) from None
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
@@ -61,13 +72,7 @@ class TaskSection(Section):
     @field_validator("name")
     @classmethod
     def _known_task(cls, v: str) -> str:
-        from raysys.errors import UserError
-        from raysys.tasks import get_task
-
-        try:
-            task = get_task(v)
-        except UserError as e:
-            raise ValueError(str(e)) from None
+        task = _lookup_task(v)
         if "train" not in task.splits:
             raise ValueError(
                 f"{v} has only a test split and cannot be trained on; pick another task"
@@ -285,14 +290,8 @@ class EvalSection(Section):
     @field_validator("tasks")
     @classmethod
     def _known_tasks(cls, v: list[str]) -> list[str]:
-        from raysys.errors import UserError
-        from raysys.tasks import get_task
-
         for name in v:
-            try:
-                get_task(name)
-            except UserError as e:
-                raise ValueError(str(e)) from None
+            _lookup_task(name)
         return v
 
     @field_validator("adapters")
@@ -355,13 +354,7 @@ class SynthSection(Section):
     @field_validator("task")
     @classmethod
     def _known_task(cls, v: str) -> str:
-        from raysys.errors import UserError
-        from raysys.tasks import get_task
-
-        try:
-            task = get_task(v)
-        except UserError as e:
-            raise ValueError(str(e)) from None
+        task = _lookup_task(v)
         if task.kind != "classification":
             raise ValueError(
                 f"{v} is a {task.kind} task; majority voting needs a label set (classification)"
