@@ -62,8 +62,7 @@ def _parser() -> argparse.ArgumentParser:
         "Outputs go to <run.storage_path>/<run.name>/<run_id>/train/; re-run with "
         "run.run_id=<id> to resume from the latest checkpoint.",
     )
-    tr.add_argument("config", nargs="?", help="YAML config (see configs/train_sft.yaml)")
-    tr.add_argument("overrides", nargs="*", metavar="a.b=c", help="override config fields")
+    _config_args(tr, "configs/train_sft.yaml")
     tr.set_defaults(func=_cmd_train)
 
     ev = sub.add_parser(
@@ -74,8 +73,7 @@ def _parser() -> argparse.ArgumentParser:
         "generations and a table with one row per (adapter, task) to "
         "<run.storage_path>/<run.name>/<run_id>/eval/.",
     )
-    ev.add_argument("config", nargs="?", help="YAML config (see configs/eval.yaml)")
-    ev.add_argument("overrides", nargs="*", metavar="a.b=c", help="override config fields")
+    _config_args(ev, "configs/eval.yaml")
     ev.set_defaults(func=_cmd_eval)
 
     sy = sub.add_parser(
@@ -87,8 +85,7 @@ def _parser() -> argparse.ArgumentParser:
         "<run.storage_path>/<run.name>/<run_id>/synth/. Re-run with the same run.run_id to "
         "resume: inputs already labeled are skipped.",
     )
-    sy.add_argument("config", nargs="?", help="YAML config (see configs/synth.yaml)")
-    sy.add_argument("overrides", nargs="*", metavar="a.b=c", help="override config fields")
+    _config_args(sy, "configs/synth.yaml")
     sy.set_defaults(func=_cmd_synth)
 
     t = sub.add_parser("tasks", help="list the tasks, or show one")
@@ -199,6 +196,11 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         print(f"accuracy of kept labels vs held-back gold: {st['kept_label_accuracy']:.3f}")
     print(f"Outputs: {run_dir / 'synth'}")
     return 0
+
+
+def _config_args(p: argparse.ArgumentParser, example: str) -> None:
+    p.add_argument("config", nargs="?", help=f"YAML config (see {example})")
+    p.add_argument("overrides", nargs="*", metavar="a.b=c", help="override config fields")
 
 
 def _config_and_overrides(args: argparse.Namespace) -> tuple[str | None, list[str]]:

@@ -63,3 +63,22 @@ _STARTED_LOCALLY = False
 def started_locally() -> bool:
     """True when this process started its own Ray (no autoscaler will add CPUs)."""
     return _STARTED_LOCALLY
+
+
+TRAIN_FAULTS = ("crash_at_step", "nan_at_step")
+
+
+def faults_from_env(allowed: tuple[str, ...]) -> dict[str, int]:
+    """Fault injection for tests and drills: RAYSYS_FAULTS="crash_at_step=5,nan_at_step=9".
+
+    Keys another job understands are left to it; a malformed item is an error."""
+    from raysys.errors import UserError
+
+    out: dict[str, int] = {}
+    for item in filter(None, os.environ.get("RAYSYS_FAULTS", "").split(",")):
+        key, _, value = item.partition("=")
+        if not value.isdigit():
+            raise UserError(f"RAYSYS_FAULTS: {item!r}; use key=N, e.g. crash_at_step=5")
+        if key in allowed:
+            out[key] = int(value)
+    return out

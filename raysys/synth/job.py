@@ -10,7 +10,6 @@ against held-back gold where it exists).
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -20,19 +19,10 @@ from raysys.errors import UserError
 log = logging.getLogger(__name__)
 
 
-def _faults() -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in filter(None, os.environ.get("RAYSYS_FAULTS", "").split(",")):
-        key, _, value = item.partition("=")
-        if key == "synth_crash_after_shards" and value.isdigit():
-            out[key] = int(value)
-    return out
-
-
 def run_synth_job(cfg: SynthConfig) -> tuple[Path, dict[str, Any]]:
     from raysys.models import resolve_model
     from raysys.runs import open_run, stage
-    from raysys.runtime import init_ray
+    from raysys.runtime import faults_from_env, init_ray
     from raysys.synth.cot import build_pool, run_synthesis
     from raysys.tasks import get_task
 
@@ -55,7 +45,15 @@ def run_synth_job(cfg: SynthConfig) -> tuple[Path, dict[str, Any]]:
         run_dir / "synth",
         f"CoT synthesis for {task.name}",
         lambda d: {
-            **run_synthesis(task, pool, model_path, adapters, cfg, d, _faults()),
+            **run_synthesis(
+                task,
+                pool,
+                model_path,
+                adapters,
+                cfg,
+                d,
+                faults_from_env(("synth_crash_after_shards",)),
+            ),
             **pool_stats,
         },
     )

@@ -9,7 +9,6 @@ Outputs under `<run.storage_path>/<run.name>/<run_id>/`: config.yaml (resolved),
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -42,27 +41,16 @@ def training_data(cfg: TrainConfig, storage: Path) -> str:
     return str(path)
 
 
-def faults_from_env() -> dict[str, Any]:
-    """Fault injection for tests and drills: RAYSYS_FAULTS="crash_at_step=5,nan_at_step=9"."""
-    out: dict[str, Any] = {}
-    for item in filter(None, os.environ.get("RAYSYS_FAULTS", "").split(",")):
-        key, _, value = item.partition("=")
-        if key not in ("crash_at_step", "nan_at_step") or not value.isdigit():
-            raise UserError(f"RAYSYS_FAULTS: {item!r}; use crash_at_step=N or nan_at_step=N")
-        out[key] = int(value)
-    return out
-
-
 def run_train_job(cfg: TrainConfig) -> tuple[Path, dict[str, Any]]:
     from raysys.models import resolve_model
     from raysys.runs import open_run, stage
-    from raysys.runtime import init_ray
+    from raysys.runtime import TRAIN_FAULTS, faults_from_env, init_ray
     from raysys.train.launch import preflight, run_training
 
     model_path = resolve_model(cfg.model.source)
     storage = Path(cfg.run.storage_path).expanduser().resolve()
     train_path = training_data(cfg, storage)
-    faults = faults_from_env()
+    faults = faults_from_env(TRAIN_FAULTS)
     # Bad data is refused before a run directory or a Ray instance exists.
     preflight(train_path, model_path, cfg.train)
     run_dir = open_run(cfg)
