@@ -1,0 +1,1 @@
+"""Sweep analysis: transfer matrix, leaderboard with CIs, scaling-law fits, plots and report."""
