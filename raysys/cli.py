@@ -88,6 +88,37 @@ def _parser() -> argparse.ArgumentParser:
     _config_args(sy, "configs/synth.yaml")
     sy.set_defaults(func=_cmd_synth)
 
+    sw = sub.add_parser(
+        "sweep",
+        help="a Ray Tune grid of LoRA SFT runs (cocktails x fractions x seeds) and its report",
+        description="Expand the grid (cocktail generators or explicit cocktails, regulariser "
+        "shares, data fractions, seeds, optional learning rates / LoRA ranks), run every trial "
+        "on Ray Tune (data -> Ray Train SFT -> validation scores), score every adapter and the "
+        "base model on the test splits in one pass, and write results and report.html under "
+        "<run.storage_path>/<run.name>/<run_id>/. --resume continues an interrupted sweep "
+        "(finished trials are not run again).",
+    )
+    _config_args(sw, "configs/sweep.yaml")
+    sw.add_argument("--dry-run", action="store_true", help="print the trials and resources only")
+    sw.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the sweep of run.run_id (default: the latest one of run.name)",
+    )
+    sw.add_argument(
+        "--retry-errored", action="store_true", help="with --resume: run errored trials again"
+    )
+    sw.set_defaults(func=_cmd_sweep)
+
+    rp = sub.add_parser(
+        "report",
+        help="(re)write a sweep's report: transfer matrix, leaderboard, scaling law",
+        description="Read <SWEEP_DIR>/results.parquet and write report.md, report.html (plots "
+        "embedded, readable offline), plots/*.png and the analysis CSVs next to it.",
+    )
+    rp.add_argument("sweep_dir", help="a sweep directory (holds results.parquet)")
+    rp.set_defaults(func=_cmd_report)
+
     t = sub.add_parser("tasks", help="list the tasks, or show one")
     tsub = t.add_subparsers(title="tasks commands")
     tl = tsub.add_parser("list", help="every registered task with its kind and splits")
@@ -196,6 +227,62 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         print(f"accuracy of kept labels vs held-back gold: {st['kept_label_accuracy']:.3f}")
     print(f"Outputs: {run_dir / 'synth'}")
     return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from raysys.config import SweepConfig, load_config
+    from raysys.sweep.grid import format_grid
+
+    config, overrides = _config_and_overrides(args)
+    cfg = load_config(SweepConfig, config, overrides)
+    if args.retry_errored and not args.resume:
+        raise UserError("--retry-errored needs --resume (it retries a sweep's errored trials)")
+    if args.dry_run:
+        from raysys.sweep.run import dry_run
+
+        trials, plan = dry_run(cfg)
+        print(format_grid(trials, plan))
+        return 0
+    from raysys.sweep.run import run_sweep
+
+    start = time.perf_counter()
+    out = run_sweep(cfg, resume=args.resume, retry_errored=args.retry_errored)
+    m = out.meta
+    print()
+    print(_headline(out.sweep_dir))
+    print(
+        f"\n{m['finished']} trials, {m['concurrency']} at a time: "
+        f"Tune {m['tune_wall_seconds']:.0f}s (ideal {m['ideal_seconds']:.0f}s, "
+        f"{m['wall_vs_ideal']:.2f}x); {m['datasets']} datasets ({m['data_built']} built, "
+        f"{m['data_cached']} cached); total {time.perf_counter() - start:.0f}s"
+    )
+    print(f"Report: {out.sweep_dir / 'report.html'}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from raysys.sweep.run import write_sweep_report
+
+    sweep_dir = Path(args.sweep_dir)
+    if not (sweep_dir / "results.parquet").is_file():
+        raise UserError(
+            f"{sweep_dir}: no results.parquet; point it at a finished sweep directory "
+            "(<run.storage_path>/<run.name>/<run_id>)"
+        )
+    write_sweep_report(sweep_dir)
+    print(_headline(sweep_dir))
+    print(f"Report: {sweep_dir / 'report.html'}")
+    return 0
+
+
+def _headline(sweep_dir) -> str:
+    import pandas as pd
+
+    from raysys.analysis.report import headline
+
+    return headline(pd.read_parquet(sweep_dir / "results.parquet"))
 
 
 def _config_args(p: argparse.ArgumentParser, example: str) -> None:

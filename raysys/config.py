@@ -298,9 +298,10 @@ class EvalSection(Section):
     @classmethod
     def _adapter_names(cls, v: dict[str, str]) -> dict[str, str]:
         for name in v:
-            if not re.fullmatch(_NAME_RE, name) or name == "base":
+            # PEFT adapter names become module names, which cannot hold "."
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name) or name == "base":
                 raise ValueError(
-                    f"adapter name {name!r}: use letters, digits, '_', '.', '-' (not 'base')"
+                    f"adapter name {name!r}: use letters, digits, '_', '-' (not 'base')"
                 )
         return v
 
@@ -372,6 +373,133 @@ class SynthConfig(Section):
     synth: SynthSection = SynthSection()
 
 
+COCKTAIL_GENERATORS = ("singletons", "pairs", "leave_one_out", "all")
+
+
+class MlflowSection(Section):
+    tracking_uri: str | None = Field(
+        None, description="log every trial to MLflow (needs the `mlflow` extra); None: off"
+    )
+    experiment: str = Field("raysys", min_length=1)
+
+
+class SweepSection(Section):
+    tasks: list[str] = Field(
+        default_factory=lambda: ["news_sentiment", "price_direction"],
+        min_length=1,
+        description="trainable tasks the cocktail generators combine",
+    )
+    cocktails: list[str | dict[str, Any]] = Field(
+        default_factory=lambda: ["singletons"],
+        min_length=1,
+        description="generators (singletons, pairs, leave_one_out, all), cocktail YAML paths, "
+        "or inline specs {name, components: [{task, weight}]}",
+    )
+    general: list[float] = Field(default_factory=lambda: [0.0], min_length=1)
+    math: list[float] = Field(default_factory=lambda: [0.0], min_length=1)
+    fractions: list[float] = Field(
+        default_factory=lambda: [1.0], min_length=1, description="nested data fractions"
+    )
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    learning_rates: list[float] | None = Field(None, description="None: train.learning_rate")
+    lora_ranks: list[int] | None = Field(None, description="None: train.lora.r")
+    eval_tasks: list[str] | None = Field(
+        None, description="tasks every adapter is scored on; None: sweep.tasks"
+    )
+    train_size: int = Field(400, ge=1, description="train rows generated per task")
+    validation_size: int = Field(60, ge=1, description="validation rows per task (selection)")
+    test_size: int = Field(120, ge=1, description="test rows per task (the final pass)")
+    max_concurrent_trials: int | None = Field(
+        None, ge=1, description="None: as many as the cluster's CPUs/GPUs hold"
+    )
+    driver_resource: str | None = Field(
+        None,
+        description="custom resource trial drivers need (e.g. raysys_driver, advertised only "
+        "by on-demand nodes) so spot preemptions never kill a driver",
+    )
+    scheduler: Literal["fifo", "asha"] = Field(
+        "fifo", description="asha: stop poor learning rates early on the training loss"
+    )
+    snapshot_seconds: float = Field(
+        1.0, gt=0, description="Tune experiment-state snapshot period (resume granularity)"
+    )
+    mlflow: MlflowSection = MlflowSection()
+
+    @field_validator("tasks", "eval_tasks")
+    @classmethod
+    def _known_tasks(cls, v: list[str] | None) -> list[str] | None:
+        for name in v or []:
+            _lookup_task(name)
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError(f"tasks listed twice in {v}; list each task once")
+        return v
+
+    @field_validator("general", "math")
+    @classmethod
+    def _shares(cls, v: list[float]) -> list[float]:
+        for x in v:
+            if not 0 <= x < 1:
+                raise ValueError(f"share {x} must be in [0, 1), e.g. 0, 0.1 or 0.25")
+        return v
+
+    @field_validator("fractions")
+    @classmethod
+    def _fractions(cls, v: list[float]) -> list[float]:
+        for x in v:
+            if not 0 < x <= 1:
+                raise ValueError(f"fraction {x} must be in (0, 1], e.g. 0.25, 0.5, 1.0")
+        return sorted(set(v))
+
+    @field_validator("learning_rates")
+    @classmethod
+    def _lrs(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None and (not v or any(x <= 0 for x in v)):
+            raise ValueError(f"learning rates must be > 0 and at least one, got {v}")
+        return v
+
+    @field_validator("lora_ranks")
+    @classmethod
+    def _ranks(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (not v or any(x < 1 for x in v)):
+            raise ValueError(f"LoRA ranks must be >= 1 and at least one, got {v}")
+        return v
+
+    @field_validator("cocktails")
+    @classmethod
+    def _cocktail_items(cls, v: list[str | dict[str, Any]]) -> list[str | dict[str, Any]]:
+        for item in v:
+            if isinstance(item, str) and item not in COCKTAIL_GENERATORS:
+                if not item.endswith((".yaml", ".yml")):
+                    raise ValueError(
+                        f"{item!r} is neither a generator ({', '.join(COCKTAIL_GENERATORS)}) "
+                        "nor a cocktail YAML path"
+                    )
+        return v
+
+
+class SweepConfig(Section):
+    """A Ray Tune grid of LoRA SFT runs over cocktails x fractions x seeds, then a report."""
+
+    run: RunSection = RunSection(name="sweep")
+    ray: RaySection = RaySection()
+    model: ModelSection = ModelSection()
+    generate: GenerateSection = GenerateSection()
+    train: TrainSection = TrainSection()
+    sweep: SweepSection = SweepSection()
+
+    @model_validator(mode="after")
+    def _sft_only(self) -> SweepConfig:
+        _check_packing(self.model, self.train)
+        if self.train.method != "sft":
+            raise ValueError("train.method: sweeps train SFT adapters; set train.method=sft")
+        if self.sweep.scheduler == "asha" and not self.sweep.learning_rates:
+            raise ValueError(
+                "sweep.scheduler=asha stops learning rates early; add sweep.learning_rates "
+                "or use sweep.scheduler=fifo"
+            )
+        return self
+
+
 C = TypeVar("C", bound=BaseModel)
 
 CONFIG_KINDS: dict[str, type[BaseModel]] = {
@@ -379,6 +507,7 @@ CONFIG_KINDS: dict[str, type[BaseModel]] = {
     "train": TrainConfig,
     "eval": EvalConfig,
     "synth": SynthConfig,
+    "sweep": SweepConfig,
 }
 
 

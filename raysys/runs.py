@@ -42,7 +42,10 @@ def check_resume(run_dir: Path, cfg: BaseModel) -> None:
     if not saved.is_file():
         return
     old, new = _flatten(yaml.safe_load(saved.read_text())), _flatten(cfg.model_dump(mode="json"))
-    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    # run.run_id is the folder's own name: given or not, it names this run.
+    changed = sorted(
+        k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k != "run.run_id"
+    )
     if changed:
         raise UserError(
             f"run {run_dir.name} exists with another config ({', '.join(changed[:5])} differ); "

@@ -426,16 +426,20 @@ def materialize(
     seed: int,
     root: Path,
     to_messages: Callable[[Row], list[dict]],
+    stats: dict[str, Any] | None = None,
 ) -> tuple[Path, dict[str, int]]:
     """Write the cocktail once to root/cocktails/<key>/; later calls reuse it.
 
     The key covers the pools' contents too, so other train sizes or generator seeds
-    never reuse a stale cocktail.
+    never reuse a stale cocktail. `stats`, when given, receives `built` (this call
+    wrote the data) and `key`.
     """
+    stats = {} if stats is None else stats
     from filelock import FileLock
 
     key = spec_hash(spec, fraction, seed, {"pools": pools_fingerprint(pools)})
     target = Path(root) / "cocktails" / key
+    stats.update(key=key, built=False)
     if found := _existing(target):
         return found
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -452,6 +456,7 @@ def materialize(
             _build(tmp, _records(rows, source, to_messages), manifest)
             shutil.rmtree(target, ignore_errors=True)  # a leftover without a manifest
             os.replace(tmp, target)  # atomic: readers see no cocktail or a whole one
+            stats["built"] = True
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     log.info("cocktail %s: %d rows %s", key, len(rows), counts)

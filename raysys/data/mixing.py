@@ -28,12 +28,22 @@ def resolve_spec(spec: CocktailSpec) -> CocktailSpec:
     return spec.model_copy(update={"components": comps})
 
 
-def build_pools(spec: CocktailSpec, train_size: int, seed: int) -> dict[str, list[Row]]:
-    """Each needed task's train split (`train_size` rows); `spec` must be resolved."""
+def build_pools(
+    spec: CocktailSpec, train_size: int, seed: int, holdout: dict[str, int] | None = None
+) -> dict[str, list[Row]]:
+    """Each needed task's train split (`train_size` rows); `spec` must be resolved.
+
+    `holdout` (e.g. {"validation": 60, "test": 120}): the evaluation split sizes used
+    with these rows. Generated tasks build train rows after, and disjoint from, the
+    held-out rows of the same seed; without it a few train inputs can equal test ones.
+    """
     check_against_registry(spec)
-    return {
-        name: build_splits(name, {"train": train_size}, seed)["train"] for name in pool_tasks(spec)
-    }
+    pools = {}
+    for name in pool_tasks(spec):
+        splits = get_task(name).splits
+        sizes = {s: n for s, n in (holdout or {}).items() if s in splits}
+        pools[name] = build_splits(name, {**sizes, "train": train_size}, seed)["train"]
+    return pools
 
 
 def check_against_registry(spec: CocktailSpec) -> None:
@@ -51,9 +61,15 @@ def to_messages(row: Row) -> list[dict[str, str]]:
 
 
 def materialize_cocktail(
-    spec: CocktailSpec, fraction: float, seed: int, storage: Path, train_size: int
+    spec: CocktailSpec,
+    fraction: float,
+    seed: int,
+    storage: Path,
+    train_size: int,
+    stats: dict[str, Any] | None = None,
+    holdout: dict[str, int] | None = None,
 ) -> tuple[Path, dict[str, int]]:
     """Chat-format parquet for (spec, fraction, seed) under `storage`, reused when asked again."""
     spec = resolve_spec(spec)
-    pools = build_pools(spec, train_size, seed)
-    return materialize(spec, pools, fraction, seed, storage, to_messages)
+    pools = build_pools(spec, train_size, seed, holdout)
+    return materialize(spec, pools, fraction, seed, storage, to_messages, stats)

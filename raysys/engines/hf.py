@@ -192,8 +192,13 @@ def generate(
 
     threads = gen_cfg.torch_threads or max(1, (os.cpu_count() or 1) // gen_cfg.concurrency)
     n_blocks = max(1, min(len(rows), gen_cfg.concurrency * 4))
-    ds = ray.data.from_pandas(pd.DataFrame(rows)).repartition(n_blocks)
-    out = ds.map_batches(
+    # Blocks made here, not by `repartition`: a repartition runs CPU tasks, which starve
+    # (forever) when every CPU is held by engine actors, e.g. two sweep trials scoring
+    # at once on a 2-CPU node. With ready blocks the pipeline is actors only.
+    df = pd.DataFrame(rows)
+    bounds = [round(i * len(df) / n_blocks) for i in range(n_blocks + 1)]
+    blocks = [df.iloc[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+    out = ray.data.from_pandas(blocks).map_batches(
         HFGenerator,
         fn_constructor_kwargs={
             "model_path": model_path,

@@ -59,8 +59,11 @@ def run_training(
     faults: dict[str, Any] | None = None,
     name: str = "train",
     attn_implementation: str | None = None,
+    callbacks: list[UserCallback] | None = None,
 ) -> dict[str, Any]:
-    """Train a LoRA adapter (SFT or DPO) on Ray Train; return the final summary."""
+    """Train a LoRA adapter (SFT or DPO) on Ray Train; return the final summary.
+
+    `callbacks`: more Train `UserCallback`s (a sweep passes Tune's report bridge)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
     from ray.train.v2.api.config import LoggingConfig
@@ -89,7 +92,7 @@ def run_training(
             failure_config=FailureConfig(max_failures=train_cfg.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=train_cfg.keep_checkpoints),
             worker_runtime_env={"env_vars": WORKER_ENV},
-            callbacks=[ReportRecorder(storage, name)],
+            callbacks=[ReportRecorder(storage, name), *(callbacks or [])],
             # Ray Train logs every report's full metrics at INFO; ours go to metrics.json.
             logging_config=LoggingConfig(log_level="WARNING"),
         ),

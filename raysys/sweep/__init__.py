@@ -1,0 +1,1 @@
+"""Sweeps: cocktail x fraction x seed grids on Ray Tune (`raysys sweep`)."""

@@ -1,0 +1,458 @@
+"""`raysys sweep CONFIG`: a Ray Tune grid of LoRA SFT trials, one test pass, a report.
+
+Layout of a sweep directory `<run.storage_path>/<run.name>/<run_id>/`:
+
+- `config.yaml` (resolved), `grid.json` (every trial's parameters)
+- `tune/`: Ray Tune's experiment (state for `--resume`, per-trial CSV/JSON and
+  TensorBoard event files, named by trial id)
+- `trials/<trial_id>/`: `train/` (adapter, metrics, Ray Train checkpoints),
+  `eval_validation/`, `result.json` once the trial is done
+- `test_eval/<key>/`: every finished adapter and the base model on the test splits,
+  in one engine pass
+- `results.parquet|csv` (one row per (trial, task)), `test_predictions.parquet`,
+  `sweep.json` (wall time, concurrency, data cache), and the report
+  (`report.md`, `report.html`, `plots/`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from ray.tune import Callback
+
+from raysys.config import SweepConfig
+from raysys.data.io import write_json, write_parquet
+from raysys.errors import UserError
+from raysys.sweep.grid import Plan, Trial, expand_grid, plan_resources
+from raysys.sweep.trial import eval_rows, eval_task_names, sweep_trial
+
+log = logging.getLogger(__name__)
+
+TRIAL_ID_KEY = "trial"
+DRIVER_MEMORY = (
+    256 * 2**20
+)  # bytes reserved per trial driver  # Tune's param_space holds {"trial": Trial.params()}
+
+
+class SweepIncompleteError(UserError):
+    """Some trials errored; the others are analysed, and `--resume --retry-errored` retries."""
+
+    exit_code = 1
+
+
+@dataclass
+class SweepOutcome:
+    sweep_dir: Path
+    results: pd.DataFrame
+    meta: dict[str, Any]
+    errored: list[str] = field(default_factory=list)
+    report: dict[str, str] = field(default_factory=dict)
+
+
+def run_sweep(cfg: SweepConfig, resume: bool = False, retry_errored: bool = False) -> SweepOutcome:
+    """Run (or resume) the grid, score every adapter on test in one pass, write the report."""
+    from raysys.models import resolve_model
+    from raysys.runtime import init_ray
+
+    trials = expand_grid(cfg)  # bad grids fail here, before any output
+    callbacks = tune_callbacks(cfg)
+    model_path = resolve_model(cfg.model.source)
+    data = prepare_data(cfg, trials, model_path)  # bad data too: before any trial starts
+    cfg, sweep_dir = open_sweep(cfg, resume)
+    init_ray(cfg.ray.address, cfg.ray.num_cpus)
+    plan = plan_resources(cfg, len(trials), _cluster_resources())
+    log.info("sweep: %d trials, %d at a time (%s)", len(trials), plan.concurrency, plan.why)
+    write_json(sweep_dir / "grid.json", [t.params() for t in trials])
+    start = time.perf_counter()
+    run_tune(cfg, trials, sweep_dir, model_path, plan, callbacks, resume, retry_errored)
+    tune_seconds = time.perf_counter() - start
+    finished, errored = collect_trials(sweep_dir, trials)
+    if not finished:
+        raise SweepIncompleteError(
+            f"no trial finished ({len(errored)} errored; see {sweep_dir / 'tune'}); fix the "
+            "cause and run again with --resume --retry-errored"
+        )
+    test, preds = test_pass(cfg, sweep_dir, model_path, finished)
+    results = results_table(cfg, finished, test)
+    meta = sweep_meta(cfg, trials, finished, errored, plan, tune_seconds, resume) | data
+    write_parquet(sweep_dir / "results.parquet", results)
+    results.to_csv(sweep_dir / "results.csv", index=False)
+    write_parquet(sweep_dir / "test_predictions.parquet", preds)
+    write_json(sweep_dir / "sweep.json", meta)
+    report = write_sweep_report(sweep_dir)
+    outcome = SweepOutcome(sweep_dir, results, meta, errored, report)
+    if errored:
+        raise SweepIncompleteError(
+            f"{len(errored)} of {len(trials)} trials errored ({', '.join(errored[:3])}); the "
+            f"report covers the rest: {sweep_dir}; retry them with --resume --retry-errored"
+        )
+    return outcome
+
+
+def dry_run(cfg: SweepConfig) -> tuple[list[Trial], Plan]:
+    """The grid and the resources it will use, without starting Ray or writing anything."""
+    from raysys.sweep.grid import local_resources
+
+    trials = expand_grid(cfg)
+    tune_callbacks(cfg)
+    available = local_resources(cfg)
+    if cfg.ray.address or os.environ.get("RAY_ADDRESS"):
+        available = {}  # known once attached; plan_resources says so
+    return trials, plan_resources(cfg, len(trials), available)
+
+
+# --------------------------------------------------------------------------- setup
+
+
+def prepare_data(cfg: SweepConfig, trials: list[Trial], model_path: str) -> dict[str, int]:
+    """Build every distinct (cocktail, shares, fraction) once and check it as training
+    would (columns, chat template, EOS after truncation); trials then only read it."""
+    from raysys.sweep.trial import trial_data
+    from raysys.train.launch import preflight
+
+    root = str(Path(cfg.run.storage_path).expanduser().resolve())
+    datasets: dict[tuple, bool] = {}
+    for t in trials:
+        key = (t.components, t.general, t.math, t.fraction)
+        if key not in datasets:
+            data = trial_data(cfg, t, root)
+            preflight(data["path"], model_path, cfg.train)
+            datasets[key] = data["built"]
+    built = sum(datasets.values())
+    log.info(
+        "training data: %d datasets (%d built, %d cached)",
+        len(datasets),
+        built,
+        len(datasets) - built,
+    )
+    return {"datasets": len(datasets), "data_built": built, "data_cached": len(datasets) - built}
+
+
+def open_sweep(cfg: SweepConfig, resume: bool) -> tuple[SweepConfig, Path]:
+    """The sweep directory: new, or (with `resume`) an existing one with a Tune state."""
+    from ray.tune import Tuner
+
+    from raysys.config import resolve_run_id
+    from raysys.runs import open_run
+
+    root = Path(cfg.run.storage_path).expanduser().resolve() / cfg.run.name
+    if resume and cfg.run.run_id is None:
+        found = sorted(p for p in root.glob("*") if (p / "tune").is_dir()) if root.is_dir() else []
+        if not found:
+            raise UserError(
+                f"--resume: no sweep found under {root}; run it without --resume first, "
+                "or set run.storage_path / run.run_id to the sweep to resume"
+            )
+        cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"run_id": found[-1].name})})
+    cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"run_id": resolve_run_id(cfg)})})
+    sweep_dir = root / cfg.run.run_id
+    tune_dir = sweep_dir / "tune"
+    if resume and not Tuner.can_restore(str(tune_dir)):
+        raise UserError(
+            f"--resume: {sweep_dir} holds no sweep to resume; check run.run_id, or drop --resume"
+        )
+    if not resume and tune_dir.exists():
+        raise UserError(
+            f"{sweep_dir} already holds a sweep; add --resume to continue it, or set a new "
+            "run.run_id"
+        )
+    return cfg, open_run(cfg)
+
+
+def _cluster_resources() -> dict[str, float]:
+    import ray
+
+    return dict(ray.cluster_resources())
+
+
+def tune_callbacks(cfg: SweepConfig) -> list[Any]:
+    """MLflow when configured (checked up front: a missing extra fails before any work)."""
+    out: list[Any] = []
+    ml = cfg.sweep.mlflow
+    if ml.tracking_uri:
+        try:
+            import mlflow  # noqa: F401
+            from ray.air.integrations.mlflow import MLflowLoggerCallback
+        except ImportError:
+            raise UserError(
+                "sweep.mlflow.tracking_uri needs MLflow: pip install 'raysys[mlflow]', or unset it"
+            ) from None
+        out.append(
+            MLflowLoggerCallback(
+                tracking_uri=ml.tracking_uri, experiment_name=ml.experiment, save_artifact=False
+            )
+        )
+    return out
+
+
+def trial_dirname(trial: Any) -> str:
+    """Tune's per-trial folder (and TensorBoard run) is the trial id."""
+    return trial.config[TRIAL_ID_KEY]["trial_id"]
+
+
+def _threads(cfg: SweepConfig, plan: Plan) -> int | None:
+    """Intra-op threads per process on a one-node cluster, so concurrent trials do not
+    oversubscribe the cores; multi-node clusters let each worker size itself."""
+    import ray
+
+    if len([n for n in ray.nodes() if n.get("Alive")]) != 1:
+        return None
+    return max(1, (os.cpu_count() or 1) // (plan.concurrency * cfg.train.num_workers))
+
+
+# --------------------------------------------------------------------------- Tune
+
+
+def run_tune(
+    cfg: SweepConfig,
+    trials: list[Trial],
+    sweep_dir: Path,
+    model_path: str,
+    plan: Plan,
+    callbacks: list[Any],
+    resume: bool,
+    retry_errored: bool,
+) -> None:
+    """Every trial through Ray Tune (FIFO grid, or ASHA on the training loss)."""
+    from ray import tune
+
+    from raysys.runtime import faults_from_env
+
+    # Tune snapshots its state at most this often; a killed driver loses at most this
+    # much bookkeeping (the trials themselves are idempotent, see sweep.trial).
+    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = str(cfg.sweep.snapshot_seconds)
+    ctx = {
+        "config": cfg.model_dump(mode="json"),
+        "sweep_dir": str(sweep_dir),
+        "storage_root": str(Path(cfg.run.storage_path).expanduser().resolve()),
+        "model_path": model_path,
+        "threads": _threads(cfg, plan),
+    }
+    # A trial's driver only waits on Train and Ray Data: it takes no CPU (so N trials fit
+    # N workers), only the memory it uses (Tune needs a non-empty request), and the
+    # custom resource (when set) that keeps it on on-demand nodes.
+    resources: dict[str, float] = {"memory": DRIVER_MEMORY}
+    if cfg.sweep.driver_resource:
+        resources[cfg.sweep.driver_resource] = 0.001
+    trainable = tune.with_resources(tune.with_parameters(sweep_trial, ctx=ctx), resources)
+    faults = faults_from_env(("sweep_exit_after_trials",))
+    if faults:
+        callbacks = [*callbacks, ExitAfterTrials(faults["sweep_exit_after_trials"])]
+    if resume:
+        tuner = tune.Tuner.restore(
+            str(sweep_dir / "tune"),
+            trainable,
+            resume_unfinished=True,
+            resume_errored=retry_errored,
+        )
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space={TRIAL_ID_KEY: tune.grid_search([t.params() for t in trials])},
+            tune_config=tune.TuneConfig(
+                max_concurrent_trials=plan.concurrency,
+                scheduler=_scheduler(cfg),
+                trial_dirname_creator=trial_dirname,
+                trial_name_creator=trial_dirname,
+            ),
+            run_config=tune.RunConfig(
+                name="tune",
+                storage_path=str(sweep_dir),
+                callbacks=callbacks,
+                verbose=1,
+                failure_config=tune.FailureConfig(max_failures=cfg.train.max_failures),
+            ),
+        )
+    tuner.fit()
+
+
+def _scheduler(cfg: SweepConfig) -> Any:
+    if cfg.sweep.scheduler == "fifo":
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    # Training loss, reported by Train every train.report_every_steps steps.
+    return ASHAScheduler(
+        time_attr="training_iteration", metric="loss", mode="min", grace_period=2, max_t=10**6
+    )
+
+
+class ExitAfterTrials(Callback):
+    """Fault drill (RAYSYS_FAULTS=sweep_exit_after_trials=N): the driver dies like a
+    SIGKILL (no cleanup, no final snapshot) once N trials have completed."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.done = n, 0
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        from raysys.runtime import faults_from_env
+
+        # Tuner.restore brings back the callbacks of the original run: a resumed driver
+        # must not repeat the drill unless its own environment asks for it.
+        if "sweep_exit_after_trials" not in faults_from_env(("sweep_exit_after_trials",)):
+            return
+        self.done += 1
+        if self.done >= self.n:
+            log.warning("fault drill: the sweep driver exits after %d trial(s)", self.done)
+            os._exit(137)
+
+
+# --------------------------------------------------------------------------- results
+
+
+def collect_trials(
+    sweep_dir: Path, trials: list[Trial]
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Finished trials' results by id; the ids of the others."""
+    finished, errored = {}, []
+    for t in trials:
+        done = sweep_dir / "trials" / t.trial_id / "result.json"
+        if done.is_file():
+            finished[t.trial_id] = json.loads(done.read_text())
+        else:
+            errored.append(t.trial_id)
+    return finished, errored
+
+
+def test_pass(
+    cfg: SweepConfig, sweep_dir: Path, model_path: str, finished: dict[str, dict[str, Any]]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Base + every finished adapter on every test split, one engine load."""
+    from raysys.evaluate.run import evaluate_tasks
+    from raysys.runs import stage
+
+    adapters = {tid: res["adapter"] for tid, res in sorted(finished.items())}
+    key = hashlib.sha256(json.dumps(sorted(adapters)).encode()).hexdigest()[:12]
+    out = sweep_dir / "test_eval" / key
+    tasks = eval_rows(cfg, "test")
+    stage(
+        out,
+        f"test evaluation: base + {len(adapters)} adapters x {len(tasks)} tasks, one pass",
+        lambda d: evaluate_tasks(
+            tasks, model_path, adapters, cfg.generate, cfg.model.dtype, d, include_base=True
+        ).to_dict("records"),
+    )
+    preds = pd.read_parquet(out / "predictions.parquet")
+    preds["adapter"] = preds["adapter"].replace("", "base")
+    cols = ["adapter", "task", "id", "input", "gold", "generated_text", "pred"]
+    return pd.read_parquet(out / "results.parquet"), preds[cols]
+
+
+def results_table(
+    cfg: SweepConfig, finished: dict[str, dict[str, Any]], test: pd.DataFrame
+) -> pd.DataFrame:
+    """One row per (trial, evaluated task), base model rows included (trial_id "base")."""
+    from raysys.tasks import get_task
+
+    test_by = {(r["adapter"], r["task"]): r for r in test.to_dict("records")}
+    rows = []
+    for tid, res in [("base", None), *sorted(finished.items())]:
+        for name in eval_task_names(cfg):
+            task = get_task(name)
+            row = _trial_columns(tid, res, name) | {
+                "task": name,
+                "task_kind": task.kind,
+                "main_metric": task.main_metric,
+            }
+            val = (res or {}).get("validation", {}).get(name, {})
+            row |= {f"val_{k}": v for k, v in val.items()}
+            tst = test_by.get((tid, name), {})
+            row |= {f"test_{k}": v for k, v in tst.items() if k not in ("adapter", "task")}
+            rows.append(row)
+    df = pd.DataFrame(rows)
+    for col in ("val_main", "test_main"):
+        if col not in df:
+            df[col] = float("nan")
+    return df
+
+
+def _trial_columns(tid: str, res: dict[str, Any] | None, task: str) -> dict[str, Any]:
+    nan = float("nan")
+    if res is None:
+        return {
+            "trial_id": "base",
+            "cocktail": "base",
+            "cocktail_kind": "base",
+            "cocktail_tasks": "",
+            **dict.fromkeys(("general", "math"), 0.0),
+            **dict.fromkeys(("fraction", "learning_rate", "lora_r"), nan),
+            "seed": 0,
+            **dict.fromkeys(("train_rows", "task_train_rows"), 0),
+            **dict.fromkeys(
+                ("train_tokens", "train_seconds", "tokens_per_s", "final_loss", "trial_seconds"),
+                nan,
+            ),
+        }
+    p, tr, data = res["trial"], res["train"], res["data"]
+    return {
+        "trial_id": tid,
+        "cocktail": p["cocktail"],
+        "cocktail_kind": p["cocktail_kind"],
+        "cocktail_tasks": ",".join(sorted(t for t, _ in p["components"])),
+        "general": p["general"],
+        "math": p["math"],
+        "fraction": p["fraction"],
+        "seed": p["seed"],
+        "learning_rate": p["learning_rate"],
+        "lora_r": p["lora_r"],
+        "train_rows": data["rows"],
+        "task_train_rows": data["counts"].get(task, 0),
+        "train_tokens": tr.get("train_tokens", nan),
+        "train_seconds": tr.get("wall_seconds", nan),
+        "tokens_per_s": tr.get("tokens_per_second", nan),
+        "final_loss": tr.get("train_loss", nan),
+        "trial_seconds": res["trial_seconds"],
+    }
+
+
+def sweep_meta(
+    cfg: SweepConfig,
+    trials: list[Trial],
+    finished: dict[str, dict[str, Any]],
+    errored: list[str],
+    plan: Plan,
+    tune_seconds: float,
+    resumed: bool,
+) -> dict[str, Any]:
+    """The sweep's own figures: grid, concurrency, wall time vs ideal, data cache."""
+    sw = cfg.sweep
+    trial_secs = sum(r["trial_seconds"] for r in finished.values())
+    # Trials only read data the driver prepared: a build inside a trial means a cache miss.
+    missed = sum(bool(r["data"].get("built")) for r in finished.values())
+    ideal = trial_secs / plan.concurrency if plan.concurrency else float("nan")
+    return {
+        "model": cfg.model.source,
+        "trials": len(trials),
+        "finished": len(finished),
+        "errored": errored,
+        "cocktails": sorted({t.cocktail for t in trials}),
+        "general": sw.general,
+        "math": sw.math,
+        "fractions": sw.fractions,
+        "seeds": sw.seeds,
+        "eval_tasks": eval_task_names(cfg),
+        "concurrency": plan.concurrency,
+        "tune_wall_seconds": tune_seconds,
+        "trial_seconds_sum": trial_secs,
+        "ideal_seconds": ideal,
+        "wall_vs_ideal": tune_seconds / ideal if ideal else float("nan"),
+        "trial_data_cache_hits": len(finished) - missed,
+        "trial_data_cache_misses": missed,
+        "resumed": resumed,
+    }
+
+
+def write_sweep_report(sweep_dir: Path) -> dict[str, str]:
+    from raysys.analysis.report import write_report
+
+    paths = write_report(sweep_dir)
+    log.info("report: %s", paths.html)
+    return {"markdown": str(paths.markdown), "html": str(paths.html)}

@@ -1,0 +1,193 @@
+"""One sweep trial, run by Ray Tune: data -> Ray Train SFT -> validation scores -> report.
+
+The trial function is idempotent: its folder `<sweep_dir>/trials/<trial_id>/` holds
+a `stage.json` per finished stage and `result.json` when the whole trial is done,
+so Tune may start it again (a restored driver, a retried error) and nothing that
+finished is trained or scored twice; an interrupted training run resumes from its
+latest Ray Train checkpoint (same storage, same run name).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from ray.tune.integration.ray_train import TuneReportCallback
+
+from raysys.config import SweepConfig
+from raysys.data.io import write_json
+from raysys.sweep.grid import Trial
+
+log = logging.getLogger(__name__)
+
+# Scalars only: Tune logs every reported key to its CSV/JSON/TensorBoard files.
+_SCALARS = (int, float, str, bool)
+
+
+class TrainToTune(TuneReportCallback):
+    """Tune's Train V2 -> Tune bridge, without the per-step history lists."""
+
+    def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any):
+        slim = [{k: v for k, v in m.items() if isinstance(v, _SCALARS)} for m in metrics]
+        super().after_report(run_context, slim, checkpoint)
+
+
+def sweep_trial(config: dict[str, Any], ctx: dict[str, Any]) -> None:
+    """Tune trial function: `config["trial"]` is one `Trial.params()`."""
+    from ray import tune
+
+    from raysys.runs import stage
+    from raysys.runtime import _quiet_ray_data
+
+    trial = Trial.from_params(config["trial"])
+    cfg = SweepConfig.model_validate(ctx["config"])
+    trial_dir = Path(ctx["sweep_dir"]) / "trials" / trial.trial_id
+    done = trial_dir / "result.json"
+    if done.is_file():  # finished before the driver restarted: report it, do nothing else
+        tune.report(tune_metrics(json.loads(done.read_text())))
+        return
+    _quiet_ray_data()
+    start = time.perf_counter()
+    data = trial_data(cfg, trial, ctx["storage_root"])
+    train_cfg, gen_cfg = trial_sections(cfg, trial, ctx["threads"])
+    summary = stage(
+        trial_dir / "train",
+        f"{trial.trial_id}: LoRA SFT",
+        lambda d: _train(d, data["path"], ctx["model_path"], cfg, train_cfg, trial),
+    )
+    validation = stage(
+        trial_dir / "eval_validation",
+        f"{trial.trial_id}: validation",
+        lambda d: _validate(d, cfg, trial, ctx["model_path"], gen_cfg),
+    )
+    result = {
+        "trial": trial.params(),
+        "data": {k: v for k, v in data.items() if k != "path"},
+        "train": summary,
+        "validation": validation,
+        "trial_seconds": time.perf_counter() - start,
+        "adapter": str(trial_dir / "train" / "adapter"),
+    }
+    write_json(done, result)
+    tune.report(tune_metrics(result))
+
+
+def trial_data(cfg: SweepConfig, trial: Trial, storage_root: str) -> dict[str, Any]:
+    """The trial's cocktail at its fraction, built once and shared by every trial that
+    asks for the same (cocktail, shares, fraction): the training seed does not change
+    the data, so seeds differ only in initialisation and order."""
+    from raysys.data.cocktail import parse_spec
+    from raysys.data.mixing import materialize_cocktail
+
+    stats: dict[str, Any] = {}
+    path, counts = materialize_cocktail(
+        parse_spec(trial.spec()),
+        trial.fraction,
+        cfg.run.seed,
+        Path(storage_root),
+        cfg.sweep.train_size,
+        stats=stats,
+        holdout=holdout_sizes(cfg),
+    )
+    return {"path": str(path), "counts": counts, "rows": sum(counts.values()), **stats}
+
+
+def holdout_sizes(cfg: SweepConfig) -> dict[str, int]:
+    return {"test": cfg.sweep.test_size, "validation": cfg.sweep.validation_size}
+
+
+def trial_sections(cfg: SweepConfig, trial: Trial, threads: int | None) -> tuple[Any, Any]:
+    """The base train/generate sections with this trial's axes (and thread budget)."""
+    base = cfg.train
+    lora = base.lora.model_copy(
+        update={"r": trial.lora_r, "alpha": round(trial.lora_r * base.lora.alpha / base.lora.r)}
+    )
+    train = base.model_copy(update={"learning_rate": trial.learning_rate, "lora": lora})
+    gen = cfg.generate
+    if threads and train.torch_threads is None:
+        train = train.model_copy(update={"torch_threads": threads})
+    if threads and gen.torch_threads is None:
+        gen = gen.model_copy(update={"torch_threads": threads})
+    return train, gen
+
+
+def _train(
+    out_dir: Path, train_path: str, model_path: str, cfg: SweepConfig, train_cfg: Any, trial: Trial
+) -> dict[str, Any]:
+    from raysys.runtime import TRAIN_FAULTS, faults_from_env
+    from raysys.train.launch import run_training
+
+    # One line per training attempt: how a resumed sweep proves it retrained nothing.
+    with open(out_dir.parent / "train_attempts.jsonl", "a") as f:
+        f.write(json.dumps({"time": time.time(), "pid": os.getpid()}) + "\n")
+    storage = train_cfg.checkpoint_storage
+    if storage:  # one shared URI for the sweep: each trial gets its own folder in it
+        storage = f"{storage.rstrip('/')}/{cfg.run.name}/{trial.trial_id}"
+        train_cfg = train_cfg.model_copy(update={"checkpoint_storage": storage})
+    return run_training(
+        train_path,
+        model_path,
+        train_cfg,
+        cfg.model.dtype,
+        out_dir,
+        trial.seed,
+        faults_from_env(TRAIN_FAULTS),
+        attn_implementation=cfg.model.attn_implementation,
+        callbacks=[TrainToTune()],
+    )
+
+
+def eval_task_names(cfg: SweepConfig) -> list[str]:
+    from raysys.tasks import get_task
+
+    return [get_task(n).name for n in (cfg.sweep.eval_tasks or cfg.sweep.tasks)]
+
+
+def eval_rows(cfg: SweepConfig, split: str) -> dict[str, tuple[Any, list[dict[str, Any]]]]:
+    """Every evaluation task that has `split`, with the same rows in every trial."""
+    from raysys.tasks import build_splits, get_task
+
+    out = {}
+    for name in eval_task_names(cfg):
+        task = get_task(name)
+        sizes = {s: n for s, n in holdout_sizes(cfg).items() if s in task.splits}
+        if split in sizes:
+            out[task.name] = (task, build_splits(name, sizes, cfg.run.seed)[split])
+    return out
+
+
+def _validate(
+    out_dir: Path, cfg: SweepConfig, trial: Trial, model_path: str, gen_cfg: Any
+) -> dict[str, dict[str, Any]]:
+    from raysys.evaluate.run import evaluate_tasks
+
+    tasks = eval_rows(cfg, "validation")
+    if not tasks:
+        return {}
+    adapter = {trial.trial_id: str(out_dir.parent / "train" / "adapter")}
+    table = evaluate_tasks(
+        tasks, model_path, adapter, gen_cfg, cfg.model.dtype, out_dir, include_base=False
+    )
+    return {
+        rec["task"]: {k: v for k, v in rec.items() if k not in ("adapter", "task")}
+        for rec in table.to_dict("records")
+    }
+
+
+def tune_metrics(result: dict[str, Any]) -> dict[str, Any]:
+    """What a finished trial reports to Tune: validation scores and training figures."""
+    val = result["validation"]
+    mains = [m["main"] for m in val.values() if m.get("main") is not None]
+    out: dict[str, Any] = {f"val_main/{t}": m["main"] for t, m in val.items()}
+    out["val_main_mean"] = sum(mains) / len(mains) if mains else float("nan")
+    train = result["train"]
+    for key in ("train_loss", "train_tokens", "tokens_per_second", "step"):
+        if isinstance(train.get(key), _SCALARS):
+            out[key] = train[key]
+    out["loss"] = train.get("train_loss", float("nan"))
+    out["trial_seconds"] = result["trial_seconds"]
+    return out

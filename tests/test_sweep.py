@@ -1,0 +1,233 @@
+"""Sweeps: the grid, and a real Ray Tune sweep on the tiny model that is killed and resumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from raysys.cli import main
+from raysys.config import SweepConfig, load_config
+from raysys.errors import ConfigError, UserError
+from raysys.sweep.grid import expand_grid, plan_resources
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "configs" / "sweep_tiny.yaml"
+THREE = "sweep.tasks=[news_sentiment,price_direction,causal_detection]"
+
+
+def _cfg(*overrides: str) -> SweepConfig:
+    return load_config(SweepConfig, TINY, list(overrides))
+
+
+# --------------------------------------------------------------------------- the grid
+
+
+def test_generators_cross_every_axis():
+    trials = expand_grid(
+        _cfg(
+            THREE,
+            "sweep.cocktails=[singletons,pairs,leave_one_out,all]",
+            "sweep.general=[0,0.1]",
+            "sweep.fractions=[1.0,0.25,0.5]",
+            "sweep.seeds=[0,1]",
+        )
+    )
+    kinds = pd.Series([t.cocktail_kind for t in trials]).value_counts().to_dict()
+    # with 3 tasks a leave-one-out cocktail is a pair: kept once, as the pair
+    per_cocktail = 2 * 3 * 2
+    assert kinds == {"singleton": 3 * per_cocktail, "pair": 3 * per_cocktail, "all": per_cocktail}
+    assert len({t.trial_id for t in trials}) == len(trials)
+    assert sorted({t.fraction for t in trials}) == [0.25, 0.5, 1.0]
+    assert all("." not in t.trial_id for t in trials)  # ids name PEFT adapters
+
+
+def test_trial_ids_depend_on_parameters_not_order():
+    a = expand_grid(_cfg("sweep.cocktails=[singletons,all]"))
+    b = expand_grid(_cfg("sweep.cocktails=[all,singletons]"))
+    assert {t.trial_id: t for t in a} == {t.trial_id: t for t in b}
+
+
+def test_learning_rate_and_rank_axes_name_their_trials():
+    trials = expand_grid(_cfg("sweep.learning_rates=[1e-4,1e-3]", "sweep.lora_ranks=[4,16]"))
+    assert len(trials) == 2 * 2 * 2 * 2
+    t = next(t for t in trials if t.lora_r == 16 and t.learning_rate == 1e-4)
+    assert t.trial_id.endswith("-lr0p0001-r16")
+
+
+def test_explicit_cocktails_from_yaml_and_inline(tmp_path):
+    spec = tmp_path / "mix.yaml"
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "name": "sent_heavy",
+                "components": [
+                    {"task": "news_sentiment", "weight": 3},
+                    {"task": "price_direction", "weight": 1},
+                ],
+            }
+        )
+    )
+    inline = {"components": [{"task": "causal_detection"}, {"task": "news_sentiment"}]}
+    cfg = load_config(SweepConfig, TINY, [f"sweep.cocktails=[{spec}]"])
+    cfg.sweep.cocktails.append(inline)
+    trials = expand_grid(cfg)
+    assert {t.cocktail for t in trials} == {"sent_heavy", "causal_detection+news_sentiment"}
+    heavy = next(t for t in trials if t.cocktail == "sent_heavy")
+    assert dict(heavy.components) == {"news_sentiment": 3.0, "price_direction": 1.0}
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["sweep.tasks=[fomc_stance]"], "sweep.tasks: fomc_stance has only a test split"),
+        (["sweep.cocktails=[pairs]", "sweep.tasks=[news_sentiment]"], "pairs needs at least 2"),
+        (["sweep.cocktails=[no_such.yaml]"], "no_such.yaml not found"),
+    ],
+)
+def test_bad_grids_fail_before_anything_runs(overrides, message):
+    with pytest.raises(UserError, match=message):
+        expand_grid(_cfg(*overrides))
+
+
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        ("sweep.fractions=[0]", "sweep.fractions"),
+        ("sweep.fractions=[1.5]", "sweep.fractions"),
+        ("sweep.general=[1]", "sweep.general"),
+        ("sweep.cocktails=[everything]", "sweep.cocktails"),
+        ("sweep.cocktails=[]", "sweep.cocktails"),
+        ("sweep.tasks=[no_such_task]", "sweep.tasks"),
+        ("sweep.scheduler=asha", "sweep.scheduler=asha"),
+        ("train.method=dpo", "train.method"),
+    ],
+)
+def test_bad_sweep_configs_name_the_field(override, field):
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        _cfg(override)
+
+
+def test_concurrency_from_resources():
+    cfg = _cfg()
+    assert plan_resources(cfg, 4, {"CPU": 2.0}).concurrency == 2
+    assert plan_resources(cfg, 4, {"CPU": 8.0}).concurrency == 4  # never more than the trials
+    two = _cfg("train.num_workers=2", "train.batch_size=16")
+    assert plan_resources(two, 4, {"CPU": 5.0}).concurrency == 2
+    gpu = _cfg("train.use_gpu=true", "train.num_workers=2", "train.batch_size=16")
+    assert plan_resources(gpu, 9, {"CPU": 8.0, "GPU": 8.0}).concurrency == 4
+    none = plan_resources(gpu, 9, {"CPU": 8.0})  # autoscaling from zero GPUs
+    assert none.concurrency == 1 and "max_concurrent_trials" in none.why
+    assert plan_resources(_cfg("sweep.max_concurrent_trials=3"), 9, {}).concurrency == 3
+
+
+def test_dry_run_prints_the_table_and_writes_nothing(tmp_path, capsys):
+    assert main(["sweep", str(TINY), f"run.storage_path={tmp_path}", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "4 trials" in out and "news_sentiment-g0-m0-f0p5-s0" in out
+    assert "2 trial(s) at a time" in out
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_resume_of_a_missing_sweep_is_refused(tmp_path, capsys):
+    code = main(["sweep", str(TINY), f"run.storage_path={tmp_path}", "--resume"])
+    assert code == 2
+    assert "--resume: no sweep found under" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "nope")]) == 2
+
+
+# --------------------------------------------------------------------------- a real sweep
+
+
+def _sweep_cli(storage: Path, *extra: str, faults: str = "") -> subprocess.CompletedProcess:
+    env = {**os.environ, "RAYSYS_FAULTS": faults}
+    args = [str(TINY), f"run.storage_path={storage}", "run.run_id=s1", *extra]
+    return subprocess.run(
+        [sys.executable, "-m", "raysys.cli", "sweep", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+@pytest.fixture(scope="module")
+def killed_and_resumed(ray_local, tiny_model, tmp_path_factory):
+    """The tiny 2 cocktails x 2 fractions sweep: its driver dies (like a SIGKILL) once a
+    trial has finished; `--resume` then finishes the grid."""
+    storage = tmp_path_factory.mktemp("sweeps")
+    killed = _sweep_cli(storage, faults="sweep_exit_after_trials=1")
+    assert killed.returncode == 137, killed.stdout[-3000:] + killed.stderr[-3000:]
+    sweep_dir = storage / "sweep_tiny" / "s1"
+    done_before = {p.parent.name for p in sweep_dir.glob("trials/*/result.json")}
+    resumed = _sweep_cli(storage, "--resume")
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    return storage, sweep_dir, done_before, resumed.stdout
+
+
+def test_finished_trials_are_not_run_again(killed_and_resumed):
+    _, sweep_dir, done_before, _ = killed_and_resumed
+    assert done_before  # the driver died after at least one trial finished
+    for trial in done_before:
+        attempts = (sweep_dir / "trials" / trial / "train_attempts.jsonl").read_text()
+        assert len(attempts.splitlines()) == 1, trial
+    assert len(list(sweep_dir.glob("trials/*/result.json"))) == 4
+
+
+def test_data_is_built_once_per_cocktail_and_fraction(killed_and_resumed):
+    storage, sweep_dir, _, _ = killed_and_resumed
+    assert len([p for p in (storage / "cocktails").iterdir() if p.is_dir()]) == 4
+    meta = json.loads((sweep_dir / "sweep.json").read_text())
+    assert meta["datasets"] == 4 and meta["data_cached"] == 4  # built by the killed run
+    assert meta["trial_data_cache_misses"] == 0 and meta["resumed"] is True
+
+
+def test_results_table_has_one_row_per_trial_and_task(killed_and_resumed):
+    _, sweep_dir, _, _ = killed_and_resumed
+    res = pd.read_parquet(sweep_dir / "results.parquet")
+    assert len(res) == (4 + 1) * 2  # 4 trials + the base model, x 2 tasks
+    assert not res.duplicated(["trial_id", "task"]).any()
+    trained = res[res.trial_id != "base"]
+    assert trained["val_main"].notna().all() and res["test_main"].notna().all()
+    assert set(trained["fraction"]) == {0.5, 1.0}
+    own = trained[trained.cocktail == trained.task]
+    assert (own["task_train_rows"] == own["fraction"] * 32).all()
+    assert (trained[trained.cocktail != trained.task]["task_train_rows"] == 0).all()
+    preds = pd.read_parquet(sweep_dir / "test_predictions.parquet")
+    assert len(preds) == 5 * 2 * 16 and set(preds.adapter) == set(res.trial_id)
+
+
+def test_report_has_every_section(killed_and_resumed):
+    _, sweep_dir, _, stdout = killed_and_resumed
+    md = (sweep_dir / "report.md").read_text().lower()
+    for section in ("transfer", "leaderboard", "scaling"):
+        assert section in md
+    html = (sweep_dir / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 3 and 'src="http' not in html
+    assert "report.html" in stdout
+
+
+def test_tune_keeps_tensorboard_logs_per_trial(killed_and_resumed):
+    _, sweep_dir, _, _ = killed_and_resumed
+    events = list((sweep_dir / "tune").glob("*/events.out.tfevents*"))
+    assert {p.parent.name for p in events} >= {"news_sentiment-g0-m0-f1-s0"}
+
+
+def test_report_command_rewrites_the_report(killed_and_resumed, capsys):
+    _, sweep_dir, _, _ = killed_and_resumed
+    (sweep_dir / "report.html").unlink()
+    assert main(["report", str(sweep_dir)]) == 0
+    assert (sweep_dir / "report.html").is_file()
+    assert "report.html" in capsys.readouterr().out
+
+
+def test_a_second_sweep_in_the_same_directory_is_refused(killed_and_resumed):
+    storage, _, _, _ = killed_and_resumed
+    again = _sweep_cli(storage)
+    assert again.returncode == 2 and "already holds a sweep" in again.stderr
