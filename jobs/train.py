@@ -1,10 +1,11 @@
-"""`ray job submit` entrypoint: one LoRA SFT or DPO run on the cluster's Ray Train.
+r"""`ray job submit` entrypoint: one LoRA SFT or DPO run on the cluster's Ray Train.
 
-    ray job submit --working-dir . --runtime-env-json '{"pip": ["-e ."]}' -- \
-        python jobs/train.py configs/train_sft.yaml train.num_workers=4 train.use_gpu=true
+    ray job submit --address http://127.0.0.1:8265 --working-dir . \
+        --runtime-env cluster/runtime_env.yaml -- \
+        python jobs/train.py --config configs/train_sft.yaml train.num_workers=4 train.use_gpu=true
 
-Attaches to the cluster through $RAY_ADDRESS (set by `ray job submit`); the
-arguments are those of `raysys train`. Exit code 2 for bad input, 1 for a
+Arguments are those of `raysys train`; the config may also be given positionally.
+Prints the adapter's and the run's directories. Exit code 2 for bad input, 1 for a
 failed or interrupted run (re-submit with the same run.run_id to resume).
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import sys
 
-from raysys.cli import main
+from _common import run
 
 if __name__ == "__main__":  # engines may spawn processes that re-import this file
-    sys.exit(main(["train", *sys.argv[1:]]))
+    sys.exit(run("train", __doc__))

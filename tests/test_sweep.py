@@ -231,3 +231,23 @@ def test_a_second_sweep_in_the_same_directory_is_refused(killed_and_resumed):
     storage, _, _, _ = killed_and_resumed
     again = _sweep_cli(storage)
     assert again.returncode == 2 and "already holds a sweep" in again.stderr
+
+
+def test_trial_drivers_hold_no_cpu_and_can_be_pinned():
+    from raysys.sweep.run import trial_resources
+
+    assert "CPU" not in trial_resources(_cfg(), {"CPU": 2.0})
+    pinned = trial_resources(_cfg("sweep.driver_resource=raysys_driver"), {"raysys_driver": 100})
+    assert pinned["raysys_driver"] == 0.001
+    with pytest.raises(UserError, match="sweep.driver_resource: no node"):
+        trial_resources(_cfg("sweep.driver_resource=raysys_driver"), {"CPU": 2.0})
+
+
+def test_asha_stops_learning_rates_on_the_training_loss():
+    from ray.tune.schedulers import ASHAScheduler
+
+    from raysys.sweep.run import _scheduler
+
+    assert _scheduler(_cfg()) is None  # grids run FIFO
+    asha = _scheduler(_cfg("sweep.scheduler=asha", "sweep.learning_rates=[1e-4,1e-3]"))
+    assert isinstance(asha, ASHAScheduler) and asha.metric == "loss"

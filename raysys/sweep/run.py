@@ -66,9 +66,10 @@ def run_sweep(cfg: SweepConfig, resume: bool = False, retry_errored: bool = Fals
     callbacks = tune_callbacks(cfg)
     model_path = resolve_model(cfg.model.source)
     data = prepare_data(cfg, trials, model_path)  # bad data too: before any trial starts
-    cfg, sweep_dir = open_sweep(cfg, resume)
     init_ray(cfg.ray.address, cfg.ray.num_cpus)
     plan = plan_resources(cfg, len(trials), _cluster_resources())
+    trial_resources(cfg, plan.available)  # a resource no node has: refused now
+    cfg, sweep_dir = open_sweep(cfg, resume)
     log.info("sweep: %d trials, %d at a time (%s)", len(trials), plan.concurrency, plan.why)
     write_json(sweep_dir / "grid.json", [t.params() for t in trials])
     start = time.perf_counter()
@@ -236,13 +237,9 @@ def run_tune(
         "model_path": model_path,
         "threads": _threads(cfg, plan),
     }
-    # A trial's driver only waits on Train and Ray Data: it takes no CPU (so N trials fit
-    # N workers), only the memory it uses (Tune needs a non-empty request), and the
-    # custom resource (when set) that keeps it on on-demand nodes.
-    resources: dict[str, float] = {"memory": DRIVER_MEMORY}
-    if cfg.sweep.driver_resource:
-        resources[cfg.sweep.driver_resource] = 0.001
-    trainable = tune.with_resources(tune.with_parameters(sweep_trial, ctx=ctx), resources)
+    trainable = tune.with_resources(
+        tune.with_parameters(sweep_trial, ctx=ctx), trial_resources(cfg, plan.available)
+    )
     faults = faults_from_env(("sweep_exit_after_trials",))
     if faults:
         callbacks = [*callbacks, ExitAfterTrials(faults["sweep_exit_after_trials"])]
@@ -272,6 +269,23 @@ def run_tune(
             ),
         )
     tuner.fit()
+
+
+def trial_resources(cfg: SweepConfig, available: dict[str, float]) -> dict[str, float]:
+    """What a trial's driver asks Tune for: no CPU (it only waits on Train and Ray Data,
+    so N one-worker trials fit N CPUs), the memory it uses (Tune needs a non-empty
+    request), and the custom resource (when set) that keeps it on on-demand nodes."""
+    resources: dict[str, float] = {"memory": DRIVER_MEMORY}
+    name = cfg.sweep.driver_resource
+    if name:
+        if name not in available:  # no autoscaler adds it: the head (always up) has it or not
+            raise UserError(
+                f"sweep.driver_resource: no node of this cluster advertises {name!r}, so no "
+                f"trial could start; start the head with --resources='{{\"{name}\": 100}}' "
+                "(cluster/*.yaml do), or unset sweep.driver_resource"
+            )
+        resources[name] = 0.001
+    return resources
 
 
 def _scheduler(cfg: SweepConfig) -> Any:
