@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,10 +30,24 @@ def open_run(cfg: BaseModel) -> Path:
     run = cfg.run  # type: ignore[attr-defined]
     run_dir = Path(run.storage_path).expanduser().resolve() / run.name / resolve_run_id(cfg)
     check_resume(run_dir, cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    check_writable(run_dir)
     write_text(run_dir / "config.yaml", dump_config(cfg))
     log.info("run directory: %s", run_dir)
     return run_dir
+
+
+def check_writable(run_dir: Path) -> None:
+    """Create `run_dir` and prove a file can be written there, before any work starts."""
+    probe = run_dir / f".write-probe-{os.getpid()}"
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(
+            f"run.storage_path: cannot write to {run_dir} ({e.strerror or e}); point "
+            "run.storage_path at a writable directory"
+        ) from None
 
 
 def check_resume(run_dir: Path, cfg: BaseModel) -> None:

@@ -251,3 +251,14 @@ def test_asha_stops_learning_rates_on_the_training_loss():
     assert _scheduler(_cfg()) is None  # grids run FIFO
     asha = _scheduler(_cfg("sweep.scheduler=asha", "sweep.learning_rates=[1e-4,1e-3]"))
     assert isinstance(asha, ASHAScheduler) and asha.metric == "loss"
+
+
+def test_an_unwritable_storage_path_is_refused_before_any_work(capsys):
+    code = main(["sweep", str(TINY), "run.storage_path=/proc/raysys-cannot-write", "--dry-run"])
+    assert code == 0  # a dry run writes nothing, so it does not care
+    capsys.readouterr()
+    code = main(["sweep", str(TINY), "run.storage_path=/proc/raysys-cannot-write"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "run.storage_path: cannot write to /proc/raysys-cannot-write" in err
+    assert len(err.strip().splitlines()) == 1

@@ -127,6 +127,8 @@ def _header(doc: Document, meta: dict[str, Any]) -> None:
 
 
 def _meta_value(value: Any, limit: int = 160) -> str:
+    if isinstance(value, float):  # seconds and ratios: 4 significant digits are plenty
+        return f"{value:.4g}"
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 

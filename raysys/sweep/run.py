@@ -60,10 +60,12 @@ class SweepOutcome:
 def run_sweep(cfg: SweepConfig, resume: bool = False, retry_errored: bool = False) -> SweepOutcome:
     """Run (or resume) the grid, score every adapter on test in one pass, write the report."""
     from raysys.models import resolve_model
+    from raysys.runs import check_writable
     from raysys.runtime import init_ray
 
     trials = expand_grid(cfg)  # bad grids fail here, before any output
     callbacks = tune_callbacks(cfg)
+    check_writable(Path(cfg.run.storage_path).expanduser().resolve())
     model_path = resolve_model(cfg.model.source)
     data = prepare_data(cfg, trials, model_path)  # bad data too: before any trial starts
     init_ray(cfg.ray.address, cfg.ray.num_cpus)
