@@ -35,13 +35,43 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
+STORAGE_SCHEMES = ("file", "s3", "gs")
+
+
+def storage_problem(value: str) -> str | None:
+    """Why `value` is not a storage location raysys can write to, or None.
+
+    A local path, `file://`, `s3://` or `gs://` (what pyarrow/fsspec and Ray Train
+    read); anything else would otherwise become a local folder named after the URI
+    (`./ftp:/host/...`) and fail, or write, far from where the user pointed.
+    """
+    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", value)
+    if scheme and scheme.group(1).lower() not in STORAGE_SCHEMES:
+        return (
+            f"unsupported scheme '{scheme.group(1)}://' in {value!r}; use a local path, "
+            "file://, s3:// or gs://"
+        )
+    return None
+
+
 class RunSection(Section):
     name: str = Field("quickstart", pattern=_NAME_RE, description="run family; a folder name")
-    storage_path: str = Field("./runs", min_length=1, description="root of every output")
+    storage_path: str = Field(
+        "./runs", min_length=1, description="root of every output: a local path, s3:// or gs://"
+    )
     run_id: str | None = Field(
         None, pattern=_NAME_RE, description="defaults to a UTC timestamp; reuse one to resume"
     )
     seed: int = Field(0, ge=0)
+
+    @field_validator("storage_path")
+    @classmethod
+    def _storage(cls, v: str) -> str:
+        if problem := storage_problem(v):
+            raise ValueError(problem)
+        # Run directories are local Paths here: `file:///x` means /x (Path would read
+        # "file:/x" as a relative folder).
+        return v[len("file://") :] if v.lower().startswith("file://") else v
 
 
 class RaySection(Section):
@@ -170,6 +200,13 @@ class TrainSection(Section):
     )
     dpo: DpoSection = DpoSection()
     lora: LoraSection = LoraSection()
+
+    @field_validator("checkpoint_storage")
+    @classmethod
+    def _storage(cls, v: str | None) -> str | None:
+        if v is not None and (problem := storage_problem(v)):
+            raise ValueError(problem)
+        return v
 
     @model_validator(mode="after")
     def _batch_divides(self) -> TrainSection:
@@ -563,17 +600,63 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _read_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    p = Path(path)
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping key given twice: PyYAML would silently keep the last value."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            # `<<:` merges are overridden on purpose; complex keys are left to PyYAML.
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(
+                key_node, yaml.ScalarNode
+            ):
+                continue
+            key = self.construct_object(key_node)
+            try:
+                seen = first.get(key)
+            except TypeError:  # unhashable: PyYAML reports it
+                continue
+            if seen is not None:
+                raise DuplicateKeyError(
+                    None,
+                    None,
+                    f"key {key!r} is given twice (also on line {seen}); keep one of them",
+                    key_node.start_mark,
+                )
+            first[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml_text(text: str) -> Any:
+    """`yaml.safe_load`, except that a key given twice in a mapping is a `DuplicateKeyError`."""
+    return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: no arbitrary objects
+
+
+def read_yaml_file(p: Path) -> Any:
+    """A YAML file's data; a missing or non-UTF-8 file or bad YAML is a one-line ConfigError."""
     if not p.is_file():
         raise ConfigError(f"config file not found: {p} (pass the path of a YAML file)")
     try:
-        data = yaml.safe_load(p.read_text())
+        return load_yaml_text(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"{p}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); "
+            "save it as UTF-8"
+        ) from None
+    except DuplicateKeyError as e:
+        raise ConfigError(f"{p} line {e.problem_mark.line + 1}: {e.problem}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         problem = getattr(e, "problem", None) or "invalid YAML"
         raise ConfigError(f"{p}{where}: {problem}; fix the YAML syntax") from None
+
+
+def _read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    p = Path(path)
+    data = read_yaml_file(p)
     if data is None:
         return {}
     if not isinstance(data, dict):

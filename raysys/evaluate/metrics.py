@@ -78,9 +78,12 @@ def numeric_metrics(golds: list[str], preds: list[str]) -> dict[str, float]:
     from raysys.tasks.answers import normalize_number
     from raysys.tasks.gen.numeric_qa import numbers_match
 
+    # A gold that is not a number matches nothing (as in Task.agrees); float(None)
+    # raised here after a whole evaluation. Loaders refuse such golds up front.
+    golds_n = [normalize_number(g) for g in golds]
     hits = [
-        p != MISSING and numbers_match(normalize_number(p), float(normalize_number(g)))
-        for g, p in zip(golds, preds, strict=True)
+        p != MISSING and g is not None and numbers_match(normalize_number(p), g)
+        for g, p in zip(golds_n, preds, strict=True)
     ]
     return {"exact_match": sum(hits) / len(hits), "missing_rate": _missing(preds)}
 

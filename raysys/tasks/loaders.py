@@ -18,6 +18,12 @@ label_map: {"0": negative, "1": neutral, "2": positive}   # optional
 FinBen rows `{id, query, answer, choices, gold, text}` load with `format: finben`
 (input = `text`, gold = `answer`), from a local file or, with `format: hub`, from
 the hub by id or alias (`fpb` -> `TheFinAI/flare-fpb`).
+
+An optional `answer_regex` replaces the default `Answer: <label>` reading. It needs
+exactly one capture group, and a nested repeat such as `(a+)+` or `([a-z]+ ?)*` is
+refused when the file loads: Python's `re` has no timeout, and such a pattern can
+backtrack for minutes on one output that almost matches. Repeat once instead
+(`Answer: *(.+)`). A numeric task's golds must be numbers.
 """
 
 from __future__ import annotations
@@ -27,11 +33,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from raysys.config import Section
+from raysys.config import DuplicateKeyError, Section, load_yaml_text
 from raysys.errors import UserError
 from raysys.tasks.base import SPLITS, Task
+from raysys.tasks.gen.numeric_qa import normalize_number
 
 # Short names -> hub ids; several ids where mirrors exist (ids differ between sources).
 FINBEN_ALIASES: dict[str, list[str]] = {
@@ -83,18 +90,36 @@ class TaskSpec(Section):
     columns: Columns = Columns()
     label_map: dict[str, str] = {}
 
+    @field_validator("answer_regex")
+    @classmethod
+    def _answer_regex(cls, v: str | None) -> str | None:
+        # A field validator, so errors carry the field's name (a model one has no location).
+        if v is None:
+            return v
+        try:
+            groups = re.compile(v).groups
+        except re.error as e:
+            raise ValueError(f"does not compile ({e}); fix the pattern") from None
+        if groups != 1:
+            raise ValueError(
+                f"must have exactly one capture group around the answer, got {groups}; "
+                r"e.g. 'Answer:\s*(\w+)'"
+            )
+        if has_nested_repeat(v):
+            # Python's re has no timeout: rejecting the pattern is the only bound.
+            raise ValueError(
+                f"'{v}' has a nested repeat (an unbounded repeat inside another, like "
+                "(a+)+), which can backtrack exponentially on an output that almost "
+                r"matches; repeat only once, e.g. 'Answer:\s*(.+)'"
+            )
+        return v
+
     @model_validator(mode="after")
     def _check(self) -> TaskSpec:
         if "{input}" not in self.prompt:
             raise ValueError("prompt must contain {input} where the row's text goes")
         if self.kind == "classification" and len(self.labels) < 2:
             raise ValueError("a classification task needs labels: [a, b, ...] (at least 2)")
-        if self.answer_regex is not None:
-            try:
-                if re.compile(self.answer_regex).groups != 1:
-                    raise ValueError("answer_regex must have exactly one capture group")
-            except re.error as e:
-                raise ValueError(f"answer_regex does not compile: {e}") from None
         return self
 
     def to_task(self) -> Task:
@@ -109,13 +134,59 @@ class TaskSpec(Section):
         )
 
 
+def has_nested_repeat(pattern: str) -> bool:
+    r"""True when an unbounded repeat sits inside another (`(a+)+`, `(\s*\w+)*`, `(.*)*`).
+
+    That shape is what backtracks exponentially (catastrophic backtracking) on text
+    that almost matches. A heuristic on the parsed pattern: it does not see overlapping
+    alternatives under one repeat (`(a|a)*`); possessive repeats and atomic groups,
+    which never backtrack, reset it.
+    """
+    try:
+        from re import _parser as sre  # Python >= 3.11
+    except ImportError:  # pragma: no cover - Python 3.10
+        import sre_parse as sre  # type: ignore[no-redef]
+
+    repeats = (sre.MAX_REPEAT, sre.MIN_REPEAT)
+    barriers = tuple(
+        op
+        for op in (getattr(sre, "POSSESSIVE_REPEAT", None), getattr(sre, "ATOMIC_GROUP", None))
+        if op is not None
+    )
+
+    def walk(items: Any, inside: bool) -> bool:
+        for op, av in items:
+            if op in repeats:
+                unbounded = av[1] == sre.MAXREPEAT
+                if (unbounded and inside) or walk(av[2], inside or unbounded):
+                    return True
+            elif op in barriers:
+                if walk(av[-1] if isinstance(av, tuple) else av, False):
+                    return True
+            elif op == sre.SUBPATTERN and walk(av[-1], inside):
+                return True
+            elif op == sre.BRANCH and any(walk(b, inside) for b in av[1]):
+                return True
+            elif op in (sre.ASSERT, sre.ASSERT_NOT) and walk(av[1], inside):
+                return True
+            elif op == sre.GROUPREF_EXISTS and any(walk(b, inside) for b in av[1:] if b):
+                return True
+        return False
+
+    return walk(sre.parse(pattern), False)
+
+
 def load_task_spec(path: str | Path) -> TaskSpec:
     p = Path(path)
     if not p.is_file():
         raise UserError(f"task file not found: {p} (pass the path of a task YAML file)")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        data = load_yaml_text(p.read_text(encoding="utf-8")) or {}
         return TaskSpec.model_validate(data)
+    except UnicodeDecodeError as e:
+        raise UserError(_not_utf8(p, e)) from None
+    except DuplicateKeyError as e:  # PyYAML alone would keep the last value silently
+        raise UserError(f"{p} line {e.problem_mark.line + 1}: {e.problem}") from None
     except yaml.YAMLError as e:
         raise UserError(f"{p}: invalid YAML ({getattr(e, 'problem', e)}); fix the syntax") from None
     except ValidationError as e:
@@ -138,9 +209,19 @@ def load_rows(
         if sizes is not None:
             rows = rows[: sizes[split]]
         if not rows:
-            raise UserError(f"task {spec.name}: split {split} ({where}) holds no rows")
+            raise UserError(
+                f"task {spec.name}: split {split} ({where}) holds no rows; add rows or "
+                f"remove {split} from source.splits"
+            )
         out[split] = rows
     return out
+
+
+def _not_utf8(path: Path, e: UnicodeDecodeError) -> str:
+    return (
+        f"{path}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); "
+        "save it as UTF-8"
+    )
 
 
 def _read(spec: TaskSpec, split: str, where: str, base_dir: Path) -> list[dict[str, Any]]:
@@ -151,9 +232,13 @@ def _read(spec: TaskSpec, split: str, where: str, base_dir: Path) -> list[dict[s
     if not path.is_file():
         raise UserError(f"task {spec.name}: source.splits.{split}: file not found: {path}")
     if fmt == "sentence_at_label":
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise UserError(f"task {spec.name}: {_not_utf8(path, e)}") from None
         return [
             _sentence_at_label(line, path, n)
-            for n, line in enumerate(path.read_text().splitlines(), 1)
+            for n, line in enumerate(text.splitlines(), 1)
             if line.strip()
         ]
     import pandas as pd
@@ -167,6 +252,8 @@ def _read(spec: TaskSpec, split: str, where: str, base_dir: Path) -> list[dict[s
     }
     try:
         return readers[fmt]().to_dict("records")
+    except UnicodeDecodeError as e:  # a ValueError too; name the fix, not the codec
+        raise UserError(f"task {spec.name}: {_not_utf8(path, e)}") from None
     except ValueError as e:
         raise UserError(f"task {spec.name}: cannot read {path} as {fmt}: {e}") from None
 
@@ -229,6 +316,12 @@ def _row(spec: TaskSpec, split: str, i: int, rec: dict[str, Any]) -> dict[str, A
         raise UserError(
             f"task {spec.name}: split {split} row {i}: label {gold!r} is not one of "
             f"{spec.labels}; add it to labels or map it with label_map"
+        )
+    if spec.kind == "numeric" and normalize_number(gold) is None:
+        # Refused here: at scoring time it would fail after the whole engine pass.
+        raise UserError(
+            f"task {spec.name}: split {split} row {i}: gold {gold!r} is not a number; fix "
+            "the row, or set kind: freetext to compare answers as text"
         )
     return {
         "id": f"{spec.name}-{split}-{rid if rid not in (None, '') else f'{i:06d}'}",

@@ -76,16 +76,18 @@ def check_eos(
     bad_template: list[Any] = []
     truncated: list[Any] = []
     longest = 0
-    for row in rows:
+    for i, row in enumerate(rows):
+        # Rows without an id (a hand-made parquet) are named by position, not "None".
+        rid = row.get("id") if row.get("id") is not None else f"#{i}"
         for prompt, completion in completions(row, method):
             p_ids = _ids(tokenizer.apply_chat_template(_plain(prompt), add_generation_prompt=True))
             full = _ids(tokenizer.apply_chat_template(_plain(prompt + completion)))
             longest = max(longest, len(full))
             start = _common_prefix(p_ids, full)
             if eos not in _tail(full[start:], tokenizer):
-                bad_template.append(row.get("id"))
+                bad_template.append(rid)
             elif max_length is not None and eos not in _tail(full[start:max_length], tokenizer):
-                truncated.append(row.get("id"))
+                truncated.append(rid)
     eos_text = tokenizer.convert_ids_to_tokens(eos)
     if bad_template:
         raise DataGuardError(
