@@ -330,8 +330,7 @@ def _cmd_tasks_show(args: argparse.Namespace) -> int:
 def _cmd_data_mix(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    import yaml
-
+    from raysys.config import read_yaml_file
     from raysys.data.cocktail import parse_spec
     from raysys.data.mixing import materialize_cocktail
 
@@ -342,11 +341,7 @@ def _cmd_data_mix(args: argparse.Namespace) -> int:
         raise UserError(f"--fraction must be in (0, 1], got {args.fraction}")
     if args.train_size < 1:
         raise UserError(f"--train-size must be >= 1, got {args.train_size}")
-    try:
-        data = yaml.safe_load(spec_path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"{spec_path}: invalid YAML ({getattr(e, 'problem', e)})") from None
-    spec = parse_spec(data)
+    spec = parse_spec(read_yaml_file(spec_path) or {})
     path, counts = materialize_cocktail(
         spec, args.fraction, args.seed, Path(args.storage).expanduser().resolve(), args.train_size
     )

@@ -50,10 +50,11 @@ def run_quickstart(cfg: QuickstartConfig) -> QuickstartResult:
     from raysys.evaluate.run import changed_share, evaluate
     from raysys.models import resolve_model
     from raysys.runtime import init_ray
-    from raysys.train.launch import run_training
+    from raysys.train.launch import check_local_budget, run_training
 
     task = get_task(cfg.task.name)
     model_path = resolve_model(cfg.model.source)  # before any output: a bad source writes nothing
+    check_local_budget(cfg.train, cfg.ray)
     run_dir = open_run(cfg)
     init_ray(cfg.ray.address, cfg.ray.num_cpus)
 

@@ -313,16 +313,12 @@ CASES = [
         [*TRAIN, "data.cocktail={in}/c.yaml"],
         ("c.yaml", "fix the YAML syntax"),
         {"c.yaml": "name: x\ncomponents: [{task: news_sentiment\n"},
-        xfail="raysys/train/job.py training_data() calls yaml.safe_load without catching "
-        "yaml.YAMLError (a traceback, not exit 2)",
     ),
     Case(
         "cocktail-yaml-duplicate-key",
         ["data", "mix", "{in}/c.yaml", "--storage", "{runs}"],
         ("c.yaml", "'weight' is given twice"),
         {"c.yaml": "components:\n  - task: news_sentiment\n    weight: 1\n    weight: -1\n"},
-        xfail="raysys/cli.py _cmd_data_mix reads cocktails with yaml.safe_load, which keeps "
-        "the last duplicate; use raysys.config.load_yaml_text",
     ),
     # --- training data
     Case(
@@ -395,8 +391,6 @@ CASES = [
         ],
         ("train.num_workers x train.cpus_per_worker = 4 CPUs", "raise ray.num_cpus"),
         {"good.parquet": pa.Table.from_pylist(GOOD_ROWS)},
-        xfail="raysys/train/job.py opens the run directory and starts Ray before "
-        "launch._check_cpu_budget runs; check the local budget before open_run",
     ),
     Case(
         "more-workers-than-local-ray-quickstart",
@@ -409,8 +403,6 @@ CASES = [
             "train.per_device_batch_size=4",
         ],
         ("train.num_workers x train.cpus_per_worker = 2 CPUs", "raise ray.num_cpus"),
-        xfail="raysys/quickstart.py opens the run directory and starts Ray before "
-        "launch._check_cpu_budget runs; check the local budget before open_run",
     ),
     # --- storage
     Case(
@@ -445,15 +437,11 @@ CASES = [
         "sweep-resume-missing-dir",
         [SWEEP[0], "--resume", *SWEEP[1:]],
         ("--resume: no sweep found under", "run it without --resume first"),
-        xfail="raysys/sweep/run.py run_sweep() builds the training data (writes "
-        "<storage>/cocktails/) and starts Ray before open_sweep() finds nothing to resume",
     ),
     Case(
         "sweep-resume-unknown-run-id",
         [SWEEP[0], "--resume", *SWEEP[1:], "run.run_id=20990101-000000"],
         ("--resume:", "holds no sweep to resume", "check run.run_id"),
-        xfail="raysys/sweep/run.py run_sweep() builds the training data (writes "
-        "<storage>/cocktails/) and starts Ray before open_sweep() finds nothing to resume",
     ),
 ]
 

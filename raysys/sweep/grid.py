@@ -133,8 +133,7 @@ def _generate(gen: str, tasks: list[str]) -> list[Cocktail]:
 
 
 def _explicit(item: str | dict[str, Any]) -> Cocktail:
-    import yaml
-
+    from raysys.config import read_yaml_file
     from raysys.data.cocktail import parse_spec
     from raysys.data.mixing import resolve_spec
 
@@ -143,7 +142,7 @@ def _explicit(item: str | dict[str, Any]) -> Cocktail:
         path = Path(item).expanduser()
         if not path.is_file():
             raise UserError(f"sweep.cocktails: {path} not found; point it at a cocktail YAML")
-        item = yaml.safe_load(path.read_text()) or {}
+        item = read_yaml_file(path) or {}
     spec = resolve_spec(parse_spec(item))
     if spec.general or spec.math:
         raise UserError(

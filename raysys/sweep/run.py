@@ -60,18 +60,19 @@ class SweepOutcome:
 def run_sweep(cfg: SweepConfig, resume: bool = False, retry_errored: bool = False) -> SweepOutcome:
     """Run (or resume) the grid, score every adapter on test in one pass, write the report."""
     from raysys.models import resolve_model
-    from raysys.runs import check_writable
+    from raysys.runs import check_writable, open_run
     from raysys.runtime import init_ray
 
     trials = expand_grid(cfg)  # bad grids fail here, before any output
     callbacks = tune_callbacks(cfg)
+    cfg = locate_sweep(cfg, resume)  # nothing to resume, or a sweep in the way: refused now
     check_writable(Path(cfg.run.storage_path).expanduser().resolve())
     model_path = resolve_model(cfg.model.source)
     data = prepare_data(cfg, trials, model_path)  # bad data too: before any trial starts
     init_ray(cfg.ray.address, cfg.ray.num_cpus)
     plan = plan_resources(cfg, len(trials), _cluster_resources())
     trial_resources(cfg, plan.available)  # a resource no node has: refused now
-    cfg, sweep_dir = open_sweep(cfg, resume)
+    sweep_dir = open_run(cfg)
     log.info("sweep: %d trials, %d at a time (%s)", len(trials), plan.concurrency, plan.why)
     write_json(sweep_dir / "grid.json", [t.params() for t in trials])
     start = time.perf_counter()
@@ -139,22 +140,24 @@ def prepare_data(cfg: SweepConfig, trials: list[Trial], model_path: str) -> dict
     return {"datasets": len(datasets), "data_built": built, "data_cached": len(datasets) - built}
 
 
-def open_sweep(cfg: SweepConfig, resume: bool) -> tuple[SweepConfig, Path]:
-    """The sweep directory: new, or (with `resume`) an existing one with a Tune state."""
+def locate_sweep(cfg: SweepConfig, resume: bool) -> SweepConfig:
+    """`cfg` with its run id fixed: new, or (with `resume`) an existing sweep with a Tune
+    state (the latest of `run.name` when no run id is given). Checks only; writes nothing."""
     from ray.tune import Tuner
 
     from raysys.config import resolve_run_id
-    from raysys.runs import open_run
 
     root = Path(cfg.run.storage_path).expanduser().resolve() / cfg.run.name
-    if resume and cfg.run.run_id is None:
+    run_id = cfg.run.run_id
+    if resume and run_id is None:
         found = sorted(p for p in root.glob("*") if (p / "tune").is_dir()) if root.is_dir() else []
         if not found:
             raise UserError(
                 f"--resume: no sweep found under {root}; run it without --resume first, "
                 "or set run.storage_path / run.run_id to the sweep to resume"
             )
-        cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"run_id": found[-1].name})})
+        run_id = found[-1].name
+    cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"run_id": run_id})})
     cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"run_id": resolve_run_id(cfg)})})
     sweep_dir = root / cfg.run.run_id
     tune_dir = sweep_dir / "tune"
@@ -167,7 +170,7 @@ def open_sweep(cfg: SweepConfig, resume: bool) -> tuple[SweepConfig, Path]:
             f"{sweep_dir} already holds a sweep; add --resume to continue it, or set a new "
             "run.run_id"
         )
-    return cfg, open_run(cfg)
+    return cfg
 
 
 def _cluster_resources() -> dict[str, float]:

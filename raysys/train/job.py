@@ -25,15 +25,14 @@ def training_data(cfg: TrainConfig, storage: Path) -> str:
         if not path.exists():
             raise UserError(f"data.path: {path} not found; point it at a training parquet")
         return str(path.resolve())
-    import yaml
-
+    from raysys.config import read_yaml_file
     from raysys.data.cocktail import parse_spec
     from raysys.data.mixing import materialize_cocktail
 
     spec_path = Path(cfg.data.cocktail).expanduser()  # type: ignore[arg-type]
     if not spec_path.is_file():
         raise UserError(f"data.cocktail: {spec_path} not found; point it at a cocktail YAML")
-    spec = parse_spec(yaml.safe_load(spec_path.read_text()) or {})
+    spec = parse_spec(read_yaml_file(spec_path) or {})
     path, counts = materialize_cocktail(
         spec, cfg.data.fraction, cfg.run.seed, storage, cfg.data.train_size
     )
@@ -45,7 +44,7 @@ def run_train_job(cfg: TrainConfig) -> tuple[Path, dict[str, Any]]:
     from raysys.models import resolve_model
     from raysys.runs import open_run, stage
     from raysys.runtime import TRAIN_FAULTS, faults_from_env, init_ray
-    from raysys.train.launch import preflight, run_training
+    from raysys.train.launch import check_local_budget, preflight, run_training
 
     model_path = resolve_model(cfg.model.source)
     storage = Path(cfg.run.storage_path).expanduser().resolve()
@@ -53,6 +52,7 @@ def run_train_job(cfg: TrainConfig) -> tuple[Path, dict[str, Any]]:
     faults = faults_from_env(TRAIN_FAULTS)
     # Bad data is refused before a run directory or a Ray instance exists.
     preflight(train_path, model_path, cfg.train)
+    check_local_budget(cfg.train, cfg.ray)
     run_dir = open_run(cfg)
     init_ray(cfg.ray.address, cfg.ray.num_cpus)
     summary = stage(

@@ -152,6 +152,18 @@ def preflight(train_path: str, model_path: str, train_cfg: Any) -> dict[str, int
     return check_eos(tok, table.to_pylist(), train_cfg.method, train_cfg.max_seq_length)
 
 
+def check_local_budget(train_cfg: Any, ray_cfg: Any) -> None:
+    """Before Ray starts: a new local Ray (no address given) that could never hold the
+    workers is refused now, before a run directory exists."""
+    import os
+
+    import ray
+
+    if ray.is_initialized() or (ray_cfg.address or os.environ.get("RAY_ADDRESS")):
+        return  # attached clusters are checked (or autoscale) once attached
+    _refuse_if_short(train_cfg, float(ray_cfg.num_cpus or os.cpu_count() or 1))
+
+
 def _check_cpu_budget(train_cfg: Any) -> None:
     """A local Ray that cannot fit the workers would wait forever: say so now."""
     import ray
@@ -160,8 +172,13 @@ def _check_cpu_budget(train_cfg: Any) -> None:
 
     if train_cfg.use_gpu or not started_locally():
         return  # an autoscaling cluster may grow to fit
+    _refuse_if_short(train_cfg, ray.cluster_resources().get("CPU", 0))
+
+
+def _refuse_if_short(train_cfg: Any, have: float) -> None:
+    if train_cfg.use_gpu:
+        return
     need = train_cfg.num_workers * train_cfg.cpus_per_worker
-    have = ray.cluster_resources().get("CPU", 0)
     if need > have:
         raise UserError(
             f"train.num_workers x train.cpus_per_worker = {need:g} CPUs, but this Ray has "
