@@ -349,8 +349,6 @@ CASES = [
         [*TRAIN, "data.path={in}/huge.parquet", "train.max_seq_length=8192"],
         ("max_position_embeddings", "1024", "train.max_seq_length"),
         {"huge.parquet": pa.Table.from_pylist(HUGE_ROW)},
-        xfail="raysys/train/launch.py preflight() compares rows with train.max_seq_length "
-        "only, never with the model's max_position_embeddings",
     ),
     # --- sizes and resources
     Case(

@@ -149,7 +149,22 @@ def preflight(train_path: str, model_path: str, train_cfg: Any) -> dict[str, int
     table = pq.read_table(train_path)
     check_columns(table.column_names, table.num_rows, train_cfg.method, train_path)
     tok = AutoTokenizer.from_pretrained(model_path)
-    return check_eos(tok, table.to_pylist(), train_cfg.method, train_cfg.max_seq_length)
+    found = check_eos(tok, table.to_pylist(), train_cfg.method, train_cfg.max_seq_length)
+    check_context(model_path, found["longest_tokens"], train_cfg.max_seq_length)
+    return found
+
+
+def check_context(model_path: str, longest: int, max_seq_length: int) -> None:
+    """Rows the truncation limit lets through must fit the model's context window."""
+    from transformers import AutoConfig
+
+    context = getattr(AutoConfig.from_pretrained(model_path), "max_position_embeddings", None)
+    if context and longest > context and max_seq_length > context:
+        raise DataGuardError(
+            f"rows of up to {longest} tokens exceed the model's context "
+            f"(max_position_embeddings={context}) and train.max_seq_length={max_seq_length} "
+            f"would not cut them; set train.max_seq_length <= {context} or shorten the rows"
+        )
 
 
 def check_local_budget(train_cfg: Any, ray_cfg: Any) -> None:
