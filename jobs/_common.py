@@ -8,16 +8,10 @@ Ray. Each job prints where its outputs went (`Outputs:` / `Report:`).
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-
-# Ray refuses to merge a job's runtime env (e.g. cluster/runtime_env.yaml's env_vars) with
-# the env_vars raysys passes to ray.init when both name the same variable; the values are
-# the same log settings, so let the driver's copy win instead of failing at attach time.
-os.environ.setdefault("RAY_OVERRIDE_JOB_RUNTIME_ENV", "1")
 
 
 def ensure_raysys() -> None:

@@ -34,7 +34,7 @@ def init_ray(
     target = address or os.environ.get("RAY_ADDRESS") or "local"
     kwargs: dict[str, Any] = {
         "address": target,
-        "runtime_env": {"env_vars": WORKER_ENV},
+        "runtime_env": {"env_vars": _worker_env()},
         "logging_level": logging.WARNING,
         "configure_logging": True,
     }
@@ -47,6 +47,16 @@ def init_ray(
     global _STARTED_LOCALLY
     _STARTED_LOCALLY = target == "local"
     _quiet_ray_data()
+
+
+def _worker_env() -> dict[str, str]:
+    """WORKER_ENV minus what the job's own runtime env sets: under `ray job submit` Ray
+    refuses to merge two runtime envs that name the same variable, and the job's wins."""
+    import json
+
+    job = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") or "{}")
+    taken = (job.get("runtime_env") or {}).get("env_vars") or {}
+    return {k: v for k, v in WORKER_ENV.items() if k not in taken}
 
 
 def _quiet_ray_data() -> None:
