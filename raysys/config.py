@@ -474,9 +474,11 @@ class SweepSection(Section):
     @field_validator("general", "math")
     @classmethod
     def _shares(cls, v: list[float]) -> list[float]:
+        from raysys.data.cocktail import _share_problem  # the cocktail spec's own rule
+
         for x in v:
-            if not 0 <= x < 1:
-                raise ValueError(f"share {x} must be in [0, 1), e.g. 0, 0.1 or 0.25")
+            if problem := _share_problem(x):
+                raise ValueError(f"{problem}, e.g. 0, 0.1 or 0.25")
         return v
 
     @field_validator("fractions")

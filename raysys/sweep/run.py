@@ -68,7 +68,7 @@ def run_sweep(cfg: SweepConfig, resume: bool = False, retry_errored: bool = Fals
     cfg = locate_sweep(cfg, resume)  # nothing to resume, or a sweep in the way: refused now
     check_writable(Path(cfg.run.storage_path).expanduser().resolve())
     model_path = resolve_model(cfg.model.source)
-    data = prepare_data(cfg, trials, model_path)  # bad data too: before any trial starts
+    data, data_stats = prepare_data(cfg, trials, model_path)  # bad data: refused here too
     init_ray(cfg.ray.address, cfg.ray.num_cpus)
     plan = plan_resources(cfg, len(trials), _cluster_resources())
     trial_resources(cfg, plan.available)  # a resource no node has: refused now
@@ -76,7 +76,7 @@ def run_sweep(cfg: SweepConfig, resume: bool = False, retry_errored: bool = Fals
     log.info("sweep: %d trials, %d at a time (%s)", len(trials), plan.concurrency, plan.why)
     write_json(sweep_dir / "grid.json", [t.params() for t in trials])
     start = time.perf_counter()
-    run_tune(cfg, trials, sweep_dir, model_path, plan, callbacks, resume, retry_errored)
+    run_tune(cfg, trials, sweep_dir, model_path, data, plan, callbacks, resume, retry_errored)
     tune_seconds = time.perf_counter() - start
     finished, errored = collect_trials(sweep_dir, trials)
     if not finished:
@@ -86,7 +86,7 @@ def run_sweep(cfg: SweepConfig, resume: bool = False, retry_errored: bool = Fals
         )
     test, preds = test_pass(cfg, sweep_dir, model_path, finished)
     results = results_table(cfg, finished, test)
-    meta = sweep_meta(cfg, trials, finished, errored, plan, tune_seconds, resume) | data
+    meta = sweep_meta(cfg, trials, finished, errored, plan, tune_seconds, resume) | data_stats
     write_parquet(sweep_dir / "results.parquet", results)
     results.to_csv(sweep_dir / "results.csv", index=False)
     write_parquet(sweep_dir / "test_predictions.parquet", preds)
@@ -116,28 +116,33 @@ def dry_run(cfg: SweepConfig) -> tuple[list[Trial], Plan]:
 # --------------------------------------------------------------------------- setup
 
 
-def prepare_data(cfg: SweepConfig, trials: list[Trial], model_path: str) -> dict[str, int]:
+def prepare_data(
+    cfg: SweepConfig, trials: list[Trial], model_path: str
+) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
     """Build every distinct (cocktail, shares, fraction) once and check it as training
-    would (columns, chat template, EOS after truncation); trials then only read it."""
+    would (columns, chat template, EOS after truncation). Returns each trial's data
+    (path, rows per task), which trials only read, and the build counts."""
     from raysys.sweep.trial import trial_data
     from raysys.train.launch import preflight
 
-    root = str(Path(cfg.run.storage_path).expanduser().resolve())
-    datasets: dict[tuple, bool] = {}
+    root = Path(cfg.run.storage_path).expanduser().resolve()
+    datasets: dict[tuple, dict[str, Any]] = {}
+    by_trial = {}
     for t in trials:
         key = (t.components, t.general, t.math, t.fraction)
         if key not in datasets:
-            data = trial_data(cfg, t, root)
-            preflight(data["path"], model_path, cfg.train)
-            datasets[key] = data["built"]
-    built = sum(datasets.values())
+            datasets[key] = trial_data(cfg, t, root)
+            preflight(datasets[key]["path"], model_path, cfg.train)
+        by_trial[t.trial_id] = {k: v for k, v in datasets[key].items() if k != "built"}
+    built = sum(d["built"] for d in datasets.values())
     log.info(
         "training data: %d datasets (%d built, %d cached)",
         len(datasets),
         built,
         len(datasets) - built,
     )
-    return {"datasets": len(datasets), "data_built": built, "data_cached": len(datasets) - built}
+    stats = {"datasets": len(datasets), "data_built": built, "data_cached": len(datasets) - built}
+    return by_trial, stats
 
 
 def locate_sweep(cfg: SweepConfig, resume: bool) -> SweepConfig:
@@ -222,6 +227,7 @@ def run_tune(
     trials: list[Trial],
     sweep_dir: Path,
     model_path: str,
+    data: dict[str, dict[str, Any]],
     plan: Plan,
     callbacks: list[Any],
     resume: bool,
@@ -238,8 +244,8 @@ def run_tune(
     ctx = {
         "config": cfg.model_dump(mode="json"),
         "sweep_dir": str(sweep_dir),
-        "storage_root": str(Path(cfg.run.storage_path).expanduser().resolve()),
         "model_path": model_path,
+        "data": data,  # trial id -> its prepared training data (path, rows per task)
         "threads": _threads(cfg, plan),
     }
     trainable = tune.with_resources(
@@ -444,8 +450,6 @@ def sweep_meta(
     """The sweep's own figures: grid, concurrency, wall time vs ideal, data cache."""
     sw = cfg.sweep
     trial_secs = sum(r["trial_seconds"] for r in finished.values())
-    # Trials only read data the driver prepared: a build inside a trial means a cache miss.
-    missed = sum(bool(r["data"].get("built")) for r in finished.values())
     ideal = trial_secs / plan.concurrency if plan.concurrency else float("nan")
     return {
         "model": cfg.model.source,
@@ -463,8 +467,6 @@ def sweep_meta(
         "trial_seconds_sum": trial_secs,
         "ideal_seconds": ideal,
         "wall_vs_ideal": tune_seconds / ideal if ideal else float("nan"),
-        "trial_data_cache_hits": len(finished) - missed,
-        "trial_data_cache_misses": missed,
         "resumed": resumed,
     }
 

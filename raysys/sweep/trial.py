@@ -52,7 +52,7 @@ def sweep_trial(config: dict[str, Any], ctx: dict[str, Any]) -> None:
         return
     _quiet_ray_data()
     start = time.perf_counter()
-    data = trial_data(cfg, trial, ctx["storage_root"])
+    data = ctx["data"][trial.trial_id]  # built and checked by the driver
     train_cfg, gen_cfg = trial_sections(cfg, trial, ctx["threads"])
     summary = stage(
         trial_dir / "train",
@@ -76,10 +76,10 @@ def sweep_trial(config: dict[str, Any], ctx: dict[str, Any]) -> None:
     tune.report(tune_metrics(result))
 
 
-def trial_data(cfg: SweepConfig, trial: Trial, storage_root: str) -> dict[str, Any]:
-    """The trial's cocktail at its fraction, built once and shared by every trial that
-    asks for the same (cocktail, shares, fraction): the training seed does not change
-    the data, so seeds differ only in initialisation and order."""
+def trial_data(cfg: SweepConfig, trial: Trial, storage_root: Path) -> dict[str, Any]:
+    """The trial's cocktail at its fraction, from the shared cache (or built into it):
+    the training seed does not change the data, so seeds differ only in initialisation
+    and order."""
     from raysys.data.cocktail import parse_spec
     from raysys.data.mixing import materialize_cocktail
 
@@ -88,7 +88,7 @@ def trial_data(cfg: SweepConfig, trial: Trial, storage_root: str) -> dict[str, A
         parse_spec(trial.spec()),
         trial.fraction,
         cfg.run.seed,
-        Path(storage_root),
+        storage_root,
         cfg.sweep.train_size,
         stats=stats,
         holdout=holdout_sizes(cfg),

@@ -174,9 +174,12 @@ def check_local_budget(train_cfg: Any, ray_cfg: Any) -> None:
 
     import ray
 
-    if ray.is_initialized() or (ray_cfg.address or os.environ.get("RAY_ADDRESS")):
+    if ray_cfg.address or os.environ.get("RAY_ADDRESS"):
         return  # attached clusters are checked (or autoscale) once attached
-    _refuse_if_short(train_cfg, float(ray_cfg.num_cpus or os.cpu_count() or 1))
+    if ray.is_initialized():  # this process's own Ray (init_ray will reuse it)
+        _refuse_if_short(train_cfg, ray.cluster_resources().get("CPU", 0))
+    else:
+        _refuse_if_short(train_cfg, float(ray_cfg.num_cpus or os.cpu_count() or 1))
 
 
 def _check_cpu_budget(train_cfg: Any) -> None:
