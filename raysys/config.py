@@ -35,6 +35,13 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
+def share_problem(v: float) -> str | None:
+    """The rule for a regulariser share (cocktail specs and sweep axes alike)."""
+    if not (0 <= v < 1):
+        return f"share must be in [0, 1), got {v}"
+    return None
+
+
 STORAGE_SCHEMES = ("file", "s3", "gs")
 
 
@@ -474,10 +481,8 @@ class SweepSection(Section):
     @field_validator("general", "math")
     @classmethod
     def _shares(cls, v: list[float]) -> list[float]:
-        from raysys.data.cocktail import _share_problem  # the cocktail spec's own rule
-
         for x in v:
-            if problem := _share_problem(x):
+            if problem := share_problem(x):
                 raise ValueError(f"{problem}, e.g. 0, 0.1 or 0.25")
         return v
 

@@ -45,7 +45,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from raysys.config import Section
+from raysys.config import Section, share_problem
 from raysys.data.io import write_json, write_parquet
 from raysys.errors import UserError
 
@@ -66,12 +66,6 @@ _TWO_64 = 2**64
 def _weight_problem(w: float) -> str | None:
     if not (math.isfinite(w) and w >= 0):  # `not >=` also catches NaN
         return f"weight must be a finite number >= 0, got {w}; use 0 to leave the task out"
-    return None
-
-
-def _share_problem(v: float) -> str | None:
-    if not (0 <= v < 1):
-        return f"share must be in [0, 1), got {v}"
     return None
 
 
@@ -100,7 +94,7 @@ class CocktailSpec(Section):
     @field_validator("general", "math")
     @classmethod
     def _share_ok(cls, v: float) -> float:
-        if problem := _share_problem(v):
+        if problem := share_problem(v):
             raise ValueError(problem)
         return v
 
@@ -129,7 +123,7 @@ def _shape_problem(spec: CocktailSpec) -> tuple[str, str] | None:
             return f"components[{i}].task", f"duplicate task {c.task!r}; list each task once"
         seen.add(c.task)
     for field in ("general", "math"):
-        if problem := _share_problem(getattr(spec, field)):
+        if problem := share_problem(getattr(spec, field)):
             return field, problem
     if spec.general + spec.math >= 1:
         total = spec.general + spec.math
