@@ -261,22 +261,6 @@ def _check_packing(model: ModelSection, train: TrainSection) -> None:
         )
 
 
-class QuickstartConfig(Section):
-    """Base eval -> LoRA SFT on Ray Train -> eval, on one built-in task."""
-
-    run: RunSection = RunSection()
-    ray: RaySection = RaySection()
-    model: ModelSection = ModelSection()
-    task: TaskSection = TaskSection()
-    generate: GenerateSection = GenerateSection()
-    train: TrainSection = TrainSection(learning_rate=2e-4, batch_size=8)
-
-    @model_validator(mode="after")
-    def _packing(self) -> QuickstartConfig:
-        _check_packing(self.model, self.train)
-        return self
-
-
 class DataSection(Section):
     """Training rows: a parquet file (or directory of parquet files), or a cocktail."""
 
@@ -464,6 +448,12 @@ class SweepSection(Section):
     scheduler: Literal["fifo", "asha"] = Field(
         "fifo", description="asha: stop poor learning rates early on the training loss"
     )
+    validate_in: Literal["trial", "final"] = Field(
+        "trial",
+        description="trial: each trial scores its validation split (Tune sees it); final: "
+        "validation is scored with the test split in the one final pass (no engine start-up "
+        "per trial; Tune sees training metrics only)",
+    )
     snapshot_seconds: float = Field(
         1.0, gt=0, description="Tune experiment-state snapshot period (resume granularity)"
     )
@@ -544,14 +534,172 @@ class SweepConfig(Section):
         return self
 
 
+class PipelineStages(Section):
+    """Switch any stage off; the evaluation after a stage runs with the stage."""
+
+    eval_base: bool = True
+    sft: bool = True
+    dpo: bool = True
+    synth: bool = True
+
+
+class DpoGateSection(Section):
+    """DPO runs when the SFT model's outputs on training inputs exceed a threshold."""
+
+    overlength_threshold: float = Field(
+        0.1, ge=0, le=1, description="run DPO when this share of outputs is overlength ..."
+    )
+    missing_threshold: float = Field(
+        0.1, ge=0, le=1, description="... or this share has no extractable answer (wrong format)"
+    )
+    probe_size: int = Field(
+        64, ge=1, description="training inputs per task the SFT model answers (gate and pairs)"
+    )
+    max_new_tokens: int | None = Field(
+        None, ge=1, le=8192, description="probe generation length; None: generate.max_new_tokens"
+    )
+    force: bool = Field(False, description="run DPO whatever the rates (if any pair was mined)")
+
+
+class PipelineSection(Section):
+    tasks: list[str] = Field(
+        default_factory=lambda: ["news_sentiment", "price_direction"],
+        min_length=1,
+        description="tasks with training data: SFT on their gold rows",
+    )
+    synth_tasks: list[str] = Field(
+        default_factory=lambda: ["fomc_stance"],
+        description="tasks labeled by CoT synthesis (test-only tasks welcome)",
+    )
+    eval_tasks: list[str] | None = Field(
+        None, description="tasks every stage's model is scored on; None: tasks + synth_tasks"
+    )
+    train_size: int = Field(400, ge=1, description="gold train rows per task")
+    validation_size: int = Field(60, ge=1, description="held out (and out of training)")
+    test_size: int = Field(120, ge=1, description="test rows per task, every eval stage")
+    rounds: int = Field(1, ge=0, le=20, description="synthesis -> SFT(+synthetic) rounds")
+    synth_max_new_tokens: int = Field(96, ge=1, le=8192, description="CoT sample length")
+    round_from: Literal["base", "current"] = Field(
+        "base",
+        description="base: each round trains a fresh LoRA on gold + synthetic rows; current: "
+        "the current model's adapter is merged and a new LoRA learns the synthetic rows only "
+        "(cheaper; the adapters are concatenated)",
+    )
+    stages: PipelineStages = PipelineStages()
+    dpo_gate: DpoGateSection = DpoGateSection()
+    dpo: TrainSection = TrainSection(method="dpo", batch_size=8, max_steps=8)
+    synth: SynthSection = SynthSection(size=64, samples=3)
+
+    @field_validator("tasks", "synth_tasks", "eval_tasks")
+    @classmethod
+    def _known(cls, v: list[str] | None) -> list[str] | None:
+        for name in v or []:
+            _lookup_task(name)
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError(f"tasks listed twice in {v}; list each task once")
+        return v
+
+    @field_validator("tasks")
+    @classmethod
+    def _trainable(cls, v: list[str]) -> list[str]:
+        for name in v:
+            task = _lookup_task(name)
+            if "train" not in task.splits:
+                raise ValueError(f"{name} has no training data; move it to pipeline.synth_tasks")
+        return v
+
+    @field_validator("synth_tasks")
+    @classmethod
+    def _synthesizable(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if _lookup_task(name).kind != "classification":
+                raise ValueError(
+                    f"{name} is not a classification task; majority voting needs a label set"
+                )
+        return v
+
+    @field_validator("dpo")
+    @classmethod
+    def _dpo_method(cls, v: TrainSection) -> TrainSection:
+        if v.method != "dpo":
+            raise ValueError("pipeline.dpo trains DPO; leave pipeline.dpo.method at dpo")
+        return v
+
+    @field_validator("synth")
+    @classmethod
+    def _synth_fields(cls, v: SynthSection) -> SynthSection:
+        given = v.model_fields_set & {"task", "inputs", "adapter", "test_size"}
+        if given:
+            raise ValueError(
+                f"pipeline.synth.{sorted(given)[0]} is set by the pipeline (synth_tasks, the "
+                "current model, test_size); remove it"
+            )
+        return v
+
+
+class PipelineConfig(Section):
+    """The study's sequence: eval base -> SFT -> eval -> DPO (gated) -> eval ->
+    N x (synthesis -> SFT(+synthetic) -> eval), one run directory, stages keyed by config."""
+
+    run: RunSection = RunSection(name="pipeline")
+    ray: RaySection = RaySection()
+    model: ModelSection = ModelSection()
+    generate: GenerateSection = GenerateSection(engine="hf", max_new_tokens=8)
+    train: TrainSection = TrainSection(learning_rate=2e-4, batch_size=8)
+    pipeline: PipelineSection = PipelineSection()
+    sweep: SweepSection | None = Field(
+        None,
+        description="when set, the SFT stage is this Ray Tune grid over pipeline.tasks; its "
+        "all-tasks trial at the largest fraction is the SFT model the later stages build on",
+    )
+
+    @model_validator(mode="after")
+    def _checks(self) -> PipelineConfig:
+        _check_packing(self.model, self.train)
+        if self.train.method != "sft":
+            raise ValueError("train.method: the pipeline's train section is its SFT; set sft")
+        p = self.pipeline
+        if p.stages.dpo and not p.stages.sft:
+            raise ValueError(
+                "pipeline.stages.dpo needs the SFT stage (DPO starts from the SFT model); "
+                "set pipeline.stages.sft=true or pipeline.stages.dpo=false"
+            )
+        if p.stages.synth and p.rounds and not p.synth_tasks:
+            raise ValueError(
+                "pipeline.stages.synth: no pipeline.synth_tasks to label; add one (e.g. "
+                "fomc_stance) or set pipeline.stages.synth=false"
+            )
+        if self.sweep is not None:
+            if self.sweep.model_fields_set & {
+                "tasks",
+                "eval_tasks",
+                "train_size",
+                "validation_size",
+                "test_size",
+            }:
+                raise ValueError(
+                    "sweep.tasks/eval_tasks/sizes come from the pipeline section in a "
+                    "pipeline; set them under pipeline"
+                )
+            if not p.stages.sft:
+                raise ValueError("sweep: the sweep is the SFT stage; set pipeline.stages.sft=true")
+        return self
+
+    def eval_task_names(self) -> list[str]:
+        p = self.pipeline
+        names = p.eval_tasks or [*p.tasks, *[t for t in p.synth_tasks if t not in p.tasks]]
+        return list(dict.fromkeys(names))
+
+
 C = TypeVar("C", bound=BaseModel)
 
 CONFIG_KINDS: dict[str, type[BaseModel]] = {
-    "quickstart": QuickstartConfig,
+    "quickstart": PipelineConfig,  # the quickstart is a pipeline (with a sweep)
     "train": TrainConfig,
     "eval": EvalConfig,
     "synth": SynthConfig,
     "sweep": SweepConfig,
+    "pipeline": PipelineConfig,
 }
 
 
@@ -569,7 +717,7 @@ def load_config(cls: type[C], path: str | os.PathLike | None, overrides: list[st
         raise ConfigError(_format_errors(cls, e, path)) from None
 
 
-def resolve_run_id(cfg: QuickstartConfig) -> str:
+def resolve_run_id(cfg: Any) -> str:
     return cfg.run.run_id or _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
 
 

@@ -43,10 +43,12 @@ def evaluate_tasks(
     from raysys.engines import generate
 
     names = ([BASE] if include_base else []) + list(adapters)
+    # rows carry their key in `tasks` (a task name, or e.g. "name@validation" when one
+    # pass scores two splits of a task)
     work = [
-        {**_eval_row(task, r), "adapter": name}
+        {**_eval_row(task, r), "task": key, "adapter": name}
         for name in names
-        for task, rows in tasks.values()
+        for key, (task, rows) in tasks.items()
         for r in rows
     ]
     log.info(

@@ -37,6 +37,7 @@ from raysys.sweep.trial import eval_rows, eval_task_names, sweep_trial
 log = logging.getLogger(__name__)
 
 TRIAL_ID_KEY = "trial"
+VAL_SUFFIX = "@validation"  # validation rows in the final pass (sweep.validate_in=final)
 DRIVER_MEMORY = (
     256 * 2**20
 )  # bytes reserved per trial driver  # Tune's param_space holds {"trial": Trial.params()}
@@ -85,6 +86,7 @@ def run_sweep(cfg: SweepConfig, resume: bool = False, retry_errored: bool = Fals
             "cause and run again with --resume --retry-errored"
         )
     test, preds = test_pass(cfg, sweep_dir, model_path, finished)
+    finished, test = merge_final_validation(finished, test)
     results = results_table(cfg, finished, test)
     meta = sweep_meta(cfg, trials, finished, errored, plan, tune_seconds, resume) | data_stats
     write_parquet(sweep_dir / "results.parquet", results)
@@ -355,20 +357,46 @@ def test_pass(
     from raysys.runs import stage
 
     adapters = {tid: res["adapter"] for tid, res in sorted(finished.items())}
-    key = hashlib.sha256(json.dumps(sorted(adapters)).encode()).hexdigest()[:12]
+    final_val = cfg.sweep.validate_in == "final"
+    blob = json.dumps([sorted(adapters), final_val] if final_val else sorted(adapters))
+    key = hashlib.sha256(blob.encode()).hexdigest()[:12]
     out = sweep_dir / "test_eval" / key
     tasks = eval_rows(cfg, "test")
+    if final_val:  # validation rows ride along, keyed "<task>@validation"
+        tasks |= {f"{k}{VAL_SUFFIX}": v for k, v in eval_rows(cfg, "validation").items()}
     stage(
         out,
-        f"test evaluation: base + {len(adapters)} adapters x {len(tasks)} tasks, one pass",
+        f"test evaluation: base + {len(adapters)} adapters x {len(tasks)} task splits, one pass",
         lambda d: evaluate_tasks(
             tasks, model_path, adapters, cfg.generate, cfg.model.dtype, d, include_base=True
         ).to_dict("records"),
     )
     preds = pd.read_parquet(out / "predictions.parquet")
     preds["adapter"] = preds["adapter"].replace("", "base")
+    preds = preds[~preds["task"].str.endswith(VAL_SUFFIX)]
     cols = ["adapter", "task", "id", "input", "gold", "generated_text", "pred"]
     return pd.read_parquet(out / "results.parquet"), preds[cols]
+
+
+def merge_final_validation(
+    finished: dict[str, dict[str, Any]], table: pd.DataFrame
+) -> tuple[dict[str, dict[str, Any]], pd.DataFrame]:
+    """Split the final pass's "<task>@validation" rows off the test table into each
+    trial's `validation` (as a trial-time validation would have written it)."""
+    is_val = table["task"].str.endswith(VAL_SUFFIX)
+    out = {tid: dict(res) for tid, res in finished.items()}
+    for rec in table[is_val].to_dict("records"):
+        tid = rec.pop("adapter")
+        task = rec.pop("task")[: -len(VAL_SUFFIX)]
+        if tid in out:
+            val = dict(out[tid].get("validation") or {})
+            val[task] = {k: v for k, v in rec.items() if not _isnan(v)}
+            out[tid]["validation"] = val
+    return out, table[~is_val].reset_index(drop=True)
+
+
+def _isnan(v: Any) -> bool:
+    return isinstance(v, float) and v != v
 
 
 def results_table(

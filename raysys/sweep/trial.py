@@ -59,10 +59,14 @@ def sweep_trial(config: dict[str, Any], ctx: dict[str, Any]) -> None:
         f"{trial.trial_id}: LoRA SFT",
         lambda d: _train(d, data["path"], ctx["model_path"], cfg, train_cfg, trial),
     )
-    validation = stage(
-        trial_dir / "eval_validation",
-        f"{trial.trial_id}: validation",
-        lambda d: _validate(d, cfg, trial, ctx["model_path"], gen_cfg),
+    validation = (
+        stage(
+            trial_dir / "eval_validation",
+            f"{trial.trial_id}: validation",
+            lambda d: _validate(d, cfg, trial, ctx["model_path"], gen_cfg),
+        )
+        if cfg.sweep.validate_in == "trial"
+        else {}  # scored in the sweep's final pass, with the test split
     )
     result = {
         "trial": trial.params(),
