@@ -39,8 +39,8 @@ PREDICTIONS = "test_predictions.parquet"
 META = "sweep.json"
 # Open FinLLM Leaderboard study: the data-scaling exponent to compare ours against.
 REFERENCE_ALPHA = 0.28
-_PLOTS = ("transfer", "leaderboard", "scaling")
-_CSVS = ("transfer", "leaderboard", "scaling")
+_PLOTS = ("transfer", "leaderboard", "scaling", "pipeline")
+_CSVS = ("transfer", "leaderboard", "scaling", "pipeline")
 _TRIAL_COLUMNS = {
     "trial_id": "trial",
     "cocktail": "cocktail",
@@ -82,14 +82,25 @@ def write_report(
     doc = Document(title=f"Sweep report: {sweep_dir.resolve().name}")
     csvs: dict[str, pd.DataFrame] = {}
     _header(doc, meta)
+    add_sweep_sections(doc, csvs, results, predictions)
+    paths = write_document(sweep_dir, doc, csvs)
+    log.info("wrote the sweep report to %s", paths.html)
+    return paths
+
+
+def add_sweep_sections(
+    doc: Document,
+    csvs: dict[str, pd.DataFrame],
+    results: pd.DataFrame,
+    predictions: pd.DataFrame | None,
+) -> None:
+    """Summary, transfer matrix, leaderboard, scaling law and trials, appended to `doc`
+    (the pipeline report embeds them after its own sections)."""
     _summary(doc, results)
     _section(doc, csvs, "transfer", lambda: _transfer(doc, results))
     _section(doc, csvs, "leaderboard", lambda: _leaderboard(doc, results, predictions))
     _section(doc, csvs, "scaling", lambda: _scaling(doc, results))
     _trials(doc, results)
-    paths = _write(sweep_dir, doc, csvs)
-    log.info("wrote the sweep report to %s", paths.html)
-    return paths
 
 
 def headline(results: pd.DataFrame) -> str:
@@ -312,7 +323,7 @@ def _read_meta(sweep_dir: Path) -> dict[str, Any]:
     return meta
 
 
-def _write(sweep_dir: Path, doc: Document, csvs: dict[str, pd.DataFrame]) -> ReportPaths:
+def write_document(sweep_dir: Path, doc: Document, csvs: dict[str, pd.DataFrame]) -> ReportPaths:
     """Every file atomically; files of sections this run could not build are removed so
     a rerun never leaves a stale plot or CSV beside a report that says it is missing."""
     plots, tables = {}, {}

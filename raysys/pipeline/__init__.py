@@ -1,0 +1,1 @@
+"""The study pipeline: SFT -> DPO (gated) -> synthesis rounds, one resumable job."""

@@ -1,0 +1,228 @@
+"""The pipeline report: per stage x task, the synthesis yield, the DPO gate, stage times;
+with a sweep as the SFT stage, the sweep's sections (transfer, leaderboard, scaling).
+
+Same style and files as the sweep report: report.md, a self-contained report.html,
+plots/*.png and pipeline.csv, all written atomically under the run directory.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from raysys.analysis.render import MISSING, Document, Heading, Para, fmt, table
+
+STAGE_COLUMNS = [
+    "stage",
+    "task",
+    "metric",
+    "n",
+    "main",
+    "change",
+    "change_pct",
+    "missing_rate",
+    "overlength_ratio",
+    "mean_generated_tokens",
+]
+
+
+def stage_table(summary: dict[str, Any]) -> pd.DataFrame:
+    """One row per (evaluated stage, task); change vs the previous evaluated stage."""
+    rows, prev = [], {}
+    for m in summary.get("models", []):
+        for r in m["results"]:
+            task = r["task"]
+            main = float(r.get("main", math.nan))
+            before = prev.get(task)
+            change = main - before if before is not None else math.nan
+            pct = 100 * change / before if before not in (None, 0) else math.nan
+            rows.append(
+                {
+                    "stage": m["stage"],
+                    "task": task,
+                    "metric": _metric_name(task),
+                    "n": r.get("n"),
+                    "main": main,
+                    "change": change,
+                    "change_pct": pct,
+                    "missing_rate": r.get("missing_rate", math.nan),
+                    "overlength_ratio": r.get("overlength_ratio", math.nan),
+                    "mean_generated_tokens": r.get("mean_generated_tokens", math.nan),
+                }
+            )
+            prev[task] = main
+    return pd.DataFrame(rows, columns=STAGE_COLUMNS)
+
+
+def synthesis_table(summary: dict[str, Any]) -> pd.DataFrame:
+    rows = []
+    for rnd in summary.get("synthesis", []):
+        for task, s in rnd["tasks"].items():
+            rows.append(
+                {
+                    "round": rnd["round"],
+                    "task": task,
+                    "labeler": rnd["labeler"],
+                    "inputs": s.get("inputs"),
+                    "kept": s.get("kept"),
+                    "yield": s.get("yield"),
+                    "kept_label_accuracy": s.get("kept_label_accuracy"),
+                    "unextractable_share": s.get("extraction", {}).get("unextractable_share"),
+                    "sft_rows": s.get("sft_rows"),
+                    "dpo_pairs": (s.get("dpo") or {}).get("pairs"),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def headline(summary: dict[str, Any]) -> str:
+    """The terminal table: main metric per task, one column per evaluated stage."""
+    frame = stage_table(summary)
+    if frame.empty:
+        return "(no stage was evaluated)"
+    wide = frame.pivot_table(index="task", columns="stage", values="main", sort=False)
+    order = list(dict.fromkeys(frame["stage"]))
+    wide = wide[order]
+    head = "| task | " + " | ".join(order) + " |"
+    lines = [head, "| --- |" + " ---: |" * len(order)]
+    for task, row in wide.iterrows():
+        lines.append(f"| {task} | " + " | ".join(fmt(v) for v in row.to_numpy()) + " |")
+    return "\n".join(lines)
+
+
+def write_pipeline_report(run_dir: Path, summary: dict[str, Any]) -> tuple[Path, Path]:
+    from raysys.analysis.report import add_sweep_sections, write_document
+
+    doc = Document(title=f"Pipeline report: {run_dir.name}")
+    csvs: dict[str, pd.DataFrame] = {}
+    _header(doc, summary)
+    stages = stage_table(summary)
+    csvs["pipeline"] = stages
+    doc.add(
+        Heading(2, "Stages x tasks (test split)"),
+        Para(
+            "`main` is the task's main metric on the strict `Answer:` extraction; `change` is "
+            "against the previous evaluated stage (points, and % of the previous score; no % "
+            "when that was 0); `missing` = no extractable answer; `overlength` = outputs that "
+            "hit the token limit without EOS or loop."
+        ),
+        table(_stage_cells(stages)),
+    )
+    if not stages.empty:
+        doc.image("pipeline", _stage_plot(stages), "main metric per stage and task")
+    _dpo(doc, summary)
+    _synthesis(doc, summary)
+    _times(doc, summary)
+    sweep_dir = summary.get("sweep_dir")
+    if sweep_dir and (Path(sweep_dir) / "results.parquet").is_file():
+        doc.add(Heading(2, "The SFT sweep"), Para(f"Sweep directory: `{sweep_dir}`."))
+        results = pd.read_parquet(Path(sweep_dir) / "results.parquet")
+        preds_path = Path(sweep_dir) / "test_predictions.parquet"
+        preds = pd.read_parquet(preds_path) if preds_path.is_file() else None
+        add_sweep_sections(doc, csvs, results, preds)
+    paths = write_document(run_dir, doc, csvs)
+    return paths.markdown, paths.html
+
+
+def _metric_name(task: str) -> str:
+    from raysys.tasks import get_task
+
+    try:
+        return get_task(task).main_metric
+    except Exception:  # a YAML task from another machine: the name is enough
+        return "main"
+
+
+def _header(doc: Document, s: dict[str, Any]) -> None:
+    final = s.get("final_model") or {}
+    items = [
+        ("model", s.get("model")),
+        ("trained tasks (gold)", ", ".join(s.get("tasks", []))),
+        ("synthesised tasks", ", ".join(s.get("synth_tasks", [])) or "none"),
+        ("evaluated tasks", ", ".join(s.get("eval_tasks", []))),
+        ("final model", f"{final.get('stage')} ({final.get('adapter') or 'no adapter'})"),
+        ("wall time (this invocation)", f"{s.get('wall_seconds', 0):.0f} s"),
+    ]
+    doc.add(table(pd.DataFrame(items, columns=["pipeline", "value"])))
+
+
+def _stage_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    out = pd.DataFrame(
+        {
+            "stage": frame["stage"],
+            "task": frame["task"],
+            "metric": frame["metric"],
+            "n": frame["n"].map(lambda v: fmt(int(v)) if pd.notna(v) else MISSING),
+            "main": frame["main"].map(fmt),
+            "change": frame["change"].map(lambda v: fmt(v, signed=True)),
+            "change %": frame["change_pct"].map(lambda v: "—" if pd.isna(v) else f"{v:+.1f}%"),
+            "missing": frame["missing_rate"].map(fmt),
+            "overlength": frame["overlength_ratio"].map(fmt),
+            "mean tokens": frame["mean_generated_tokens"].map(lambda v: fmt(v, 1)),
+        }
+    )
+    return out
+
+
+def _dpo(doc: Document, s: dict[str, Any]) -> None:
+    d = s.get("dpo")
+    if d is None:
+        return
+    verdict = "ran" if d["run"] else "skipped"
+    doc.add(Heading(2, "DPO gate"), Para(f"DPO {verdict}: {d['why']}."))
+
+
+def _synthesis(doc: Document, s: dict[str, Any]) -> None:
+    frame = synthesis_table(s)
+    if frame.empty:
+        return
+    cells = frame.copy()
+    for c in ("yield", "kept_label_accuracy", "unextractable_share"):
+        cells[c] = cells[c].map(fmt)
+    doc.add(
+        Heading(2, "Synthesis"),
+        Para(
+            "Per round and task: inputs labeled by majority vote over CoT samples, how many "
+            "passed `min_agreement` (yield), and - where the task has gold labels - how many "
+            "kept labels are right."
+        ),
+        table(cells.rename(columns=lambda c: c.replace("_", " "))),
+    )
+
+
+def _times(doc: Document, s: dict[str, Any]) -> None:
+    rows = [
+        (st["stage"], st["title"], f"{st['seconds']:.0f}", "yes" if st["skipped"] else "")
+        for st in s.get("stages", [])
+    ]
+    doc.add(
+        Heading(2, "Stage wall times"),
+        table(pd.DataFrame(rows, columns=["stage", "what", "seconds", "done earlier"])),
+    )
+
+
+def _stage_plot(frame: pd.DataFrame) -> bytes:
+    from matplotlib.figure import Figure
+
+    from raysys.analysis.plots import _png
+
+    tasks = list(dict.fromkeys(frame["task"]))
+    stages = list(dict.fromkeys(frame["stage"]))
+    fig = Figure(figsize=(2.0 + 1.6 * len(tasks), 4.0), layout="constrained")
+    ax = fig.add_subplot()
+    x = np.arange(len(tasks))
+    width = 0.8 / max(len(stages), 1)
+    for k, st in enumerate(stages):
+        part = frame[frame["stage"] == st].set_index("task")["main"]
+        heights = [float(part.get(t, np.nan)) for t in tasks]
+        ax.bar(x + (k - (len(stages) - 1) / 2) * width, heights, width, label=st)
+    ax.set_xticks(x, tasks, fontsize=8)
+    ax.set_ylim(0, 1.08)
+    ax.set_ylabel("test main metric")
+    ax.grid(True, axis="y", alpha=0.25)
+    fig.legend(fontsize=8, loc="outside upper center", ncols=min(len(stages), 6), frameon=False)
+    return _png(fig)
