@@ -25,26 +25,26 @@ import tempfile
 import time
 from pathlib import Path
 
-from raysys.config import QuickstartConfig, load_config
+from raysys.config import TrainConfig, load_config
+from raysys.data.io import write_parquet
 from raysys.models import resolve_model
-from raysys.quickstart import _materialize_data
 from raysys.runtime import init_ray
-from raysys.tasks import get_task
+from raysys.tasks import build_splits, get_task
 from raysys.train.launch import run_training
 from raysys.train.worker import build_trainer, worker_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _cfg(model: str, steps: int, every: int, workers: int = 1) -> QuickstartConfig:
+def _cfg(model: str, steps: int, every: int, workers: int = 1) -> TrainConfig:
     dtype = "float32" if model.startswith("tiny") else "bfloat16"
     return load_config(
-        QuickstartConfig,
+        TrainConfig,
         None,
         [
             f"model.source={model}",
             f"model.dtype={dtype}",
-            "task.train_size=256",
+            "data.path=unused.parquet",  # main() passes the real path to the trainers
             f"train.max_steps={steps}",
             f"train.report_every_steps={every}",
             f"train.save_steps={steps}",
@@ -55,7 +55,7 @@ def _cfg(model: str, steps: int, every: int, workers: int = 1) -> QuickstartConf
     )
 
 
-def plain_trl(cfg: QuickstartConfig, train_path: str, model_path: str) -> float:
+def plain_trl(cfg: TrainConfig, train_path: str, model_path: str) -> float:
     import torch
 
     wc = worker_config(train_path, model_path, cfg.train, cfg.model.dtype, cfg.run.seed)
@@ -78,7 +78,7 @@ def plain_trl(cfg: QuickstartConfig, train_path: str, model_path: str) -> float:
     return marks["end"] - marks["begin"]
 
 
-def ray_train(cfg: QuickstartConfig, train_path: str, model_path: str) -> float:
+def ray_train(cfg: TrainConfig, train_path: str, model_path: str) -> float:
     out = Path(tempfile.mkdtemp(prefix="bench-sft-"))
     return run_training(train_path, model_path, cfg.train, cfg.model.dtype, out, cfg.run.seed)[
         "train_runtime"
@@ -95,8 +95,19 @@ def main() -> None:
     model_path = resolve_model(args.model)
     data = Path(tempfile.mkdtemp(prefix="bench-data-"))
     base = _cfg(args.model, args.steps, 10)
-    _materialize_data(get_task(base.task.name), base, data)
+    task = get_task("news_sentiment")
+    rows = build_splits(task.name, {"train": 256}, 0)["train"]
     train_path = str(data / "train_sft.parquet")
+    write_parquet(
+        Path(train_path),
+        [
+            {
+                "id": r["id"],
+                "messages": task.messages(r) + [{"role": "assistant", "content": task.target(r)}],
+            }
+            for r in rows
+        ],
+    )
     arms = {
         "plain_trl": lambda: plain_trl(base, train_path, model_path),
         "ray_report_every_step": lambda: ray_train(

@@ -41,17 +41,43 @@ def _parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser(
         "quickstart",
-        help="evaluate the embedded model, LoRA-SFT it on Ray Train, evaluate again",
-        description="Start (or attach to) Ray, evaluate the base model on a built-in finance task, "
-        "fine-tune it with LoRA SFT through Ray Train, evaluate the adapter on the same held-out "
-        "split and print a before/after table. Outputs go to <run.storage_path>/<run.name>/"
-        "<run_id>/; re-run with run.run_id=<id> to resume.",
+        help="a small complete study on the embedded model: sweep, DPO gate, synthesis, report",
+        description="On local Ray (or the cluster of $RAY_ADDRESS): evaluate the base model; "
+        "a small cocktail x fraction SFT sweep on Ray Tune + Ray Train; DPO if the SFT model's "
+        "outputs run overlong or miss the answer format; label the test-only stance task by "
+        "CoT voting and train on it; score every adapter in one engine pass; write report.html "
+        "(pipeline table, transfer matrix, leaderboard, scaling points). --preset full runs the "
+        "same study at the study's size and hyperparameters (needs a GPU cluster).",
     )
     q.add_argument(
-        "--config", help="YAML config (default: built-in defaults, see configs/quickstart.yaml)"
+        "--preset",
+        choices=["embedded", "full"],
+        default="embedded",
+        help="embedded: ~10 min on 2 CPU cores (default); full: the study's size, GPUs",
+    )
+    q.add_argument("--config", help="a pipeline YAML instead of the preset")
+    q.add_argument(
+        "--resume", action="store_true", help="continue the latest quickstart run (or run.run_id)"
     )
     q.add_argument("overrides", nargs="*", metavar="a.b=c", help="override config fields")
     q.set_defaults(func=_cmd_quickstart)
+
+    pl = sub.add_parser(
+        "pipeline",
+        help="the study's sequence: SFT, DPO (gated), N x (synthesis, SFT), eval after each",
+        description="Evaluate the base model, LoRA-SFT on pipeline.tasks (or run a sweep as the "
+        "SFT stage), run DPO when the SFT model's outputs on training inputs are overlong or "
+        "miss the answer format more than the thresholds, then for pipeline.rounds rounds label "
+        "pipeline.synth_tasks by CoT voting with the current model and SFT on gold + synthetic "
+        "rows; evaluate after every stage; write pipeline.json and report.html under "
+        "<run.storage_path>/<run.name>/<run_id>/. Stages are keyed by their config: --resume "
+        "(or the same run.run_id) skips finished stages and resumes the interrupted one.",
+    )
+    _config_args(pl, "configs/pipeline.yaml")
+    pl.add_argument(
+        "--resume", action="store_true", help="continue run.run_id (default: the latest run)"
+    )
+    pl.set_defaults(func=_cmd_pipeline)
 
     tr = sub.add_parser(
         "train",
@@ -112,11 +138,13 @@ def _parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser(
         "report",
-        help="(re)write a sweep's report: transfer matrix, leaderboard, scaling law",
+        help="(re)write a sweep's or a pipeline's report (transfer, leaderboard, scaling, stages)",
         description="Read <SWEEP_DIR>/results.parquet and write report.md, report.html (plots "
         "embedded, readable offline), plots/*.png and the analysis CSVs next to it.",
     )
-    rp.add_argument("sweep_dir", help="a sweep directory (holds results.parquet)")
+    rp.add_argument(
+        "sweep_dir", help="a sweep directory (results.parquet) or a pipeline run (pipeline.json)"
+    )
     rp.set_defaults(func=_cmd_report)
 
     t = sub.add_parser("tasks", help="list the tasks, or show one")
@@ -155,21 +183,51 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_quickstart(args: argparse.Namespace) -> int:
-    from raysys.config import QuickstartConfig, load_config
-    from raysys.quickstart import run_quickstart
+    from raysys.config import PipelineConfig, load_config
+    from raysys.pipeline.presets import preset_path
 
-    cfg = load_config(QuickstartConfig, args.config, args.overrides)
+    cfg = load_config(PipelineConfig, args.config or preset_path(args.preset), args.overrides)
+    return _run_pipeline(cfg, args.resume)
+
+
+def _cmd_pipeline(args: argparse.Namespace) -> int:
+    from raysys.config import PipelineConfig, load_config
+
+    config, overrides = _config_and_overrides(args)
+    cfg = load_config(PipelineConfig, config, overrides)
+    return _run_pipeline(cfg, args.resume)
+
+
+def _run_pipeline(cfg, resume: bool) -> int:
+    from pathlib import Path
+
+    from raysys.pipeline.report import headline
+    from raysys.pipeline.run import run_pipeline
+
     start = time.perf_counter()
-    res = run_quickstart(cfg)
+    out = run_pipeline(cfg, resume=resume)
+    s = out.summary
     print()
-    print(f"Task {cfg.task.name}, test split ({res.after['n']} rows), model {cfg.model.source}:")
-    print(res.table())
-    t = res.train
-    print(
-        f"\nTrain: {t.get('step', 0):.0f} steps, loss {t.get('train_loss', float('nan')):.3f}, "
-        f"{t.get('train_runtime', 0):.0f}s; total {time.perf_counter() - start:.0f}s"
+    print(f"Test main metric per task and stage (model {cfg.model.source}):")
+    print(headline(s))
+    if s.get("dpo"):
+        print(f"\nDPO {'ran' if s['dpo']['run'] else 'skipped'}: {s['dpo']['why']}")
+    for rnd in s.get("synthesis", []):
+        for task, st in rnd["tasks"].items():
+            acc = st.get("kept_label_accuracy")
+            acc_s = f", kept-label accuracy {acc:.3f}" if acc is not None else ""
+            print(
+                f"Synthesis round {rnd['round']} ({task}): {st['kept']}/{st['inputs']} kept "
+                f"(yield {st['yield']:.2f}){acc_s}"
+            )
+    if s.get("sweep_dir"):
+        print()
+        print(_headline(Path(s["sweep_dir"])))
+    times = ", ".join(
+        f"{st['stage']} {st['seconds']:.0f}s" for st in s["stages"] if not st["skipped"]
     )
-    print(f"Outputs: {res.run_dir}")
+    print(f"\nStages: {times or 'all done earlier'}; total {time.perf_counter() - start:.0f}s")
+    print(f"Report: {out.report['html']}")
     return 0
 
 
@@ -266,6 +324,16 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from raysys.sweep.run import write_sweep_report
 
     sweep_dir = Path(args.sweep_dir)
+    if (sweep_dir / "pipeline.json").is_file():
+        import json
+
+        from raysys.pipeline.report import headline, write_pipeline_report
+
+        summary = json.loads((sweep_dir / "pipeline.json").read_text())
+        _, html = write_pipeline_report(sweep_dir, summary)
+        print(headline(summary))
+        print(f"Report: {html}")
+        return 0
     if not (sweep_dir / "results.parquet").is_file():
         raise UserError(
             f"{sweep_dir}: no results.parquet; point it at a finished sweep directory "

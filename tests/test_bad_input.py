@@ -164,8 +164,8 @@ CASES = [
     ),
     Case(
         "test-only-task-trained",
-        ["quickstart", "task.name=fomc_stance", "run.storage_path={runs}"],
-        ("task.name: fomc_stance has only a test split", "pick another task"),
+        ["quickstart", "pipeline.tasks=[fomc_stance]", "run.storage_path={runs}"],
+        ("pipeline.tasks: fomc_stance has no training data", "move it to pipeline.synth_tasks"),
     ),
     Case(
         "test-only-task-in-cocktail",

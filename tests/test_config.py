@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from raysys.cli import main
-from raysys.config import QuickstartConfig, dump_config, load_config
+from raysys.config import PipelineConfig, dump_config, load_config
 from raysys.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,9 +22,10 @@ def _write(tmp_path: Path, data: dict | str) -> Path:
     return p
 
 
-def test_shipped_quickstart_config_matches_defaults():
-    cfg = load_config(QuickstartConfig, REPO / "configs" / "quickstart.yaml")
-    assert cfg == QuickstartConfig()
+def test_the_quickstart_preset_is_the_embedded_model():
+    from raysys.pipeline.presets import preset_path
+
+    cfg = load_config(PipelineConfig, preset_path("embedded"))
     assert cfg.model.source == "smollm2-135m-instruct"
 
 
@@ -38,10 +39,10 @@ def test_study_defaults_for_training():
 
 def test_one_override_keeps_the_kinds_other_defaults(tmp_path):
     # The quickstart trains with batch 8; setting its lr must not reset batch to 64.
-    cfg = load_config(QuickstartConfig, None, ["train.learning_rate=1e-4"])
-    assert cfg.train.batch_size == QuickstartConfig().train.batch_size == 8
-    cfg = load_config(QuickstartConfig, _write(tmp_path, {"train": {"lora": {"r": 4}}}))
-    assert cfg.train.learning_rate == QuickstartConfig().train.learning_rate
+    cfg = load_config(PipelineConfig, None, ["train.learning_rate=1e-4"])
+    assert cfg.train.batch_size == PipelineConfig().train.batch_size == 8
+    cfg = load_config(PipelineConfig, _write(tmp_path, {"train": {"lora": {"r": 4}}}))
+    assert cfg.train.learning_rate == PipelineConfig().train.learning_rate
     assert cfg.train.lora.alpha == 8  # alpha defaults to 2 x r, as in the study's settings
 
 
@@ -79,7 +80,7 @@ def test_train_config_errors_name_the_field(overrides, expected):
 
 def test_overrides_are_typed_and_nested(tmp_path):
     cfg = load_config(
-        QuickstartConfig,
+        PipelineConfig,
         _write(tmp_path, {"train": {"epochs": 2}}),
         ["train.learning_rate=1e-4", "train.lora.r=8", "train.use_gpu=true", "run.name=abc"],
     )
@@ -102,26 +103,30 @@ def test_overrides_are_typed_and_nested(tmp_path):
             ["model.dtype=fp8"],
             "model.dtype: Input should be 'auto', 'float32', 'bfloat16' or 'float16'",
         ),
-        ({}, ["task.name=nope"], "task.name: unknown task 'nope'; choose one of arith_math,"),
-        ({}, ["task.name=fomc_stance"], "task.name: fomc_stance has only a test split"),
+        (
+            {},
+            ["pipeline.tasks=[nope]"],
+            "pipeline.tasks: unknown task 'nope'; choose one of arith_math,",
+        ),
+        ({}, ["pipeline.tasks=[fomc_stance]"], "pipeline.tasks: fomc_stance has no training data"),
         ({}, ["train.batch_size=12"], "batch_size 12 is not a multiple of per_device_batch_size"),
         ({"bogus": 1}, [], "bogus: unknown key; allowed keys here: run, ray, model"),
     ],
 )
 def test_errors_name_the_field(tmp_path, data, overrides, expected):
     with pytest.raises(ConfigError) as e:
-        load_config(QuickstartConfig, _write(tmp_path, data), overrides)
+        load_config(PipelineConfig, _write(tmp_path, data), overrides)
     assert expected in str(e.value)
     assert "\n" not in str(e.value)
 
 
 def test_missing_file_and_bad_yaml(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
-        load_config(QuickstartConfig, tmp_path / "missing.yaml")
+        load_config(PipelineConfig, tmp_path / "missing.yaml")
     with pytest.raises(ConfigError, match="line 3: mapping values are not allowed"):
-        load_config(QuickstartConfig, _write(tmp_path, "train:\n  lr: 1\n   x: [\n"))
+        load_config(PipelineConfig, _write(tmp_path, "train:\n  lr: 1\n   x: [\n"))
     with pytest.raises(ConfigError, match="must look like section.key=value"):
-        load_config(QuickstartConfig, None, ["learning_rate"])
+        load_config(PipelineConfig, None, ["learning_rate"])
 
 
 @pytest.mark.parametrize(
@@ -149,12 +154,12 @@ def test_quickstart_missing_config_file(storage, capsys):
 
 def test_validate_console_script(tmp_path):
     good = subprocess.run(
-        [sys.executable, "-m", "raysys.cli", "validate", str(REPO / "configs" / "quickstart.yaml")],
+        [sys.executable, "-m", "raysys.cli", "validate", str(REPO / "configs" / "pipeline.yaml")],
         capture_output=True,
         text=True,
     )
     assert good.returncode == 0, good.stderr
-    assert "valid quickstart config" in good.stdout
+    assert "valid quickstart config" in good.stdout  # --kind quickstart: a pipeline config
     bad = subprocess.run(
         [
             sys.executable,
@@ -172,7 +177,9 @@ def test_validate_console_script(tmp_path):
 
 def _kind_of(path: Path) -> str:
     return next(
-        k for k in ("quickstart", "train", "eval", "synth", "sweep") if path.stem.startswith(k)
+        k
+        for k in ("quickstart", "train", "eval", "synth", "sweep", "pipeline")
+        if path.stem.startswith(k)
     )
 
 

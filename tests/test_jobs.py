@@ -335,7 +335,26 @@ def test_config_given_twice_is_a_usage_error():
     assert out.returncode == 2 and "give one" in out.stderr
 
 
-@pytest.mark.parametrize("job", ["synth", "train", "eval", "sweep", "report"])
+def test_pipeline_job_takes_a_preset_and_refuses_an_unknown_one(tmp_path):
+    def job(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "jobs/pipeline.py", *args],
+            cwd=REPO,
+            env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    bad = job("--preset", "huge", f"run.storage_path={tmp_path}")
+    assert bad.returncode == 2 and "unknown preset 'huge'" in bad.stderr
+    # a bad override of the preset: refused with the field's name, nothing written
+    wrong = job("--preset", "embedded", "pipeline.rounds=-1", f"run.storage_path={tmp_path}")
+    assert wrong.returncode == 2 and "pipeline.rounds" in wrong.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("job", ["synth", "train", "eval", "sweep", "report", "pipeline"])
 def test_help_works_where_raysys_is_not_installed(job):
     """`python -S` hides site-packages (and so the installed raysys): the entrypoint
     falls back to the checkout it lives in, as in a `--working-dir` upload."""

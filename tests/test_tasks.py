@@ -139,8 +139,8 @@ def test_freetext_normalises_case_quotes_and_spaces():
     assert m["exact_match"] == 1.0
 
 
-def test_quickstart_table_fits_every_kind():
-    from raysys.quickstart import format_table
+def test_pipeline_table_fits_every_kind():
+    from raysys.pipeline.report import stage_table
 
     for name in ("news_sentiment", "fin_ner", "numeric_qa", "general_instruct"):
         task = get_task(name)
@@ -151,7 +151,8 @@ def test_quickstart_table_fits_every_kind():
             [task.target(r) for r in rows],
             [r["input"] for r in rows],
         )
-        m = {**task.score(*args), "mean_generated_tokens": 5.0, "overlong_rate": 0.0}
-        table = format_table(m, m)
-        assert f"| {task.main_metric} | 1.000 | 1.000 | +0.000 |" in table
-        assert "| missing_rate |" in table
+        m = task.score(*args)
+        res = [{"task": name, "n": 6, "main": m[task.main_metric], **m}]
+        t = stage_table({"models": [{"stage": "base", "results": res}]})
+        assert t["metric"].iloc[0] == task.main_metric and t["main"].iloc[0] == 1.0
+        assert t["missing_rate"].iloc[0] == 0.0
