@@ -25,9 +25,26 @@ from raysys.errors import UserError
 log = logging.getLogger(__name__)
 
 
+def in_ray_job() -> bool:
+    """True in the driver of a `ray job submit` job (Ray sets its job config for it)."""
+    return bool(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"))
+
+
+def check_job_storage(storage_path: str) -> None:
+    """Under `ray job submit` the working directory is a temporary copy of the upload,
+    deleted with the job: a relative run.storage_path would put every output there."""
+    if in_ray_job() and "://" not in storage_path and not Path(storage_path).is_absolute():
+        raise UserError(
+            f"run.storage_path: {storage_path!r} is relative, and this runs under `ray job "
+            "submit`, whose working directory is a temporary copy deleted with the job; give "
+            "an absolute path on storage every node sees (e.g. /mnt/shared/raysys)"
+        )
+
+
 def open_run(cfg: BaseModel) -> Path:
     """Create (or reopen, if its config matches) the run directory of `cfg`."""
     run = cfg.run  # type: ignore[attr-defined]
+    check_job_storage(run.storage_path)
     run_dir = Path(run.storage_path).expanduser().resolve() / run.name / resolve_run_id(cfg)
     check_resume(run_dir, cfg)
     check_writable(run_dir)

@@ -293,6 +293,22 @@ def test_bad_config_fails_the_job_with_exit_code_2_and_one_line(client, tmp_path
     assert list(tmp_path.iterdir()) == []  # bad input writes nothing
 
 
+@pytest.mark.parametrize("job", ["sweep", "pipeline"])
+def test_a_relative_storage_path_under_a_job_is_refused(client, job):
+    """The job's working dir is a temporary copy of the upload, deleted with the job."""
+    from ray.job_submission import JobStatus
+
+    config = TINY if job == "sweep" else "configs/pipeline_tiny.yaml"
+    sid = client.submit_job(
+        entrypoint=f"python jobs/{job}.py {config} run.storage_path=./runs",
+        runtime_env={"working_dir": str(REPO)},
+    )
+    assert _wait(client, sid) == JobStatus.FAILED
+    assert client.get_job_info(sid).driver_exit_code == 2
+    logs = client.get_job_logs(sid)
+    assert "run.storage_path: './runs' is relative" in logs and "Traceback" not in logs
+
+
 def test_a_client_without_the_token_is_refused(head):
     from ray.job_submission import JobSubmissionClient
 

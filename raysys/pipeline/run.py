@@ -103,9 +103,10 @@ def locate_run(cfg: PipelineConfig, resume: bool) -> PipelineConfig:
 def run_pipeline(cfg: PipelineConfig, resume: bool = False) -> PipelineOutcome:
     """Run (or continue) every enabled stage; write pipeline.json and the report."""
     from raysys.models import resolve_model
-    from raysys.runs import check_writable
+    from raysys.runs import check_job_storage, check_writable
     from raysys.runtime import init_ray
 
+    check_job_storage(cfg.run.storage_path)
     cfg = locate_run(cfg, resume)
     model_path = resolve_model(cfg.model.source)  # before any output: a bad source writes nothing
     _preflight(cfg)

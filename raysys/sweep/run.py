@@ -61,9 +61,10 @@ class SweepOutcome:
 def run_sweep(cfg: SweepConfig, resume: bool = False, retry_errored: bool = False) -> SweepOutcome:
     """Run (or resume) the grid, score every adapter on test in one pass, write the report."""
     from raysys.models import resolve_model
-    from raysys.runs import check_writable, open_run
+    from raysys.runs import check_job_storage, check_writable, open_run
     from raysys.runtime import init_ray
 
+    check_job_storage(cfg.run.storage_path)
     trials = expand_grid(cfg)  # bad grids fail here, before any output
     callbacks = tune_callbacks(cfg)
     cfg = locate_sweep(cfg, resume)  # nothing to resume, or a sweep in the way: refused now
