@@ -266,6 +266,8 @@ def test_client_dry_run_prints_the_trials(client):
     status, logs = _submit(client, f"python jobs/sweep.py --config {TINY} --dry-run")
     assert status == "SUCCEEDED", logs
     assert "4 trials" in logs and "news_sentiment-g0-m0-f0p5-s0" in logs
+    # the plan is the cluster's: the dry-run attached to the head (2 CPUs) and read it
+    assert "cluster: 2 CPU; 2 trial(s) at a time" in logs, logs
 
 
 def test_client_report_job_rewrites_the_report(client, tiny_sweep):

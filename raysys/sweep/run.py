@@ -112,7 +112,14 @@ def dry_run(cfg: SweepConfig) -> tuple[list[Trial], Plan]:
     tune_callbacks(cfg)
     available = local_resources(cfg)
     if cfg.ray.address or os.environ.get("RAY_ADDRESS"):
-        available = {}  # known once attached; plan_resources says so
+        # An existing cluster (e.g. under `ray job submit`): attach and read what it has
+        # now; attaching starts nothing and writes nothing.
+        import ray
+
+        from raysys.runtime import init_ray
+
+        init_ray(cfg.ray.address)
+        available = {k: float(v) for k, v in ray.cluster_resources().items()}
     return trials, plan_resources(cfg, len(trials), available)
 
 
