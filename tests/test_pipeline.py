@@ -332,3 +332,14 @@ def test_a_yaml_task_over_local_csv_trains_and_evaluates(ray_local, tmp_path, cs
     preds = pd.read_parquet(next(out.run_dir.glob("eval_sft-*")) / "predictions.parquet")
     assert sorted(preds["id"]) == [f"csv_tone-test-{i:06d}" for i in range(16)]
     assert [s["stage"] for s in out.summary["stages"]] == ["data", "eval_base", "sft", "eval_sft"]
+
+
+def test_raysys_report_rewrites_a_pipeline_report(killed_and_resumed, capsys):
+    from raysys.cli import main
+
+    k = killed_and_resumed
+    (k.run_dir / "report.html").unlink()
+    assert main(["report", str(k.run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "| task | base | sft | dpo | sft_r1 |" in out and "report.html" in out
+    assert "Stages x tasks" in (k.run_dir / "report.html").read_text()
