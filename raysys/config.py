@@ -31,6 +31,15 @@ def _lookup_task(name: str) -> Any:
         raise ValueError(str(e)) from None
 
 
+def known_task_list(v: list[str] | None) -> list[str] | None:
+    """A list of registered tasks, each once (a field validator's body)."""
+    for name in v or []:
+        _lookup_task(name)
+    if v is not None and len(set(v)) != len(v):
+        raise ValueError(f"tasks listed twice in {v}; list each task once")
+    return v
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
@@ -462,11 +471,7 @@ class SweepSection(Section):
     @field_validator("tasks", "eval_tasks")
     @classmethod
     def _known_tasks(cls, v: list[str] | None) -> list[str] | None:
-        for name in v or []:
-            _lookup_task(name)
-        if v is not None and len(set(v)) != len(v):
-            raise ValueError(f"tasks listed twice in {v}; list each task once")
-        return v
+        return known_task_list(v)
 
     @field_validator("general", "math")
     @classmethod
@@ -593,11 +598,7 @@ class PipelineSection(Section):
     @field_validator("tasks", "synth_tasks", "eval_tasks")
     @classmethod
     def _known(cls, v: list[str] | None) -> list[str] | None:
-        for name in v or []:
-            _lookup_task(name)
-        if v is not None and len(set(v)) != len(v):
-            raise ValueError(f"tasks listed twice in {v}; list each task once")
-        return v
+        return known_task_list(v)
 
     @field_validator("tasks")
     @classmethod
