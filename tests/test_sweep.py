@@ -262,3 +262,15 @@ def test_an_unwritable_storage_path_is_refused_before_any_work(capsys):
     err = capsys.readouterr().err
     assert "run.storage_path: cannot write to /proc/raysys-cannot-write" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_trials_start_longest_first_ties_in_grid_order():
+    from raysys.sweep.grid import Trial
+    from raysys.sweep.run import longest_first
+
+    def t(tid: str) -> Trial:
+        return Trial(tid, "c", "singleton", (("news_sentiment", 1.0),), 0.0, 0.0, 1.0, 0, 1e-4, 8)
+
+    trials = [t("a"), t("b"), t("c"), t("d")]
+    rows = {"a": {"rows": 12}, "b": {"rows": 48}, "c": {"rows": 12}, "d": {"rows": 24}}
+    assert [x.trial_id for x in longest_first(trials, rows)] == ["b", "d", "a", "c"]

@@ -274,7 +274,9 @@ def run_tune(
     else:
         tuner = tune.Tuner(
             trainable,
-            param_space={TRIAL_ID_KEY: tune.grid_search([t.params() for t in trials])},
+            param_space={
+                TRIAL_ID_KEY: tune.grid_search([t.params() for t in longest_first(trials, data)])
+            },
             tune_config=tune.TuneConfig(
                 max_concurrent_trials=plan.concurrency,
                 scheduler=_scheduler(cfg),
@@ -290,6 +292,13 @@ def run_tune(
             ),
         )
     tuner.fit()
+
+
+def longest_first(trials: list[Trial], data: dict[str, dict[str, Any]]) -> list[Trial]:
+    """Trials with the most training rows first (ties keep the grid's order): with a
+    fixed number of slots, starting the longest trials first keeps the last slot from
+    running one long trial alone while the others idle (LPT scheduling)."""
+    return sorted(trials, key=lambda t: -data.get(t.trial_id, {}).get("rows", 0))
 
 
 def trial_resources(cfg: SweepConfig, available: dict[str, float]) -> dict[str, float]:
