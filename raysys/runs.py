@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,8 +32,16 @@ def in_ray_job() -> bool:
 
 
 def check_job_storage(storage_path: str) -> None:
-    """Under `ray job submit` the working directory is a temporary copy of the upload,
-    deleted with the job: a relative run.storage_path would put every output there."""
+    """Where run directories can go. Object stores are not supported for run directories
+    yet (Path() would turn `s3://b/x` into a local folder `s3:/b/x`). Under `ray job
+    submit` the working directory is a temporary copy of the upload, deleted with the job:
+    a relative run.storage_path would put every output there."""
+    if re.match(r"^(s3|gs)://", storage_path, re.IGNORECASE):
+        raise UserError(
+            f"run.storage_path: {storage_path!r}: run directories on object stores are not "
+            "supported yet; use a path on a filesystem every node mounts (e.g. /mnt/shared "
+            "on EFS/Filestore/NFS); train.checkpoint_storage may be s3:// or gs://"
+        )
     if in_ray_job() and "://" not in storage_path and not Path(storage_path).is_absolute():
         raise UserError(
             f"run.storage_path: {storage_path!r} is relative, and this runs under `ray job "

@@ -560,3 +560,28 @@ def test_builtin_answer_regexes_have_no_nested_repeat():
 
     for name in task_names():
         assert not has_nested_repeat(get_task(name).answer_re.pattern), name
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "configs/train_sft.yaml", "data.train_size=8"],
+        ["sweep", "configs/sweep_tiny.yaml"],
+        ["pipeline", "configs/pipeline_tiny.yaml"],
+        ["synth", "configs/synth.yaml"],
+    ],
+    ids=lambda a: a[0],
+)
+def test_object_store_run_directories_are_refused_not_made_local(
+    args, tmp_path, monkeypatch, capsys
+):
+    """`Path("s3://b/x")` is a local folder `s3:/b/x`: refused before anything is written."""
+    from raysys.cli import main
+
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(tmp_path)
+    argv = [args[0], str(repo / args[1]), *args[2:], "run.storage_path=s3://bucket/runs"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "run directories on object stores are not supported yet" in err
+    assert list(tmp_path.iterdir()) == []

@@ -75,8 +75,10 @@ def vllm_parity(
 def run_eval_job(cfg: EvalConfig) -> tuple[Path, pd.DataFrame]:
     from raysys.evaluate.run import evaluate_tasks, format_results
     from raysys.models import resolve_model
-    from raysys.runs import open_run, stage
+    from raysys.runs import check_job_storage, open_run, stage
     from raysys.runtime import init_ray
+
+    check_job_storage(cfg.run.storage_path)  # before anything is built or written
 
     model_path = resolve_model(cfg.model.source)
     adapters = check_adapters(cfg.eval.adapters)

@@ -21,10 +21,12 @@ log = logging.getLogger(__name__)
 
 def run_synth_job(cfg: SynthConfig) -> tuple[Path, dict[str, Any]]:
     from raysys.models import resolve_model
-    from raysys.runs import open_run, stage
+    from raysys.runs import check_job_storage, open_run, stage
     from raysys.runtime import faults_from_env, init_ray
     from raysys.synth.cot import build_pool, run_synthesis
     from raysys.tasks import get_task
+
+    check_job_storage(cfg.run.storage_path)  # before anything is built or written
 
     task = get_task(cfg.synth.task)
     model_path = resolve_model(cfg.model.source)

@@ -42,9 +42,11 @@ def training_data(cfg: TrainConfig, storage: Path) -> str:
 
 def run_train_job(cfg: TrainConfig) -> tuple[Path, dict[str, Any]]:
     from raysys.models import resolve_model
-    from raysys.runs import open_run, stage
+    from raysys.runs import check_job_storage, open_run, stage
     from raysys.runtime import TRAIN_FAULTS, faults_from_env, init_ray
     from raysys.train.launch import check_local_budget, preflight, run_training
+
+    check_job_storage(cfg.run.storage_path)  # before anything is built or written
 
     model_path = resolve_model(cfg.model.source)
     storage = Path(cfg.run.storage_path).expanduser().resolve()
