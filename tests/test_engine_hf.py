@@ -67,3 +67,34 @@ def test_one_pass_serves_base_and_adapters(ray_local, tiny_model, adapters):
     ref = single(df[df["adapter"] == ""][["id", "messages", "adapter"]].copy())
     base = df[df["adapter"] == ""].set_index("id")["generated_text"]
     assert ref["generated_text"].tolist() == base.loc[ref["id"]].tolist()
+
+
+def test_an_engine_actor_killed_mid_pass_is_restarted_and_no_row_is_lost(
+    ray_local, tiny_model, monkeypatch
+):
+    """The actor process exits (os._exit) while holding its 2nd block; Ray Data restarts
+    the actor and retries the block: every row comes back exactly once."""
+    monkeypatch.setenv("RAYSYS_FAULTS", "engine_exit_at_block=2")
+    task = get_task("news_sentiment")
+    rows = [
+        {"id": r["id"], "messages": task.messages(r), "adapter": ""}
+        for r in build_splits("news_sentiment", {"test": 16}, 0)["test"]
+    ]
+    gen = GenerateSection(engine="hf", max_new_tokens=4, batch_size=8, concurrency=1)
+    out = generate(rows, tiny_model, {}, gen, "float32")
+    assert sorted(out["id"]) == sorted(r["id"] for r in rows)
+    assert out["generated_text"].notna().all()
+
+
+def test_a_partial_or_doubled_pass_is_refused():
+    import pandas as pd
+
+    from raysys.engines.hf import audit_rows
+
+    sent = pd.DataFrame({"id": ["a", "b", "c"], "adapter": ["", "", ""]})
+    assert audit_rows(sent, sent.iloc[::-1]) is not None  # order does not matter
+    with pytest.raises(RuntimeError, match="returned 2 rows for 3 sent"):
+        audit_rows(sent, sent.iloc[:2])
+    doubled = pd.concat([sent.iloc[:2], sent.iloc[:1]])  # 3 rows, "c" lost, "a" twice
+    with pytest.raises(RuntimeError, match="returned 3 rows for 3 sent"):
+        audit_rows(sent, doubled)

@@ -39,9 +39,13 @@ class HFGenerator:
         dtype: str = "bfloat16",
         torch_threads: int | None = None,
         sampling: dict[str, Any] | None = None,
+        faults: dict[str, Any] | None = None,
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.faults = dict(faults or {})
+        self.calls = 0
 
         if torch_threads:
             torch.set_num_threads(torch_threads)
@@ -70,6 +74,8 @@ class HFGenerator:
         self.eos_ids = _eos_ids(self.model, self.tok)
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        self.calls += 1
+        self._maybe_die()
         batch = batch.reset_index(drop=True)
         results: list[dict[str, Any] | None] = [None] * len(batch)
         adapters = (
@@ -84,6 +90,15 @@ class HFGenerator:
             batch[col] = out[col]
         batch["adapter"] = adapters.values
         return batch
+
+    def _maybe_die(self) -> None:
+        """Fault drill (RAYSYS_FAULTS=engine_exit_at_block=N): the actor process exits
+        while holding its N-th block, once per marker (as a node loss would kill it)."""
+        n, marker = self.faults.get("engine_exit_at_block"), self.faults.get("marker")
+        if n == self.calls and marker and not os.path.exists(marker):
+            with open(marker, "w") as f:
+                f.write(str(os.getpid()))
+            os._exit(1)
 
     def _canary(self, name: str) -> float:
         """Max |logit difference| between adapter `name` and the base on a fixed prompt."""
@@ -195,7 +210,14 @@ def generate(
     # Blocks made here, not by `repartition`: a repartition runs CPU tasks, which starve
     # (forever) when every CPU is held by engine actors, e.g. two sweep trials scoring
     # at once on a 2-CPU node. With ready blocks the pipeline is actors only.
+    from raysys.runtime import faults_from_env
+
     df = pd.DataFrame(rows)
+    faults: dict[str, Any] = dict(faults_from_env(("engine_exit_at_block",)))
+    if faults:
+        import tempfile
+
+        faults["marker"] = os.path.join(tempfile.mkdtemp(prefix="raysys-fault-"), "died")
     bounds = [round(i * len(df) / n_blocks) for i in range(n_blocks + 1)]
     blocks = [df.iloc[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
     out = ray.data.from_pandas(blocks).map_batches(
@@ -208,10 +230,27 @@ def generate(
             "dtype": dtype,
             "torch_threads": threads,
             "sampling": sampling,
+            "faults": faults,
         },
         batch_format="pandas",
         batch_size=None,  # whole blocks: the actor re-batches by length itself
         compute=ray.data.ActorPoolStrategy(size=gen_cfg.concurrency),
         num_cpus=gen_cfg.num_cpus,
     )
-    return out.to_pandas()
+    return audit_rows(df, out.to_pandas())
+
+
+def audit_rows(sent: pd.DataFrame, got: pd.DataFrame) -> pd.DataFrame:
+    """Every row sent comes back exactly once (a lost or doubled block after an actor
+    restart would otherwise skew every metric silently)."""
+    keys = [c for c in ("id", "adapter", "sample") if c in sent.columns]
+    if len(got) != len(sent) or (keys and not _counts(got, keys).equals(_counts(sent, keys))):
+        raise RuntimeError(
+            f"generation returned {len(got)} rows for {len(sent)} sent (by {keys}); "
+            "refusing to score a partial or duplicated pass"
+        )
+    return got
+
+
+def _counts(frame: pd.DataFrame, keys: list[str]) -> pd.Series:
+    return frame[keys].astype(str).value_counts().sort_index()
