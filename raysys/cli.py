@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
         "--preset",
         choices=["embedded", "full"],
         default="embedded",
-        help="embedded: ~10 min on 2 CPU cores (default); full: the study's size, GPUs",
+        help="embedded: ~7 min on 2 CPU cores (default); full: the study's size, GPUs",
     )
     q.add_argument("--config", help="a pipeline YAML instead of the preset")
     q.add_argument(
