@@ -50,6 +50,13 @@ def check_job_storage(storage_path: str) -> None:
         )
 
 
+def latest_run_id(root: Path, marker: str) -> str | None:
+    """The newest run id under `root` (ids are UTC timestamps unless given) whose folder
+    holds `marker`; what `--resume` continues when no run id is given."""
+    found = sorted(p.name for p in root.glob("*") if (p / marker).exists()) if root.is_dir() else []
+    return found[-1] if found else None
+
+
 def open_run(cfg: BaseModel) -> Path:
     """Create (or reopen, if its config matches) the run directory of `cfg`."""
     run = cfg.run  # type: ignore[attr-defined]

@@ -197,6 +197,19 @@ def _submit(client, entrypoint: str) -> tuple[str, str]:
     return status, client.get_job_logs(sid)
 
 
+def _refused(client, entrypoint: str) -> str:
+    """Submit a job that must be refused as bad input: FAILED, driver exit code 2, no
+    traceback; returns its logs."""
+    from ray.job_submission import JobStatus
+
+    sid = client.submit_job(entrypoint=entrypoint, runtime_env={"working_dir": str(REPO)})
+    assert _wait(client, sid) == JobStatus.FAILED
+    assert client.get_job_info(sid).driver_exit_code == 2
+    logs = client.get_job_logs(sid)
+    assert "Traceback" not in logs, logs
+    return logs
+
+
 # --------------------------------------------------------------------------- the tests
 
 
@@ -280,35 +293,20 @@ def test_client_report_job_rewrites_the_report(client, tiny_sweep):
 
 
 def test_bad_config_fails_the_job_with_exit_code_2_and_one_line(client, tmp_path):
-    from ray.job_submission import JobStatus
-
-    sid = client.submit_job(
-        entrypoint=f"python jobs/sweep.py {TINY} run.storage_path={tmp_path} sweep.fractions=[0]",
-        runtime_env={"working_dir": str(REPO)},
+    logs = _refused(
+        client, f"python jobs/sweep.py {TINY} run.storage_path={tmp_path} sweep.fractions=[0]"
     )
-    assert _wait(client, sid) == JobStatus.FAILED
-    assert client.get_job_info(sid).driver_exit_code == 2
-    logs = client.get_job_logs(sid)
     errors = [line for line in logs.splitlines() if "error" in line.lower()]
     assert len(errors) == 1 and "sweep.fractions" in errors[0], logs
-    assert "Traceback" not in logs
     assert list(tmp_path.iterdir()) == []  # bad input writes nothing
 
 
 @pytest.mark.parametrize("job", ["sweep", "pipeline"])
 def test_a_relative_storage_path_under_a_job_is_refused(client, job):
     """The job's working dir is a temporary copy of the upload, deleted with the job."""
-    from ray.job_submission import JobStatus
-
     config = TINY if job == "sweep" else "configs/pipeline_tiny.yaml"
-    sid = client.submit_job(
-        entrypoint=f"python jobs/{job}.py {config} run.storage_path=./runs",
-        runtime_env={"working_dir": str(REPO)},
-    )
-    assert _wait(client, sid) == JobStatus.FAILED
-    assert client.get_job_info(sid).driver_exit_code == 2
-    logs = client.get_job_logs(sid)
-    assert "run.storage_path: './runs' is relative" in logs and "Traceback" not in logs
+    logs = _refused(client, f"python jobs/{job}.py {config} run.storage_path=./runs")
+    assert "run.storage_path: './runs' is relative" in logs
 
 
 def test_a_client_without_the_token_is_refused(head):

@@ -122,7 +122,7 @@ def test_every_stage_ran_and_the_report_has_the_stage_table(killed_and_resumed):
     assert (train["source"] != "synth:news_sentiment").sum() == 48  # the gold rows
     # probe pairs: rejected outputs are the SFT model's own generations
     pairs = pd.read_parquet(dirs["dpo_probe"] / "pairs.parquet")
-    gens = pd.read_parquet(dirs["dpo_probe"] / "generations.parquet")
+    gens = pd.read_parquet(dirs["dpo_probe"] / "predictions.parquet")
     assert set(r[0]["content"] for r in pairs["rejected"]) <= set(gens["generated_text"])
     report = (k.run_dir / "report.md").read_text()
     for text in ("Stages x tasks", "DPO gate", "Synthesis", "Stage wall times", "sft_r1"):

@@ -83,21 +83,19 @@ class Stages:
 def locate_run(cfg: PipelineConfig, resume: bool) -> PipelineConfig:
     """`cfg` with its run id fixed: given, new (a UTC timestamp), or with `resume` and
     no id the latest pipeline run of `run.name`."""
+    from raysys.runs import latest_run_id
+
     root = Path(cfg.run.storage_path).expanduser().resolve() / cfg.run.name
     run_id = cfg.run.run_id
     if resume and run_id is None:
-        found = sorted(p.name for p in root.glob("*") if (p / "config.yaml").is_file())
-        if not found:
+        run_id = latest_run_id(root, "config.yaml")
+        if run_id is None:
             raise UserError(
                 f"--resume: no pipeline run under {root}; run it without --resume first, or "
                 "set run.storage_path / run.run_id to the run to resume"
             )
-        run_id = found[-1]
-    run = cfg.run.model_copy(update={"run_id": run_id})
-    cfg = cfg.model_copy(update={"run": run})
-    return cfg.model_copy(
-        update={"run": cfg.run.model_copy(update={"run_id": resolve_run_id(cfg)})}
-    )
+    run_id = run_id or resolve_run_id(cfg)
+    return cfg.model_copy(update={"run": cfg.run.model_copy(update={"run_id": run_id})})
 
 
 def run_pipeline(cfg: PipelineConfig, resume: bool = False) -> PipelineOutcome:
@@ -166,6 +164,7 @@ class Pipeline:
         self.gold_path: str | None = None
         self.dpo_decision: dict[str, Any] | None = None
         self.synth_rounds: list[dict[str, Any]] = []
+        self._eval_rows: dict[str, tuple[Any, list[Row]]] | None = None
 
     # ------------------------------------------------------------------ sequence
 
@@ -224,7 +223,9 @@ class Pipeline:
         train: dict[str, Any] | None = None,
     ) -> list[Row]:
         cfg = self.cfg
-        tasks = eval_rows(cfg)
+        if self._eval_rows is None:  # the same test rows for every evaluation stage
+            self._eval_rows = eval_rows(cfg)
+        tasks = self._eval_rows
 
         def run(d: Path) -> list[Row]:
             from raysys.evaluate.run import evaluate_tasks
@@ -244,7 +245,13 @@ class Pipeline:
         rows = self.st.run(
             name,
             f"evaluate {model} on {', '.join(tasks)} (test)",
-            {"generate": _j(cfg.generate), "tasks": list(tasks), "sizes": _sizes(cfg.pipeline)},
+            {
+                "model": _j(cfg.model),  # the base model, and (with seed) the test rows
+                "seed": cfg.run.seed,
+                "generate": _j(cfg.generate),
+                "tasks": list(tasks),
+                "sizes": _sizes(cfg.pipeline),
+            },
             after if adapter else ("data",),
             run,
         )
@@ -289,12 +296,11 @@ class Pipeline:
         cfg, p = self.cfg, self.cfg.pipeline
         if self.current[1] is None:
             return
-        sft_stage = "sft"
         probe = self.st.run(
             "dpo_probe",
             "DPO gate: the SFT model on training inputs",
             {"gate": _j(p.dpo_gate), "generate": _j(cfg.generate), "sizes": _sizes(p)},
-            (sft_stage, "data"),
+            ("sft", "data"),
             lambda d: self._probe(d),
         )
         self.dpo_decision = probe["decision"]
@@ -317,60 +323,36 @@ class Pipeline:
         self.evaluate("eval_dpo", "dpo", self.current[1], ("dpo",), train=res)
 
     def _probe(self, d: Path) -> dict[str, Any]:
-        """Greedy outputs of the SFT model on training inputs: overlength and wrong-format
-        rates decide whether DPO runs; the same generations become its pairs."""
-        from raysys.engines import generate
-        from raysys.evaluate.overlength import is_overlength
+        """Greedy outputs of the SFT model on trained-on inputs, scored as any evaluation
+        (predictions.parquet, results.csv): overlength and wrong-format rates decide
+        whether DPO runs; the same generations become its pairs."""
+        from raysys.evaluate.run import evaluate_tasks
         from raysys.synth.pairs import mine_pairs
-        from raysys.tasks import get_task
 
         cfg, gate = self.cfg, self.cfg.pipeline.dpo_gate
-        rows = probe_rows(cfg, self.gold_path, gate.probe_size)
+        tasks = probe_rows(cfg, self.gold_path, gate.probe_size)
         gen = cfg.generate
         if gate.max_new_tokens:
             gen = gen.model_copy(update={"max_new_tokens": gate.max_new_tokens})
-        work = [
-            {"id": r["id"], "task": r["task"], "messages": r["prompt"], "adapter": "sft"}
-            for r in rows
-        ]
-        out = generate(work, self.model_path, {"sft": self.current[1]}, gen, cfg.model.dtype)
-        out["overlength"] = [
-            is_overlength(t, o) for t, o in zip(out["generated_text"], out["overlong"], strict=True)
-        ]
-        out["missing"] = [
-            get_task(t).extract(x) == MISSING
-            for t, x in zip(out["task"], out["generated_text"], strict=True)
-        ]
-        write_parquet(d / "generations.parquet", out.drop(columns=["messages"], errors="ignore"))
-        per_task = {
-            t: {
-                "n": int(len(g)),
-                "overlength_ratio": float(g["overlength"].mean()),
-                "missing_rate": float(g["missing"].mean()),
-                "mean_generated_tokens": float(g["num_generated_tokens"].mean()),
-            }
-            for t, g in out.groupby("task")
-        }
-        over, miss = float(out["overlength"].mean()), float(out["missing"].mean())
-        pairs, stats = [], {}
-        by_task: dict[str, list[Row]] = {}
-        for r in rows:
-            by_task.setdefault(r["task"], []).append(r)
+        table = evaluate_tasks(
+            tasks, self.model_path, {"sft": self.current[1]}, gen, cfg.model.dtype, d, False
+        )
+        out = pd.read_parquet(d / "predictions.parquet")
+        over = float(out["overlength"].mean())
+        miss = float((out["pred"] == MISSING).mean())
         gens = out[["id", "generated_text", "overlong"]].to_dict("records")
-        for t, trows in by_task.items():
-            task_pairs, stats[t] = mine_pairs(get_task(t), trows, gens)
+        pairs, stats = [], {}
+        for name, (task, rows) in tasks.items():
+            task_pairs, stats[name] = mine_pairs(task, rows, gens)
             pairs += task_pairs
-        for pr in pairs:  # the prompt exactly as SFT trained it
-            pr["prompt"] = next(r["prompt"] for r in by_task[pr["task"]] if r["id"] == pr["id"])
         write_parquet(d / "pairs.parquet", pairs)
-        decision = dpo_decision(over, miss, len(out), len(pairs), gate)
         return {
             "overlength_ratio": over,
             "missing_rate": miss,
-            "per_task": per_task,
+            "per_task": table.drop(columns=["adapter"]).to_dict("records"),
             "pairs": len(pairs),
             "pair_stats": stats,
-            "decision": decision,
+            "decision": dpo_decision(over, miss, len(out), len(pairs), gate),
         }
 
     def synth_round(self, r: int) -> None:
@@ -567,33 +549,26 @@ def eval_rows(cfg: PipelineConfig) -> dict[str, tuple[Any, list[Row]]]:
     return out
 
 
-def probe_rows(cfg: PipelineConfig, gold_path: str | None, per_task: int) -> list[Row]:
-    """Up to `per_task` trained-on inputs of each task, with the prompt SFT saw and gold."""
+def probe_rows(
+    cfg: PipelineConfig, gold_path: str | None, per_task: int
+) -> dict[str, tuple[Any, list[Row]]]:
+    """Up to `per_task` inputs of each task that SFT trained on (their prompts render as
+    in training: `task.messages`), with gold, keyed for `evaluate_tasks`."""
     from raysys.data.cocktail import parse_spec
     from raysys.data.mixing import build_pools, resolve_spec
+    from raysys.tasks import get_task
 
     p = cfg.pipeline
-    trained = pd.read_parquet(gold_path) if gold_path else pd.DataFrame(columns=["id"])
-    prompts = {
-        str(i): list(m)[:-1] for i, m in zip(trained["id"], trained["messages"], strict=True)
-    }
+    trained = (
+        set(pd.read_parquet(gold_path, columns=["id"])["id"].astype(str)) if gold_path else set()
+    )
     pools = build_pools(
         resolve_spec(parse_spec(_all_tasks_spec(p.tasks))), p.train_size, cfg.run.seed, _holdout(p)
     )
-    rows = []
-    for task, pool in pools.items():
-        picked = [r for r in pool if str(r["id"]) in prompts][:per_task]
-        rows += [
-            {
-                **r,
-                "id": str(r["id"]),
-                "task": task,
-                "prompt": [dict(m) for m in prompts[str(r["id"])]],
-                "gold": None if r.get("gold") is None else str(r["gold"]),
-            }
-            for r in picked
-        ]
-    return rows
+    return {
+        name: (get_task(name), [r for r in pool if str(r["id"]) in trained][:per_task])
+        for name, pool in pools.items()
+    }
 
 
 def sweep_config(cfg: PipelineConfig, stage_dir: Path) -> SweepConfig:

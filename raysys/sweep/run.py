@@ -165,13 +165,14 @@ def locate_sweep(cfg: SweepConfig, resume: bool) -> SweepConfig:
     root = Path(cfg.run.storage_path).expanduser().resolve() / cfg.run.name
     run_id = cfg.run.run_id
     if resume and run_id is None:
-        found = sorted(p for p in root.glob("*") if (p / "tune").is_dir()) if root.is_dir() else []
-        if not found:
+        from raysys.runs import latest_run_id
+
+        run_id = latest_run_id(root, "tune")
+        if run_id is None:
             raise UserError(
                 f"--resume: no sweep found under {root}; run it without --resume first, "
                 "or set run.storage_path / run.run_id to the sweep to resume"
             )
-        run_id = found[-1].name
     cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"run_id": run_id})})
     cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"run_id": resolve_run_id(cfg)})})
     sweep_dir = root / cfg.run.run_id
