@@ -138,9 +138,11 @@ def convert_gguf(src_dir: Path, gguf_file: str, out: Path) -> None:
         model.hf_quantizer.remove_quantization_config(model)
     model.generation_config.eos_token_id = tok.eos_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
-    model.save_pretrained(out, safe_serialization=True)
-    tok.save_pretrained(out)
-    (out / "raysys_source.json").write_text(json.dumps({"gguf": str(src_dir / gguf_file)}))
+    model.save_pretrained(out, safe_serialization=True)  # atomic: out is _cached's tmp
+    tok.save_pretrained(out)  # atomic: out is _cached's tmp
+    (out / "raysys_source.json").write_text(  # atomic: out is _cached's tmp
+        json.dumps({"gguf": str(src_dir / gguf_file)})
+    )
 
 
 def _tiny_corpus() -> list[str]:
@@ -200,5 +202,5 @@ def build_tiny_model(out: Path, seed: int = 0) -> None:
     model = LlamaForCausalLM(cfg)
     model.generation_config.eos_token_id = tok.eos_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
-    model.save_pretrained(out, safe_serialization=True)
-    tok.save_pretrained(out)
+    model.save_pretrained(out, safe_serialization=True)  # atomic: out is _cached's tmp
+    tok.save_pretrained(out)  # atomic: out is _cached's tmp

@@ -74,7 +74,7 @@ def check_writable(run_dir: Path) -> None:
     probe = run_dir / f".write-probe-{os.getpid()}"
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        probe.write_text("ok")
+        probe.write_text("ok")  # atomic: a throwaway probe, deleted at once
         probe.unlink()
     except OSError as e:
         raise UserError(

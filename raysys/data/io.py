@@ -33,6 +33,10 @@ def write_parquet(path: Path, rows: pd.DataFrame | list[dict[str, Any]]) -> None
     os.replace(tmp, path)
 
 
+def write_csv(path: Path, df: pd.DataFrame) -> None:
+    write_text(path, df.to_csv(index=False))
+
+
 def copy_tree_atomic(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")

@@ -96,7 +96,7 @@ class HFGenerator:
         while holding its N-th block, once per marker (as a node loss would kill it)."""
         n, marker = self.faults.get("engine_exit_at_block"), self.faults.get("marker")
         if n == self.calls and marker and not os.path.exists(marker):
-            with open(marker, "w") as f:
+            with open(marker, "w") as f:  # atomic: a fault-drill marker, only its existence counts
                 f.write(str(os.getpid()))
             os._exit(1)
 

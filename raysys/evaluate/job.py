@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from raysys.config import EvalConfig
+from raysys.data.io import write_text
 from raysys.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -63,8 +64,8 @@ def vllm_parity(
         if canary is not None:
             raise canary from e
         raise
-    (run_dir / "parity.json").write_text(
-        pd.Series(report.agreement, name="agreement").to_json(indent=2)
+    write_text(
+        run_dir / "parity.json", pd.Series(report.agreement, name="agreement").to_json(indent=2)
     )
     failures = report.failures()
     if failures:
@@ -96,7 +97,7 @@ def run_eval_job(cfg: EvalConfig) -> tuple[Path, pd.DataFrame]:
         res = evaluate_tasks(
             tasks, model_path, adapters, cfg.generate, cfg.model.dtype, d, cfg.eval.include_base
         )
-        (d / "table.md").write_text(format_results(res) + "\n")
+        write_text(d / "table.md", format_results(res) + "\n")
         return res.to_dict("records")
 
     records = stage(run_dir / "eval", "evaluation", run)

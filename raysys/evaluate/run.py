@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from raysys.data.io import write_json, write_parquet
+from raysys.data.io import write_csv, write_json, write_parquet
 from raysys.engines.hf import BASE
 from raysys.evaluate.overlength import is_overlength
 from raysys.tasks.base import Task
@@ -84,7 +84,7 @@ def evaluate_tasks(
     results = results[LEAD + [c for c in results.columns if c not in LEAD]]
     write_parquet(out_dir / "predictions.parquet", df.drop(columns=["messages"]))
     write_parquet(out_dir / "results.parquet", results)
-    results.to_csv(out_dir / "results.csv", index=False)
+    write_csv(out_dir / "results.csv", results)
     write_json(
         out_dir / "metrics.json",
         {"generations": len(df), "seconds": seconds, "results": results.to_dict("records")},

@@ -29,7 +29,7 @@ import pandas as pd
 from ray.tune import Callback
 
 from raysys.config import SweepConfig
-from raysys.data.io import write_json, write_parquet
+from raysys.data.io import write_csv, write_json, write_parquet
 from raysys.errors import UserError
 from raysys.sweep.grid import Plan, Trial, expand_grid, plan_resources
 from raysys.sweep.trial import eval_rows, eval_task_names, sweep_trial
@@ -91,7 +91,7 @@ def run_sweep(cfg: SweepConfig, resume: bool = False, retry_errored: bool = Fals
     results = results_table(cfg, finished, test)
     meta = sweep_meta(cfg, trials, finished, errored, plan, tune_seconds, resume) | data_stats
     write_parquet(sweep_dir / "results.parquet", results)
-    results.to_csv(sweep_dir / "results.csv", index=False)
+    write_csv(sweep_dir / "results.csv", results)
     write_parquet(sweep_dir / "test_predictions.parquet", preds)
     write_json(sweep_dir / "sweep.json", meta)
     report = write_sweep_report(sweep_dir)

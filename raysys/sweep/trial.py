@@ -126,6 +126,7 @@ def _train(
     from raysys.train.launch import run_training
 
     # One line per training attempt: how a resumed sweep proves it retrained nothing.
+    # atomic: one short line per O_APPEND write; the file is a log, never resumed from
     with open(out_dir.parent / "train_attempts.jsonl", "a") as f:
         f.write(json.dumps({"time": time.time(), "pid": os.getpid()}) + "\n")
     storage = train_cfg.checkpoint_storage

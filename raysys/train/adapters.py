@@ -75,6 +75,7 @@ def concat_adapters(paths: list[str | Path], out: str | Path) -> dict[str, Any]:
     )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    save_file(merged, str(out / "adapter_model.safetensors"))
-    (out / "adapter_config.json").write_text(json.dumps(cfg, indent=2))
+    # atomic: `out` is the caller's temporary folder, renamed into place when whole
+    save_file(merged, str(out / "adapter_model.safetensors"))  # atomic: see above
+    (out / "adapter_config.json").write_text(json.dumps(cfg, indent=2))  # atomic: see above
     return {"r": total, "parts": [str(p) for p in paths], "modules": len(modules)}
