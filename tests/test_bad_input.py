@@ -400,6 +400,33 @@ CASES = [
         ],
         ("train.num_workers x train.cpus_per_worker = 4 CPUs", "raise ray.num_cpus"),
     ),
+    Case(
+        "more-workers-than-local-ray-sweep",
+        [
+            *SWEEP,
+            "ray.num_cpus=2",
+            "train.num_workers=3",
+            "train.per_device_batch_size=2",
+            "train.batch_size=6",
+        ],
+        ("train.num_workers x train.cpus_per_worker = 3 CPUs", "raise ray.num_cpus"),
+    ),
+    Case(
+        "engine-actor-bigger-than-local-ray",
+        [*EVAL, "ray.num_cpus=2", "generate.engine=hf", "generate.num_cpus=3"],
+        ("generate.num_cpus=3 per engine actor", "no actor could ever start"),
+    ),
+    Case(
+        "engine-actor-bigger-than-local-ray-pipeline",
+        [
+            "quickstart",
+            "model.source=tiny-random",
+            "run.storage_path={runs}",
+            "ray.num_cpus=1",
+            "generate.num_cpus=2",
+        ],
+        ("generate.num_cpus=2 per engine actor", "lower generate.num_cpus"),
+    ),
     # --- storage
     Case(
         "storage-path-ftp",

@@ -98,3 +98,57 @@ def test_a_partial_or_doubled_pass_is_refused():
     doubled = pd.concat([sent.iloc[:2], sent.iloc[:1]])  # 3 rows, "c" lost, "a" twice
     with pytest.raises(RuntimeError, match="returned 3 rows for 3 sent"):
         audit_rows(sent, doubled)
+    # a base row's adapter may come back as NaN after Arrow: still the same row
+    base = pd.DataFrame({"id": ["a", "b"], "adapter": [None, "x"]})
+    assert audit_rows(base, base.assign(adapter=[float("nan"), "x"])) is not None
+    # the vllm engine keys by (row, sample): 2 rows x 2 samples, one sample lost
+    work = pd.DataFrame({"_row": [0, 0, 1, 1], "_sample": [0, 1, 0, 1]})
+    with pytest.raises(RuntimeError, match=r"by \['_row', '_sample'\]"):
+        audit_rows(work, work.iloc[[0, 1, 2, 2]], keys=["_row", "_sample"])
+
+
+@pytest.mark.parametrize(
+    "concurrency, num_cpus, cluster, fixed, expect",
+    [
+        (2, 1.0, 2.0, True, 2),  # fits
+        (3, 1.0, 2.0, True, 2),  # a fixed local Ray: shrunk to what fits, with a warning
+        (4, 0.5, 2.0, True, 4),  # fractions fit
+        (3, 1.0, 2.0, False, 3),  # an autoscaling cluster may add nodes: kept, warned
+        (1, 3.0, 2.0, False, 1),
+    ],
+)
+def test_engine_pool_is_sized_to_what_the_cluster_can_hold(
+    concurrency, num_cpus, cluster, fixed, expect, caplog
+):
+    from raysys.config import GenerateSection
+    from raysys.engines.hf import actor_pool_size
+
+    gen = GenerateSection(concurrency=concurrency, num_cpus=num_cpus)
+    with caplog.at_level("WARNING"):
+        assert actor_pool_size(gen, {"CPU": cluster}, fixed) == expect
+    assert ("generate.concurrency" in caplog.text) == (concurrency * num_cpus > cluster)
+
+
+def test_an_engine_actor_no_node_can_hold_is_refused_on_a_fixed_ray():
+    from raysys.config import GenerateSection
+    from raysys.engines.hf import actor_pool_size
+    from raysys.engines.vllm import ResourceBudgetError
+
+    with pytest.raises(ResourceBudgetError, match="generate.num_cpus=3 per engine actor"):
+        actor_pool_size(GenerateSection(num_cpus=3), {"CPU": 2.0}, True)
+
+
+def test_a_pool_bigger_than_the_local_ray_runs_shrunk(ray_local, tiny_model, caplog):
+    """3 actors asked, 2 CPUs: the pass runs on 2 actors (no wait for a third) and says so."""
+    from raysys.config import GenerateSection
+    from raysys.engines.hf import generate
+
+    rows = [
+        {"id": f"r{i}", "messages": [{"role": "user", "content": f"q {i}"}], "adapter": None}
+        for i in range(6)
+    ]
+    gen = GenerateSection(engine="hf", concurrency=3, max_new_tokens=2)
+    with caplog.at_level("WARNING"):
+        out = generate(rows, tiny_model, None, gen, "float32")
+    assert sorted(out["id"]) == sorted(r["id"] for r in rows)
+    assert "running 2 actor(s)" in caplog.text

@@ -40,6 +40,33 @@ def generate(
         raise
 
 
+def check_fits(gen_cfg: Any, ray_cfg: Any = None) -> None:
+    """Refuse an engine stage the Ray cluster can never hold (or shrink its actor pool),
+    before a job starts, rather than let the first generation wait for it forever. Before
+    Ray is up (`ray_cfg` given) this checks the local Ray the job will start."""
+    import os
+
+    import ray
+
+    from raysys.runtime import started_locally
+
+    if ray.is_initialized():
+        cluster, fixed = ray.cluster_resources(), started_locally()
+    elif ray_cfg is not None and not (ray_cfg.address or os.environ.get("RAY_ADDRESS")):
+        cluster, fixed = {"CPU": float(ray_cfg.num_cpus or os.cpu_count() or 1)}, True
+    else:
+        return  # an attached cluster is checked once attached
+    if resolve_engine(getattr(gen_cfg, "engine", "hf")) == "vllm":
+        if ray.is_initialized():  # its GPU plan needs the real cluster
+            from raysys.engines.vllm import plan_resources
+
+            plan_resources(gen_cfg, cluster)
+        return
+    from raysys.engines.hf import actor_pool_size
+
+    actor_pool_size(gen_cfg, cluster, fixed)
+
+
 def canary_failure(e: BaseException) -> AdapterIgnoredError | None:
     """An engine actor's canary failure arrives wrapped by Ray: the one-line error inside."""
     cause = _find(e, AdapterIgnoredError)

@@ -191,6 +191,43 @@ def _eos_ids(model: Any, tok: Any) -> list[int]:
     return ids
 
 
+def actor_pool_size(gen_cfg: Any, cluster: dict[str, float], fixed: bool) -> int:
+    """Engine actors to start. A pool whose actors can never all be placed waits for them
+    (an actor needing more CPUs than the cluster has, forever): on a cluster that cannot
+    grow (`fixed`: the local Ray this process started) that is refused or the pool is
+    shrunk to what fits, with a message; an autoscaling cluster may still add nodes."""
+    from raysys.engines.vllm import ResourceBudgetError
+
+    cpus, per, want = float(cluster.get("CPU", 0)), float(gen_cfg.num_cpus), gen_cfg.concurrency
+    fit = int((cpus + 1e-9) // per)
+    if fit >= want:
+        return want
+    if not fixed:
+        log.warning(
+            "generate.concurrency=%d x generate.num_cpus=%g needs %g CPUs; the cluster has %g "
+            "now and waits for its autoscaler to add the rest",
+            want,
+            per,
+            want * per,
+            cpus,
+        )
+        return want
+    if fit < 1:
+        raise ResourceBudgetError(
+            f"generate.num_cpus={per:g} per engine actor, but this Ray has {cpus:g} CPU(s), so "
+            "no actor could ever start; lower generate.num_cpus or raise ray.num_cpus"
+        )
+    log.warning(
+        "generate.concurrency=%d engine actors x %g CPU(s) do not fit this Ray's %g CPUs: "
+        "running %d actor(s)",
+        want,
+        per,
+        cpus,
+        fit,
+    )
+    return fit
+
+
 def generate(
     rows: list[dict[str, Any]],
     model_path: str,
@@ -205,8 +242,11 @@ def generate(
     repeat the row n times (each output row is one sample)."""
     import ray
 
-    threads = gen_cfg.torch_threads or max(1, (os.cpu_count() or 1) // gen_cfg.concurrency)
-    n_blocks = max(1, min(len(rows), gen_cfg.concurrency * 4))
+    from raysys.runtime import started_locally
+
+    actors = actor_pool_size(gen_cfg, ray.cluster_resources(), started_locally())
+    threads = gen_cfg.torch_threads or max(1, (os.cpu_count() or 1) // actors)
+    n_blocks = max(1, min(len(rows), actors * 4))
     # Blocks made here, not by `repartition`: a repartition runs CPU tasks, which starve
     # (forever) when every CPU is held by engine actors, e.g. two sweep trials scoring
     # at once on a 2-CPU node. With ready blocks the pipeline is actors only.
@@ -234,16 +274,19 @@ def generate(
         },
         batch_format="pandas",
         batch_size=None,  # whole blocks: the actor re-batches by length itself
-        compute=ray.data.ActorPoolStrategy(size=gen_cfg.concurrency),
+        compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=gen_cfg.num_cpus,
     )
     return audit_rows(df, out.to_pandas())
 
 
-def audit_rows(sent: pd.DataFrame, got: pd.DataFrame) -> pd.DataFrame:
+def audit_rows(
+    sent: pd.DataFrame, got: pd.DataFrame, keys: list[str] | None = None
+) -> pd.DataFrame:
     """Every row sent comes back exactly once (a lost or doubled block after an actor
-    restart would otherwise skew every metric silently)."""
-    keys = [c for c in ("id", "adapter", "sample") if c in sent.columns]
+    restart would otherwise skew every metric silently). Both engines check this."""
+    if keys is None:
+        keys = [c for c in ("id", "adapter", "sample") if c in sent.columns]
     if len(got) != len(sent) or (keys and not _counts(got, keys).equals(_counts(sent, keys))):
         raise RuntimeError(
             f"generation returned {len(got)} rows for {len(sent)} sent (by {keys}); "
@@ -253,4 +296,6 @@ def audit_rows(sent: pd.DataFrame, got: pd.DataFrame) -> pd.DataFrame:
 
 
 def _counts(frame: pd.DataFrame, keys: list[str]) -> pd.Series:
-    return frame[keys].astype(str).value_counts().sort_index()
+    # None and NaN (a None that went through Arrow) are the same missing key
+    part = frame[keys].astype(object)
+    return part.where(part.notna(), "").astype(str).value_counts().sort_index()

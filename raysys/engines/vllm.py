@@ -408,6 +408,9 @@ def generate(
     config = _processor_config(model_path, loras, gen_cfg, dtype, plan)
     post = partial(_postprocess, keep=keep, stop_ids=stop_ids, max_tokens=params["max_tokens"])
     out = _run(config, post, _encoded(work, model_path, int(gen_cfg.batch_size), plan), plan)
+    from raysys.engines.hf import audit_rows
+
+    audit_rows(work, out, keys=["_row", "_sample"])  # every (row, sample) back exactly once
     out = out.sort_values(["_row", "_sample"], kind="stable").reset_index(drop=True)
     if n > 1:
         out["sample"] = out["_sample"]

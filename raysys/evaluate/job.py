@@ -80,6 +80,9 @@ def run_eval_job(cfg: EvalConfig) -> tuple[Path, pd.DataFrame]:
     from raysys.runtime import init_ray
 
     check_job_storage(cfg.run.storage_path)  # before anything is built or written
+    from raysys.engines import check_fits
+
+    check_fits(cfg.generate, cfg.ray)  # an engine pool this Ray could never place
 
     model_path = resolve_model(cfg.model.source)
     adapters = check_adapters(cfg.eval.adapters)

@@ -60,19 +60,24 @@ class SweepOutcome:
 
 def run_sweep(cfg: SweepConfig, resume: bool = False, retry_errored: bool = False) -> SweepOutcome:
     """Run (or resume) the grid, score every adapter on test in one pass, write the report."""
+    from raysys.engines import check_fits
     from raysys.models import resolve_model
     from raysys.runs import check_job_storage, check_writable, open_run
     from raysys.runtime import init_ray
+    from raysys.train.launch import check_local_budget
 
     check_job_storage(cfg.run.storage_path)
     trials = expand_grid(cfg)  # bad grids fail here, before any output
     callbacks = tune_callbacks(cfg)
     cfg = locate_sweep(cfg, resume)  # nothing to resume, or a sweep in the way: refused now
+    check_local_budget(cfg.train, cfg.ray)  # a trial this Ray could never hold: refused now
+    check_fits(cfg.generate, cfg.ray)
     check_writable(Path(cfg.run.storage_path).expanduser().resolve())
     model_path = resolve_model(cfg.model.source)
     data, data_stats = prepare_data(cfg, trials, model_path)  # bad data: refused here too
     init_ray(cfg.ray.address, cfg.ray.num_cpus)
     plan = plan_resources(cfg, len(trials), _cluster_resources())
+    check_fits(cfg.generate)  # an engine pool it could never place: refused now
     trial_resources(cfg, plan.available)  # a resource no node has: refused now
     sweep_dir = open_run(cfg)
     log.info("sweep: %d trials, %d at a time (%s)", len(trials), plan.concurrency, plan.why)

@@ -27,6 +27,9 @@ def run_synth_job(cfg: SynthConfig) -> tuple[Path, dict[str, Any]]:
     from raysys.tasks import get_task
 
     check_job_storage(cfg.run.storage_path)  # before anything is built or written
+    from raysys.engines import check_fits
+
+    check_fits(cfg.generate, cfg.ray)  # an engine pool this Ray could never place
 
     task = get_task(cfg.synth.task)
     model_path = resolve_model(cfg.model.source)
