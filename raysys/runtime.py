@@ -75,7 +75,7 @@ def started_locally() -> bool:
     return _STARTED_LOCALLY
 
 
-TRAIN_FAULTS = ("crash_at_step", "nan_at_step")
+TRAIN_FAULTS = ("crash_at_step", "nan_at_step", "hold_at_step")
 
 
 def faults_from_env(allowed: tuple[str, ...]) -> dict[str, int]:

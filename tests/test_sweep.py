@@ -227,6 +227,30 @@ def test_report_command_rewrites_the_report(killed_and_resumed, capsys):
     assert "report.html" in capsys.readouterr().out
 
 
+def test_storage_that_turns_unwritable_is_one_clear_line_and_keeps_the_files(
+    killed_and_resumed, capsys
+):
+    import os
+    import subprocess
+
+    _, sweep_dir, _, _ = killed_and_resumed
+    before = (sweep_dir / "report.md").read_text()
+    # root ignores permission bits; an immutable folder refuses root too
+    lock = ["chattr", "+i"] if os.geteuid() == 0 else ["chmod", "a-w"]
+    unlock = ["chattr", "-i"] if os.geteuid() == 0 else ["chmod", "u+w"]
+    subprocess.run([*lock, str(sweep_dir)], check=True)
+    try:
+        rc = main(["report", str(sweep_dir)])
+    finally:
+        subprocess.run([*unlock, str(sweep_dir)], check=True)
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert rc == 1
+    assert len(err) == 1 and err[0].startswith("raysys: error: storage not writable"), err
+    assert "run the same command again" in err[0]
+    assert (sweep_dir / "report.md").read_text() == before  # the old report is whole
+    assert not [p.name for p in sweep_dir.iterdir() if ".tmp-" in p.name]
+
+
 def test_a_second_sweep_in_the_same_directory_is_refused(killed_and_resumed):
     storage, _, _, _ = killed_and_resumed
     again = _sweep_cli(storage)

@@ -193,6 +193,69 @@ def test_interrupted_run_resumes_without_gaps_or_duplicates(
     assert m["final"]["replayed_steps"] == len(first - {1, 2, 3}) >= 1
 
 
+def _set_writable(path: Path, writable: bool) -> None:
+    """Root ignores permission bits; an immutable folder refuses root too."""
+    import os
+    import subprocess
+
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "-i" if writable else "+i", str(path)], check=True)
+    else:
+        path.chmod(0o755 if writable else 0o555)
+
+
+def test_storage_unwritable_mid_run_is_a_clear_error_and_the_checkpoint_survives(
+    ray_local, tiny_model, sft_parquet, tmp_path
+):
+    import threading
+    import time
+
+    cfg = _cfg("train.max_steps=6", "train.save_steps=2", "train.report_every_steps=1")
+    ckpts = tmp_path / "ray_train" / "train"
+    box: dict[str, BaseException] = {}
+
+    def run() -> None:
+        try:
+            _train(cfg, sft_parquet, tmp_path, tiny_model, {"hold_at_step": 3})
+        except BaseException as e:  # noqa: BLE001 - handed to the test thread
+            box["error"] = e
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    deadline = time.monotonic() + 240
+
+    def registered() -> bool:  # Ray Train has recorded the checkpoint of step 2
+        reports = read_reports(str(tmp_path / "ray_train"), "train")
+        return any(r["step"] == 2 and r.get("checkpoint") for r in reports)
+
+    while not (
+        (tmp_path / "faults" / "held-at-3").exists()
+        and (ckpts / "checkpoint_manager_snapshot.json").exists()
+        and registered()
+    ):
+        assert time.monotonic() < deadline, "training never reached the hold"
+        time.sleep(0.2)
+    _set_writable(ckpts, False)  # the checkpoint of step 4 has nowhere to go
+    try:
+        (tmp_path / "faults" / "release").touch()
+        worker.join(240)
+    finally:
+        _set_writable(ckpts, True)
+    err = box.get("error")
+    assert isinstance(err, TrainingInterruptedError), repr(err)
+    msg = str(err)
+    assert "\n" not in msg
+    assert "storage" in msg and "not writable" in msg, msg
+    assert "last good checkpoint (step 2)" in msg and "run it again" in msg, msg
+    assert [c.name for c in sorted(ckpts.glob("checkpoint_0*"))] == ["checkpoint_000002"]
+    assert (ckpts / "checkpoint_000002" / "checkpoint" / "adapter_config.json").is_file()
+    assert not (tmp_path / "metrics.json").exists()
+    # storage fixed: the same run resumes from step 2 and finishes
+    final = _train(cfg, sft_parquet, tmp_path, tiny_model, {"hold_at_step": 3})
+    assert final["step"] == 6
+    assert [e["step"] for e in _metrics(tmp_path)["history"]] == [1, 2, 3, 4, 5, 6]
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
     ray_local, tiny_model, sft_parquet, tmp_path
 ):

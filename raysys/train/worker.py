@@ -253,6 +253,9 @@ class _RayReport(TrainerCallback):
         self.step_seconds.append(time.perf_counter() - self.t_step)
         if state.global_step >= state.max_steps:
             control.should_save = True  # the last step always leaves a checkpoint
+        hold = self.faults.get("hold_at_step")
+        if hold == state.global_step and self.ctx.get_world_rank() == 0:
+            _hold(Path(self.faults["marker_dir"]), hold)
         crash = self.faults.get("crash_at_step")
         if crash == state.global_step and self.ctx.get_world_rank() == 0:
             marker = Path(self.faults["marker_dir"]) / f"crashed-at-{crash}"
@@ -382,6 +385,21 @@ def _restore(output_dir: str) -> str | None:
         shutil.copytree(src, dst, dirs_exist_ok=True)
     log.info("resuming from the checkpoint at step %d", state["global_step"])
     return str(dst)
+
+
+def _hold(marker_dir: Path, step: int, timeout: float = 300.0) -> None:
+    """Fault drill (RAYSYS_FAULTS=hold_at_step=N): rank 0 pauses after step N, before its
+    checkpoint is saved, until `release` appears next to `held-at-N` (a drill breaks the
+    storage meanwhile). Once per run: a resumed attempt does not hold again."""
+    held = marker_dir / f"held-at-{step}"
+    if held.exists():
+        return
+    marker_dir.mkdir(parents=True, exist_ok=True)
+    held.touch()
+    log.warning("fault injection: worker holds at step %d until %s exists", step, "release")
+    deadline = time.monotonic() + timeout
+    while not (marker_dir / "release").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def _poison(model: Any) -> None:
