@@ -63,6 +63,7 @@ def test_assemble_keeps_agreeing_labels_writes_sft_dpo_and_gold_accuracy(tmp_pat
     pd.DataFrame([rec("c", split)]).to_parquet(shards / "00001.parquet")
     st = assemble(TASK, pool, shards, cfg, tmp_path)
     assert (st["inputs"], st["kept"], st["sft_rows"]) == (3, 2, 2)
+    assert st["rejected"] == {"low_agreement": 1}  # inputs = kept + rejected, with reasons
     assert st["kept_label_accuracy"] == 0.5 and st["extraction"]["unextractable"] == 2
     sft = pd.read_parquet(tmp_path / "sft.parquet")
     assert list(sft["id"]) == ["a", "b"]

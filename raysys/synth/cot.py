@@ -150,6 +150,8 @@ def label_shard(
         texts = [g["generated_text"] for g in gens]
         v = vote(task, texts, [g["overlong"] for g in gens])
         kept = v["majority"] != MISSING and v["agreement"] >= sc.min_agreement
+        # every input ends kept or rejected with its reason (inputs = kept + rejected)
+        reason = "" if kept else ("no_answer" if v["majority"] == MISSING else "low_agreement")
         records.append(
             {
                 "id": r["id"],
@@ -161,6 +163,7 @@ def label_shard(
                 "majority": v["majority"],
                 "agreement": v["agreement"],
                 "kept": kept,
+                "rejected_reason": reason,
                 "strict_missing": v["strict_missing"],
                 "flexible_rescued": v["flexible_rescued"],
                 "unextractable": v["unextractable"],
@@ -273,6 +276,14 @@ def assemble(task: Task, pool: list[Row], shards: Path, cfg: Any, out_dir: Path)
     return stats
 
 
+def _rejected(labels: pd.DataFrame) -> dict[str, int]:
+    """Inputs not kept, by reason: inputs = kept + sum(rejected). Derived from the votes
+    (shards written before `rejected_reason` existed resume too)."""
+    rej = labels[~labels["kept"].astype(bool)]
+    reasons = ["no_answer" if m == MISSING else "low_agreement" for m in rej["majority"]]
+    return dict(sorted(pd.Series(reasons, dtype=object).value_counts().astype(int).items()))
+
+
 def _stats(task: Task, labels: pd.DataFrame, sft_rows: int, threshold: float) -> dict[str, Any]:
     n = len(labels)
     samples = int(labels["samples"].map(len).sum())
@@ -281,6 +292,7 @@ def _stats(task: Task, labels: pd.DataFrame, sft_rows: int, threshold: float) ->
         "inputs": n,
         "kept": int(labels["kept"].sum()),
         "yield": float(labels["kept"].mean()) if n else 0.0,
+        "rejected": _rejected(labels),
         "sft_rows": sft_rows,
         "samples": samples,
         "agreement_distribution": {f"{k:.2f}": int(v) for k, v in agreement.items()},
