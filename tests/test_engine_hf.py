@@ -86,6 +86,25 @@ def test_an_engine_actor_killed_mid_pass_is_restarted_and_no_row_is_lost(
     assert out["generated_text"].notna().all()
 
 
+def test_an_engine_error_on_one_block_is_retried_and_counted(
+    ray_local, tiny_model, monkeypatch, caplog
+):
+    """Generating the 2nd block raises once: the block is retried in the actor, every row
+    comes back exactly once, and the driver reports how many rows were retried."""
+    monkeypatch.setenv("RAYSYS_FAULTS", "engine_raise_at_block=2")
+    task = get_task("news_sentiment")
+    rows = [
+        {"id": r["id"], "messages": task.messages(r), "adapter": ""}
+        for r in build_splits("news_sentiment", {"test": 8}, 0)["test"]
+    ]
+    gen = GenerateSection(engine="hf", max_new_tokens=2, batch_size=8, concurrency=1)
+    with caplog.at_level("WARNING"):
+        out = generate(rows, tiny_model, {}, gen, "float32")
+    assert sorted(out["id"]) == sorted(r["id"] for r in rows)
+    assert "attempts" not in out.columns
+    assert "generation: 2 of 8 rows were retried after engine errors" in caplog.text
+
+
 def test_a_partial_or_doubled_pass_is_refused():
     import pandas as pd
 

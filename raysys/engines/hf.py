@@ -18,6 +18,7 @@ import pandas as pd
 log = logging.getLogger(__name__)
 
 BASE = ""  # the `adapter` value that means "no adapter"
+BLOCK_RETRIES = 2  # in-actor retries of a block whose generation raised
 OUTPUT_COLUMNS = [
     "generated_text",
     "num_generated_tokens",
@@ -74,8 +75,36 @@ class HFGenerator:
         self.eos_ids = _eos_ids(self.model, self.tok)
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        """One block. An error while generating it (a transient OOM, a driver hiccup) is
+        retried in place up to BLOCK_RETRIES times and counted in `attempts`; after that
+        the pass fails with the error: rows are never dropped."""
         self.calls += 1
         self._maybe_die()
+        for attempt in range(1, BLOCK_RETRIES + 2):
+            try:
+                self._maybe_raise()
+                out = self._generate_block(batch)
+            except Exception as e:
+                if attempt > BLOCK_RETRIES:
+                    raise
+                log.warning(
+                    "engine: block of %d rows failed (%s); retry %d", len(batch), e, attempt
+                )
+                continue
+            out["attempts"] = attempt
+            return out
+        raise AssertionError("unreachable")
+
+    def _maybe_raise(self) -> None:
+        """Fault drill (RAYSYS_FAULTS=engine_raise_at_block=N): generating the N-th block
+        raises once (per marker), as a transient engine error would."""
+        n, marker = self.faults.get("engine_raise_at_block"), self.faults.get("marker")
+        if n == self.calls and marker and not os.path.exists(marker + ".raised"):
+            with open(marker + ".raised", "w") as f:  # atomic: a fault-drill marker
+                f.write(str(os.getpid()))
+            raise RuntimeError(f"fault injection: engine error on block {n}")
+
+    def _generate_block(self, batch: pd.DataFrame) -> pd.DataFrame:
         batch = batch.reset_index(drop=True)
         results: list[dict[str, Any] | None] = [None] * len(batch)
         adapters = (
@@ -253,7 +282,9 @@ def generate(
     from raysys.runtime import faults_from_env
 
     df = pd.DataFrame(rows)
-    faults: dict[str, Any] = dict(faults_from_env(("engine_exit_at_block",)))
+    faults: dict[str, Any] = dict(
+        faults_from_env(("engine_exit_at_block", "engine_raise_at_block"))
+    )
     if faults:
         import tempfile
 
@@ -277,7 +308,11 @@ def generate(
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=gen_cfg.num_cpus,
     )
-    return audit_rows(df, out.to_pandas())
+    got = audit_rows(df, out.to_pandas())
+    retried = int((got.pop("attempts") > 1).sum())
+    if retried:
+        log.warning("generation: %d of %d rows were retried after engine errors", retried, len(got))
+    return got
 
 
 def audit_rows(
