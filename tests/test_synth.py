@@ -61,8 +61,12 @@ def test_assemble_keeps_agreeing_labels_writes_sft_dpo_and_gold_accuracy(tmp_pat
     split = ["Answer: hawkish", "Answer: dovish", "Answer: neutral", "???", "???"]
     pd.DataFrame([rec("a", good), rec("b", wrong)]).to_parquet(shards / "00000.parquet")
     pd.DataFrame([rec("c", split)]).to_parquet(shards / "00001.parquet")
-    st = assemble(TASK, pool, shards, cfg, tmp_path)
+    clock = {"generation": 2.0, "extraction_and_vote": 0.5, "writing": 0.0}
+    st = assemble(TASK, pool, shards, cfg, tmp_path, clock)
     assert (st["inputs"], st["kept"], st["sft_rows"]) == (3, 2, 2)
+    assert st["seconds"]["generation"] == 2.0 and 0 < st["seconds"]["writing"] < 5
+    assert sum(st["time_share"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert 0 < st["kept_rows_per_minute"] <= 2 * 60 / 2.5
     assert st["rejected"] == {"low_agreement": 1}  # inputs = kept + rejected, with reasons
     assert st["kept_label_accuracy"] == 0.5 and st["extraction"]["unextractable"] == 2
     sft = pd.read_parquet(tmp_path / "sft.parquet")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -123,9 +124,17 @@ def vote(task: Task, texts: list[str], overlong: list[bool]) -> dict[str, Any]:
 
 
 def label_shard(
-    task: Task, rows: list[Row], model_path: str, adapters: dict[str, str], cfg: Any
+    task: Task,
+    rows: list[Row],
+    model_path: str,
+    adapters: dict[str, str],
+    cfg: Any,
+    clock: dict[str, float] | None = None,
 ) -> list[Row]:
-    """One engine pass over `rows` x samples; one record per input."""
+    """One engine pass over `rows` x samples; one record per input. `clock` adds up the
+    seconds spent generating and extracting + voting."""
+    clock = {} if clock is None else clock
+    t0 = time.perf_counter()
     from raysys.engines import generate
 
     sc = cfg.synth
@@ -141,6 +150,8 @@ def label_shard(
         "seed": cfg.run.seed,
     }
     out = generate(work, model_path, adapters, cfg.generate, cfg.model.dtype, sampling=sampling)
+    t1 = time.perf_counter()
+    clock["generation"] = clock.get("generation", 0.0) + t1 - t0
     by_id: dict[str, list[Row]] = {}
     for rec in out.to_dict("records"):
         by_id.setdefault(str(rec["id"]), []).append(rec)
@@ -169,6 +180,7 @@ def label_shard(
                 "unextractable": v["unextractable"],
             }
         )
+    clock["extraction_and_vote"] = clock.get("extraction_and_vote", 0.0) + time.perf_counter() - t1
     return records
 
 
@@ -189,9 +201,12 @@ def run_synthesis(
     size = cfg.synth.shard_size
     start_index = len(list(shards.glob("*.parquet")))
     log.info("synthesis: %d inputs, %d done earlier, %d to label", len(pool), len(done), len(todo))
+    clock: dict[str, float] = {"generation": 0.0, "extraction_and_vote": 0.0, "writing": 0.0}
     for k, s in enumerate(range(0, len(todo), size)):
-        records = label_shard(task, todo[s : s + size], model_path, adapters, cfg)
+        records = label_shard(task, todo[s : s + size], model_path, adapters, cfg, clock)
+        t0 = time.perf_counter()
         write_parquet(shards / f"{start_index + k:05d}.parquet", records)  # atomic
+        clock["writing"] += time.perf_counter() - t0
         log.info(
             "synthesis: shard %d written (%d/%d inputs)",
             start_index + k,
@@ -201,7 +216,8 @@ def run_synthesis(
         if faults and faults.get("synth_crash_after_shards") == k + 1:
             log.warning("fault injection: exiting after %d shard(s)", k + 1)
             os._exit(1)
-    return assemble(task, pool, shards, cfg, out_dir)
+    # phase timings and the rate describe a run that labeled its whole pool itself
+    return assemble(task, pool, shards, cfg, out_dir, None if done else clock)
 
 
 def _done_ids(shards: Path) -> set[str]:
@@ -211,8 +227,20 @@ def _done_ids(shards: Path) -> set[str]:
     return ids
 
 
-def assemble(task: Task, pool: list[Row], shards: Path, cfg: Any, out_dir: Path) -> dict[str, Any]:
-    """labels.parquet (one row per input), sft.parquet, dpo.parquet, stats.json."""
+def assemble(
+    task: Task,
+    pool: list[Row],
+    shards: Path,
+    cfg: Any,
+    out_dir: Path,
+    clock: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """labels.parquet (one row per input), sft.parquet, dpo.parquet, stats.json.
+
+    `clock`: seconds spent per phase by a run that labeled the whole pool; stats.json
+    gets them with the assembly's own writing time, each phase's share and the kept
+    (labeled) rows per minute."""
+    t_assemble = time.perf_counter()
     from raysys.synth.pairs import mine_pairs
 
     sc = cfg.synth
@@ -272,6 +300,13 @@ def assemble(task: Task, pool: list[Row], shards: Path, cfg: Any, out_dir: Path)
             p["prompt"] = cot_messages(task, rows_by_id[p["id"]], sc.cot_instruction)
         write_parquet(out_dir / "dpo.parquet", pairs)
         stats["dpo"] = pair_stats
+    if clock is not None:
+        seconds = {**clock, "writing": clock.get("writing", 0.0) + time.perf_counter() - t_assemble}
+        total = sum(seconds.values())
+        stats["seconds"] = {k: round(v, 3) for k, v in seconds.items()}
+        stats["time_share"] = {k: round(v / total, 4) for k, v in seconds.items()} if total else {}
+        labeled = int(labels["kept"].sum()) if len(labels) else 0
+        stats["kept_rows_per_minute"] = round(labeled * 60 / total, 2) if total else None
     write_json(out_dir / "stats.json", stats)
     return stats
 
