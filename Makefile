@@ -1,11 +1,12 @@
 # Two entry points for a newcomer (see README):
 #   make quickstart   set up .venv and run the quickstart on the embedded model
 #   make test         set up .venv and run the test suite
+#   make bench        set up .venv and run the benchmark suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export RAY_TRAIN_ENABLE_PRINT_PATCH ?= 0
 
-.PHONY: setup quickstart test test-all lint
+.PHONY: setup quickstart test test-all lint bench
 
 setup:
 	bash scripts/setup.sh $(VENV)
@@ -15,6 +16,10 @@ quickstart: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# the benchmark suite (~12 min on 2 cores): refreshes BENCHMARKS.md and bench/results/
+bench: setup
+	$(PY) bench/suite.py
 
 lint: setup
 	$(VENV)/bin/ruff check raysys tests jobs

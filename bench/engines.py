@@ -63,13 +63,21 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--prompts", type=int, default=32)
     ap.add_argument("--max-new-tokens", type=int, default=16)
+    ap.add_argument("--dtype", default=None, help="default: float32 for tiny, else bfloat16")
+    ap.add_argument(
+        "--no-adapters", action="store_true", help="skip the 8-adapter arms (the slow ones)"
+    )
     args = ap.parse_args()
     init_ray(address="local", num_cpus=os.cpu_count())
     model = resolve_model(args.model)
-    dtype = "float32" if args.model.startswith("tiny") else "bfloat16"
+    dtype = args.dtype or ("float32" if args.model.startswith("tiny") else "bfloat16")
     task = get_task("news_sentiment")
     test = build_splits(task.name, {"test": args.prompts}, 0)["test"]
-    adapters = make_adapters(model, 8, Path(tempfile.mkdtemp(prefix="bench-adapters-")))
+    adapters = (
+        {}
+        if args.no_adapters
+        else make_adapters(model, 8, Path(tempfile.mkdtemp(prefix="bench-adapters-")))
+    )
     gen = GenerateSection(max_new_tokens=args.max_new_tokens, batch_size=32)
 
     def rows(names):
@@ -78,15 +86,19 @@ def main() -> None:
         ]
 
     res: dict[str, float] = {}
-    res["one_pass_8_adapters_s"], _ = timed(
-        lambda: generate(rows(list(adapters)), model, adapters, gen, dtype)
-    )
-    res["separate_8_runs_s"] = sum(
-        timed(lambda n=n: generate(rows([n]), model, {n: adapters[n]}, gen, dtype))[0]
-        for n in adapters
-    )
+    if not args.no_adapters:
+        res["one_pass_8_adapters_s"], _ = timed(
+            lambda: generate(rows(list(adapters)), model, adapters, gen, dtype)
+        )
+        res["separate_8_runs_s"] = sum(
+            timed(lambda n=n: generate(rows([n]), model, {n: adapters[n]}, gen, dtype))[0]
+            for n in adapters
+        )
     base_rows = rows([""])
     res["ray_data_s"], out = timed(lambda: generate(base_rows, model, None, gen, dtype))
+    # the same pass on 2 actors x 1 thread (vs 1 actor x all threads above)
+    gen2 = gen.model_copy(update={"concurrency": 2})
+    res["ray_data_2_actors_s"], _ = timed(lambda: generate(base_rows, model, None, gen2, dtype))
     tokens = int(out["num_generated_tokens"].sum())
     import pandas as pd
 
@@ -101,10 +113,13 @@ def main() -> None:
     t1, out1 = timed(lambda: one(pd.DataFrame(base_rows)))
     res["batch_1_tokens_per_s"] = int(out1["num_generated_tokens"].sum()) / t1
     ratios = {
-        "one_pass_vs_separate": res["one_pass_8_adapters_s"] / res["separate_8_runs_s"],
         "ray_data_vs_direct_throughput": res["direct_s"] / res["ray_data_s"],
+        "ray_data_2_actors_vs_direct_throughput": res["direct_s"] / res["ray_data_2_actors_s"],
+        "2_actors_vs_1_wall": res["ray_data_2_actors_s"] / res["ray_data_s"],
         "batched_vs_batch_1": res["batched_tokens_per_s"] / res["batch_1_tokens_per_s"],
     }
+    if not args.no_adapters:
+        ratios["one_pass_vs_separate"] = res["one_pass_8_adapters_s"] / res["separate_8_runs_s"]
     result = {
         "bench": "engines",
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
@@ -116,9 +131,13 @@ def main() -> None:
     }
     print(json.dumps(result, indent=2))
     (ROOT / "bench" / "results").mkdir(parents=True, exist_ok=True)
-    (ROOT / "bench" / "results" / f"engines-hf-{args.model}.json").write_text(
-        json.dumps(result, indent=2)
-    )
+    (
+        ROOT
+        / "bench"
+        / "results"
+        / f"engines-hf-{args.model}{'-noadapters' if args.no_adapters else ''}"
+        f"{'-' + args.dtype if args.dtype else ''}.json"
+    ).write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -36,8 +36,10 @@ from raysys.train.worker import build_trainer, worker_config
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _cfg(model: str, steps: int, every: int, workers: int = 1) -> TrainConfig:
-    dtype = "float32" if model.startswith("tiny") else "bfloat16"
+def _cfg(
+    model: str, steps: int, every: int, workers: int = 1, dtype: str | None = None
+) -> TrainConfig:
+    dtype = dtype or ("float32" if model.startswith("tiny") else "bfloat16")
     return load_config(
         TrainConfig,
         None,
@@ -49,6 +51,7 @@ def _cfg(model: str, steps: int, every: int, workers: int = 1) -> TrainConfig:
             f"train.report_every_steps={every}",
             f"train.save_steps={steps}",
             f"train.num_workers={workers}",
+            "train.batch_size=8",  # one optimizer step = one micro-batch per worker
             f"train.per_device_batch_size={8 // workers}",
             "train.lora.r=16",
         ],
@@ -78,11 +81,18 @@ def plain_trl(cfg: TrainConfig, train_path: str, model_path: str) -> float:
     return marks["end"] - marks["begin"]
 
 
-def ray_train(cfg: TrainConfig, train_path: str, model_path: str) -> float:
+THROUGHPUT: dict[str, list[dict[str, float]]] = {}  # arm -> tokens/s, MFU per run
+
+
+def ray_train(cfg: TrainConfig, train_path: str, model_path: str, arm: str = "") -> float:
     out = Path(tempfile.mkdtemp(prefix="bench-sft-"))
-    return run_training(train_path, model_path, cfg.train, cfg.model.dtype, out, cfg.run.seed)[
-        "train_runtime"
-    ]
+    final = run_training(train_path, model_path, cfg.train, cfg.model.dtype, out, cfg.run.seed)
+    # tokens/s and MFU as the worker measured them: MFU is against a matmul probe run
+    # in the same worker at start-up, same device and dtype
+    THROUGHPUT.setdefault(arm, []).append(
+        {k: final[k] for k in ("tokens_per_second", "mfu") if k in final}
+    )
+    return final["train_runtime"]
 
 
 def main() -> None:
@@ -90,6 +100,7 @@ def main() -> None:
     ap.add_argument("--model", default="tiny-random")
     ap.add_argument("--steps", type=int, default=24)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--arms", default="", help="comma-separated subset of the arms")
     args = ap.parse_args()
     init_ray(address="local", num_cpus=os.cpu_count())
     model_path = resolve_model(args.model)
@@ -108,16 +119,34 @@ def main() -> None:
             for r in rows
         ],
     )
+    other = "bfloat16" if base.model.dtype == "float32" else "float32"
     arms = {
         "plain_trl": lambda: plain_trl(base, train_path, model_path),
         "ray_report_every_step": lambda: ray_train(
-            _cfg(args.model, args.steps, 1), train_path, model_path
+            _cfg(args.model, args.steps, 1), train_path, model_path, "ray_report_every_step"
         ),
-        "ray_report_every_10": lambda: ray_train(base, train_path, model_path),
+        "ray_report_every_10": lambda: ray_train(
+            base, train_path, model_path, "ray_report_every_10"
+        ),
         "ray_2_workers_every_10": lambda: ray_train(
-            _cfg(args.model, args.steps, 10, workers=2), train_path, model_path
+            _cfg(args.model, args.steps, 10, workers=2),
+            train_path,
+            model_path,
+            "ray_2_workers_every_10",
+        ),
+        f"ray_{other}_every_10": lambda: ray_train(
+            _cfg(args.model, args.steps, 10, dtype=other),
+            train_path,
+            model_path,
+            f"ray_{other}_every_10",
         ),
     }
+    if args.arms:
+        keep = ["plain_trl", *args.arms.split(",")]
+        unknown = sorted(set(keep) - set(arms))
+        if unknown:
+            raise SystemExit(f"--arms: unknown {unknown}; choose from {sorted(arms)}")
+        arms = {k: v for k, v in arms.items() if k in keep}
     times: dict[str, list[float]] = {k: [] for k in arms}
     for _ in range(args.repeats):  # interleaved, so drift hits every arm alike
         for name, fn in arms.items():
@@ -138,16 +167,33 @@ def _record(args, med, ratios, times) -> None:
         "machine": f"{platform.machine()} {os.cpu_count()} cores",
         "median_train_runtime_s": med,
         "ratios_vs_plain_trl": ratios,
+        "throughput": {
+            arm: {
+                k: statistics.median(r[k] for r in runs if k in r)
+                for k in ("tokens_per_second", "mfu")
+                if any(k in r for r in runs)
+            }
+            for arm, runs in THROUGHPUT.items()
+        },
         "ray_env": {k: v for k, v in os.environ.items() if k.startswith("RAY_")},
         "runs": times,
     }
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / f"train_overhead-{args.model}.json").write_text(json.dumps(result, indent=2))
+    arms = f" --arms {args.arms}" if args.arms else ""
+    tp = result["throughput"]
+
+    def cell(k: str) -> str:
+        extra = ""
+        if k in tp and "tokens_per_second" in tp[k]:
+            extra = f", {tp[k]['tokens_per_second']:.0f} tok/s, MFU {tp[k].get('mfu', 0):.2%}"
+        return f"{k} {ratios[k]:.2f}x ({med[k] / args.steps:.2f} s/step{extra})"
+
     line = (
         f"| {stamp} | `python bench/train_overhead.py --model {args.model} --steps {args.steps} "
-        f"--repeats {args.repeats}` | {result['machine']} | "
-        + ", ".join(f"{k} {ratios[k]:.2f}x ({med[k] / args.steps:.2f} s/step)" for k in med)
+        f"--repeats {args.repeats}{arms}` | {result['machine']} | "
+        + ", ".join(cell(k) for k in med)
         + " |\n"
     )
     _insert_row(ROOT / "BENCHMARKS.md", "## Ray Train overhead", line)
