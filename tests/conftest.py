@@ -17,6 +17,15 @@ os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 os.environ.pop("RAY_ADDRESS", None)  # never attach to a stranger's cluster
+# The S3 tests talk to a local S3 server that takes any credentials; Ray's processes keep
+# the environment Ray started with, so they are set before it starts. No test reaches AWS.
+for _k, _v in {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}.items():
+    os.environ.setdefault(_k, _v)
 
 
 @pytest.fixture(scope="session")

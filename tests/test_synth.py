@@ -128,3 +128,13 @@ def test_synth_resumes_after_a_crash_with_one_output_per_input(ray_local, tiny_m
     assert all(len(s) == 3 for s in labels["samples"])
     st = json.loads((tmp_path / "synth" / "s1" / "synth" / "stats.json").read_text())
     assert st["inputs"] == 6 and st["gold_rows"] == 6 and "agreement_distribution" in st
+    # the same inputs without the crash: the same samples, labels and statistics
+    assert main([*args[:-5], "run.run_id=s2", *args[-4:]]) == 0
+    again = pd.read_parquet(tmp_path / "synth" / "s2" / "synth" / "labels.parquet")
+    cols = ["id", "samples", "majority", "agreement", "kept"]
+    pd.testing.assert_frame_equal(labels[cols], again[cols])
+    st2 = json.loads((tmp_path / "synth" / "s2" / "synth" / "stats.json").read_text())
+    timing = {"seconds", "time_share", "kept_rows_per_minute"}  # only a whole-pool run has them
+    assert {k: v for k, v in st.items() if k not in timing} == {
+        k: v for k, v in st2.items() if k not in timing
+    }

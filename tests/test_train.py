@@ -326,8 +326,9 @@ def test_cli_train_cocktail_then_rerun_skips(ray_local, tmp_path, capsys, monkey
     assert "SFT on 1 worker(s)" in out and "tokens/s" in out and "MFU" in out
     run = tmp_path / "train" / "cli"
     assert (run / "config.yaml").is_file() and (run / "train" / "adapter").is_dir()
-    assert (tmp_path / "ckpt" / "train" / "checkpoint_000002").is_dir()
-    assert read_reports(f"file://{tmp_path}/ckpt", "train")
+    # the checkpoint storage is scoped by run name and id: another run never resumes here
+    assert (tmp_path / "ckpt" / "train" / "cli" / "train" / "checkpoint_000002").is_dir()
+    assert read_reports(f"file://{tmp_path}/ckpt/train/cli", "train")
     assert main(args) == 0  # finished: skipped, same summary
     assert "steps 2" in capsys.readouterr().out
 

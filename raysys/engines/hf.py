@@ -70,8 +70,6 @@ class HFGenerator:
         self.batch_size = batch_size
         # None or temperature 0: greedy (evaluation); else sampling (synthesis)
         self.sampling = dict(sampling or {})
-        if self.sampling.get("seed") is not None:
-            torch.manual_seed(int(self.sampling["seed"]))
         self.eos_ids = _eos_ids(self.model, self.tok)
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
@@ -95,6 +93,21 @@ class HFGenerator:
             return out
         raise AssertionError("unreachable")
 
+    def _seed_block(self, batch: pd.DataFrame) -> None:
+        """Sampling seeded by the run seed and the block's own rows, not by the actor: the
+        same block gives the same samples on whichever actor, after a retry, or in a
+        resumed run (one seed per actor would depend on which blocks it happened to get)."""
+        import zlib
+
+        import torch
+
+        keys = [str(v) for v in batch.get("id", pd.Series(range(len(batch))))]
+        if "sample" in batch:
+            keys += [str(v) for v in batch["sample"]]
+        torch.manual_seed(
+            int(self.sampling["seed"]) * 1_000_003 + zlib.crc32("|".join(keys).encode())
+        )
+
     def _maybe_raise(self) -> None:
         """Fault drill (RAYSYS_FAULTS=engine_raise_at_block=N): generating the N-th block
         raises once (per marker), as a transient engine error would."""
@@ -106,6 +119,8 @@ class HFGenerator:
 
     def _generate_block(self, batch: pd.DataFrame) -> pd.DataFrame:
         batch = batch.reset_index(drop=True)
+        if self.sampling.get("seed") is not None:
+            self._seed_block(batch)
         results: list[dict[str, Any] | None] = [None] * len(batch)
         adapters = (
             batch["adapter"].fillna(BASE) if "adapter" in batch else pd.Series([BASE] * len(batch))

@@ -131,9 +131,11 @@ def run_pipeline(cfg: PipelineConfig, resume: bool = False) -> PipelineOutcome:
 def _preflight(cfg: PipelineConfig) -> None:
     """What can be refused before anything is written or started."""
     from raysys.engines import check_fits
-    from raysys.train.launch import check_local_budget
+    from raysys.train.launch import check_checkpoint_storage, check_local_budget
 
     check_fits(cfg.generate, cfg.ray)
+    check_checkpoint_storage(cfg.train)
+    check_checkpoint_storage(cfg.pipeline.dpo)
     if cfg.pipeline.stages.sft or (cfg.pipeline.stages.synth and cfg.pipeline.rounds):
         check_local_budget(cfg.train, cfg.ray)
     if cfg.pipeline.stages.dpo:
@@ -460,6 +462,13 @@ class Pipeline:
 
         if data_path is None:
             raise UserError("pipeline: no training data (pipeline.tasks is empty)")
+        if train_cfg.checkpoint_storage:  # one folder per run and stage: never another's
+            from raysys.storage import join_uri
+
+            scoped = join_uri(
+                train_cfg.checkpoint_storage, self.cfg.run.name, self.run_dir.name, d.name
+            )
+            train_cfg = train_cfg.model_copy(update={"checkpoint_storage": scoped})
         return run_training(
             data_path,
             self.model_path,

@@ -64,9 +64,10 @@ def run_sweep(cfg: SweepConfig, resume: bool = False, retry_errored: bool = Fals
     from raysys.models import resolve_model
     from raysys.runs import check_job_storage, check_writable, open_run
     from raysys.runtime import init_ray
-    from raysys.train.launch import check_local_budget
+    from raysys.train.launch import check_checkpoint_storage, check_local_budget
 
     check_job_storage(cfg.run.storage_path)
+    check_checkpoint_storage(cfg.train)
     trials = expand_grid(cfg)  # bad grids fail here, before any output
     callbacks = tune_callbacks(cfg)
     cfg = locate_sweep(cfg, resume)  # nothing to resume, or a sweep in the way: refused now

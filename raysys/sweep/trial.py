@@ -131,7 +131,11 @@ def _train(
         f.write(json.dumps({"time": time.time(), "pid": os.getpid()}) + "\n")
     storage = train_cfg.checkpoint_storage
     if storage:  # one shared URI for the sweep: each trial gets its own folder in it
-        storage = f"{storage.rstrip('/')}/{cfg.run.name}/{trial.trial_id}"
+        from raysys.storage import join_uri
+
+        # <name>/<run_id>/<trial>: another sweep's trial of the same id must not resume here
+        sweep_dir = out_dir.parents[2]  # <sweep_dir>/trials/<trial_id>/train
+        storage = join_uri(storage, cfg.run.name, sweep_dir.name, trial.trial_id)
         train_cfg = train_cfg.model_copy(update={"checkpoint_storage": storage})
     return run_training(
         train_path,

@@ -44,9 +44,15 @@ def run_train_job(cfg: TrainConfig) -> tuple[Path, dict[str, Any]]:
     from raysys.models import resolve_model
     from raysys.runs import check_job_storage, open_run, stage
     from raysys.runtime import TRAIN_FAULTS, faults_from_env, init_ray
-    from raysys.train.launch import check_local_budget, preflight, run_training
+    from raysys.train.launch import (
+        check_checkpoint_storage,
+        check_local_budget,
+        preflight,
+        run_training,
+    )
 
     check_job_storage(cfg.run.storage_path)  # before anything is built or written
+    check_checkpoint_storage(cfg.train)
 
     model_path = resolve_model(cfg.model.source)
     storage = Path(cfg.run.storage_path).expanduser().resolve()
@@ -56,6 +62,12 @@ def run_train_job(cfg: TrainConfig) -> tuple[Path, dict[str, Any]]:
     preflight(train_path, model_path, cfg.train)
     check_local_budget(cfg.train, cfg.ray)
     run_dir = open_run(cfg)
+    train_cfg = cfg.train
+    if train_cfg.checkpoint_storage:  # one folder per run: never resume another run's
+        from raysys.storage import join_uri
+
+        scoped = join_uri(train_cfg.checkpoint_storage, cfg.run.name, run_dir.name)
+        train_cfg = train_cfg.model_copy(update={"checkpoint_storage": scoped})
     init_ray(cfg.ray.address, cfg.ray.num_cpus)
     summary = stage(
         run_dir / "train",
@@ -63,7 +75,7 @@ def run_train_job(cfg: TrainConfig) -> tuple[Path, dict[str, Any]]:
         lambda d: run_training(
             train_path,
             model_path,
-            cfg.train,
+            train_cfg,
             cfg.model.dtype,
             d,
             cfg.run.seed,

@@ -168,6 +168,15 @@ def check_context(model_path: str, longest: int, max_seq_length: int) -> None:
         )
 
 
+def check_checkpoint_storage(train_cfg: Any) -> None:
+    """An object-store `train.checkpoint_storage` answers and takes a write, before any
+    work starts (an unreachable endpoint would otherwise fail at the first checkpoint)."""
+    if train_cfg.checkpoint_storage:
+        from raysys.storage import probe
+
+        probe(train_cfg.checkpoint_storage, "train.checkpoint_storage")
+
+
 def check_local_budget(train_cfg: Any, ray_cfg: Any) -> None:
     """Before Ray starts: a new local Ray (no address given) that could never hold the
     workers is refused now, before a run directory exists."""
