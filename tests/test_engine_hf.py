@@ -172,19 +172,3 @@ def test_a_pool_bigger_than_the_local_ray_runs_shrunk(ray_local, tiny_model, cap
         out = generate(rows, tiny_model, None, gen, "float32")
     assert sorted(out["id"]) == sorted(r["id"] for r in rows)
     assert "running 2 actor(s)" in caplog.text
-
-
-@pytest.mark.parametrize(
-    "rows, actors, batch, expect",
-    [
-        (48, 1, 32, 2),  # two whole batches, not 4 blocks of 12
-        (448, 2, 24, 8),  # enough rows: 4 blocks per actor
-        (48, 2, 24, 2),  # one full batch per actor
-        (6, 2, 32, 2),  # at least one block per actor
-        (1, 2, 32, 1),  # never more blocks than rows
-    ],
-)
-def test_blocks_fill_whole_batches(rows, actors, batch, expect):
-    from raysys.engines.hf import block_count
-
-    assert block_count(rows, actors, batch) == expect

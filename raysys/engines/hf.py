@@ -235,17 +235,6 @@ def _eos_ids(model: Any, tok: Any) -> list[int]:
     return ids
 
 
-def block_count(rows: int, actors: int, batch_size: int) -> int:
-    """Blocks to split a pass into: at least one per actor, up to 4 per actor (balance, and a
-    dead actor retries less), but no more than needed to fill whole `generate()` batches:
-    a block is one actor call, so blocks smaller than batch_size shrink every batch
-    (measured: 4 blocks of 12 rows on one actor ran at 0.69x the direct engine's speed)."""
-    import math
-
-    fill = math.ceil(rows / max(batch_size, 1))
-    return max(1, min(rows, actors * 4, max(actors, fill)))
-
-
 def actor_pool_size(gen_cfg: Any, cluster: dict[str, float], fixed: bool) -> int:
     """Engine actors to start. A pool whose actors can never all be placed waits for them
     (an actor needing more CPUs than the cluster has, forever): on a cluster that cannot
@@ -301,7 +290,10 @@ def generate(
 
     actors = actor_pool_size(gen_cfg, ray.cluster_resources(), started_locally())
     threads = gen_cfg.torch_threads or max(1, (os.cpu_count() or 1) // actors)
-    n_blocks = block_count(len(rows), actors, gen_cfg.batch_size)
+    # 4 blocks per actor: an actor that starts late (model load) still gets its share, and
+    # a dead actor retries little. Tried: fewer, batch-sized blocks (1 actor 0.93x the wall,
+    # 2 actors 1.29x: the late actor idles the early one; BENCHMARKS "The suite").
+    n_blocks = max(1, min(len(rows), actors * 4))
     # Blocks made here, not by `repartition`: a repartition runs CPU tasks, which starve
     # (forever) when every CPU is held by engine actors, e.g. two sweep trials scoring
     # at once on a 2-CPU node. With ready blocks the pipeline is actors only.
