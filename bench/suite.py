@@ -338,7 +338,7 @@ def write_section(table, stamp, machine, total, walls, commands, partial) -> Non
     block = "\n".join(lines) + "\n"
     if BEGIN in text and END in text:
         head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1].lstrip("\n")
+        text = head + block + "\n" + rest.split(END, 1)[1].lstrip("\n")
     else:  # after the introduction, before the first section
         i = text.index("\n## ")
         text = text[: i + 1] + block + "\n" + text[i + 1 :]
