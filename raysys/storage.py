@@ -2,7 +2,7 @@
 
 A URI is what pyarrow's `FileSystem.from_uri` takes, so S3-compatible stores (MinIO,
 Ceph, moto) work through its query options, e.g.
-`s3://bucket/ckpt?endpoint_override=http://10.0.0.5:9000` (credentials: the usual
+`s3://bucket/ckpt?endpoint_override=10.0.0.5:9000&scheme=http` (credentials: the usual
 `AWS_*` variables on every node). `probe` proves, before any work starts, that the
 store answers and takes a write: an unreachable endpoint or a missing bucket is a
 one-line error, not a training run that dies at its first checkpoint.

@@ -113,9 +113,6 @@ def run_pipeline(cfg: PipelineConfig, resume: bool = False) -> PipelineOutcome:
     write_text(run_dir / "config.yaml", dump_config(cfg))  # the config of the latest run
     log.info("pipeline run directory: %s", run_dir)
     init_ray(cfg.ray.address, cfg.ray.num_cpus)
-    from raysys.engines import check_fits
-
-    check_fits(cfg.generate)  # an engine pool this Ray could never place: refused now
     start = time.perf_counter()
     runner = Stages(run_dir, _stage_count(cfg))
     p = Pipeline(cfg, model_path, run_dir, runner)

@@ -78,7 +78,6 @@ def run_sweep(cfg: SweepConfig, resume: bool = False, retry_errored: bool = Fals
     data, data_stats = prepare_data(cfg, trials, model_path)  # bad data: refused here too
     init_ray(cfg.ray.address, cfg.ray.num_cpus)
     plan = plan_resources(cfg, len(trials), _cluster_resources())
-    check_fits(cfg.generate)  # an engine pool it could never place: refused now
     trial_resources(cfg, plan.available)  # a resource no node has: refused now
     sweep_dir = open_run(cfg)
     log.info("sweep: %d trials, %d at a time (%s)", len(trials), plan.concurrency, plan.why)
