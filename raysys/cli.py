@@ -30,14 +30,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"raysys: error: {e}", file=sys.stderr)
         return e.exit_code
     except OSError as e:
-        from raysys.train.launch import _is_storage_error, _one_line
+        from raysys.storage import is_storage_error, one_line
 
-        if not _is_storage_error(e):
+        if not is_storage_error(e):
             raise
         # Storage trouble mid-run (full, read-only, permissions): every finished stage and
         # checkpoint was written atomically and stays; the run resumes once it is fixed.
         print(
-            f"raysys: error: storage not writable: {_one_line(e)}; what finished is kept; fix "
+            f"raysys: error: storage not writable: {one_line(e)}; what finished is kept; fix "
             "the storage (space, permissions, mount) and run the same command again (--resume "
             "for sweeps and pipelines) to continue",
             file=sys.stderr,

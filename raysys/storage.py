@@ -1,4 +1,5 @@
-"""Object-store URIs for Ray Train storage (`train.checkpoint_storage`).
+"""Storage helpers: object-store URIs for Ray Train storage (`train.checkpoint_storage`),
+and telling a storage failure (full, read-only, no permission) from other errors.
 
 A URI is what pyarrow's `FileSystem.from_uri` takes, so S3-compatible stores (MinIO,
 Ceph, moto) work through its query options, e.g.
@@ -10,6 +11,7 @@ one-line error, not a training run that dies at its first checkpoint.
 
 from __future__ import annotations
 
+import errno
 import threading
 import uuid
 from typing import Any
@@ -70,5 +72,18 @@ def probe(uri: str, field: str, timeout: float | None = None) -> None:
         )
     err = outcome["error"]
     if err is not None:
-        reason = " ".join(str(err).split())[:240] or type(err).__name__
-        raise UserError(f"{field}: cannot write to {uri} ({reason}); {hint}")
+        raise UserError(f"{field}: cannot write to {uri} ({one_line(err)}); {hint}")
+
+
+_STORAGE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+
+
+def is_storage_error(e: BaseException) -> bool:
+    """The storage refused a write (permissions, read-only, full): pyarrow and the OS
+    raise these as OSError subclasses with the errno set."""
+    return isinstance(e, OSError) and (e.errno in _STORAGE_ERRNOS or isinstance(e, PermissionError))
+
+
+def one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text[:300] if text else type(e).__name__

@@ -19,7 +19,6 @@ in the report files and once in `metrics.json` (the later report wins).
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import shutil
@@ -323,26 +322,14 @@ def _causes(exc: BaseException) -> list[BaseException]:
     return seen
 
 
-_STORAGE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
-
-
-def _is_storage_error(e: BaseException) -> bool:
-    """The storage refused a write (permissions, read-only, full): pyarrow and the OS
-    raise these as OSError subclasses with the errno set."""
-    return isinstance(e, OSError) and (e.errno in _STORAGE_ERRNOS or isinstance(e, PermissionError))
-
-
-def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split())
-    return text[:300] if text else type(e).__name__
-
-
 def _latest_checkpoint_step(storage: str, name: str) -> int | None:
     steps = [r["step"] for r in read_reports(storage, name) if r.get("checkpoint")]
     return max(steps) if steps else None
 
 
 def _explain(exc: Exception, storage: str, name: str) -> UserError:
+    from raysys.storage import is_storage_error, one_line
+
     causes = _causes(exc)
     for e in causes:
         if isinstance(e, DataGuardError):
@@ -353,10 +340,10 @@ def _explain(exc: Exception, storage: str, name: str) -> UserError:
         if step is not None
         else "no checkpoint was registered yet"
     )
-    storage_error = next((e for e in causes if _is_storage_error(e)), None)
+    storage_error = next((e for e in causes if is_storage_error(e)), None)
     if storage_error is not None:
         return TrainingInterruptedError(
-            f"storage not writable: {_one_line(storage_error)}; {kept}; fix the storage (space, "
+            f"storage not writable: {one_line(storage_error)}; {kept}; fix the storage (space, "
             "permissions, mount) and run it again with the same run.run_id to resume"
         )
     for e in causes:
