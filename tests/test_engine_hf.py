@@ -69,17 +69,22 @@ def test_one_pass_serves_base_and_adapters(ray_local, tiny_model, adapters):
     assert ref["generated_text"].tolist() == base.loc[ref["id"]].tolist()
 
 
+def _base_rows(n: int) -> list[dict]:
+    """`n` news_sentiment test prompts for the base model."""
+    task = get_task("news_sentiment")
+    return [
+        {"id": r["id"], "messages": task.messages(r), "adapter": ""}
+        for r in build_splits("news_sentiment", {"test": n}, 0)["test"]
+    ]
+
+
 def test_an_engine_actor_killed_mid_pass_is_restarted_and_no_row_is_lost(
     ray_local, tiny_model, monkeypatch
 ):
     """The actor process exits (os._exit) while holding its 2nd block; Ray Data restarts
     the actor and retries the block: every row comes back exactly once."""
     monkeypatch.setenv("RAYSYS_FAULTS", "engine_exit_at_block=2")
-    task = get_task("news_sentiment")
-    rows = [
-        {"id": r["id"], "messages": task.messages(r), "adapter": ""}
-        for r in build_splits("news_sentiment", {"test": 16}, 0)["test"]
-    ]
+    rows = _base_rows(16)
     gen = GenerateSection(engine="hf", max_new_tokens=4, batch_size=8, concurrency=1)
     out = generate(rows, tiny_model, {}, gen, "float32")
     assert sorted(out["id"]) == sorted(r["id"] for r in rows)
@@ -92,11 +97,7 @@ def test_an_engine_error_on_one_block_is_retried_and_counted(
     """Generating the 2nd block raises once: the block is retried in the actor, every row
     comes back exactly once, and the driver reports how many rows were retried."""
     monkeypatch.setenv("RAYSYS_FAULTS", "engine_raise_at_block=2")
-    task = get_task("news_sentiment")
-    rows = [
-        {"id": r["id"], "messages": task.messages(r), "adapter": ""}
-        for r in build_splits("news_sentiment", {"test": 8}, 0)["test"]
-    ]
+    rows = _base_rows(8)
     # batch 2: 4 blocks of 2 rows
     gen = GenerateSection(engine="hf", max_new_tokens=2, batch_size=2, concurrency=1)
     with caplog.at_level("WARNING"):

@@ -162,11 +162,13 @@ def killed_and_resumed(ray_local, tiny_model, tmp_path_factory):
     """The tiny 2 cocktails x 2 fractions sweep: its driver dies (like a SIGKILL) once a
     trial has finished; `--resume` then finishes the grid."""
     storage = tmp_path_factory.mktemp("sweeps")
-    killed = _sweep_cli(storage, faults="sweep_exit_after_trials=1")
+    # Ray Train checkpoints through pyarrow's filesystems, as s3:// or gs:// would go
+    ckpt = f"train.checkpoint_storage=file://{storage}/ckpt"
+    killed = _sweep_cli(storage, ckpt, faults="sweep_exit_after_trials=1")
     assert killed.returncode == 137, killed.stdout[-3000:] + killed.stderr[-3000:]
     sweep_dir = storage / "sweep_tiny" / "s1"
     done_before = {p.parent.name for p in sweep_dir.glob("trials/*/result.json")}
-    resumed = _sweep_cli(storage, "--resume")
+    resumed = _sweep_cli(storage, ckpt, "--resume")
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     return storage, sweep_dir, done_before, resumed.stdout
 
@@ -178,6 +180,15 @@ def test_finished_trials_are_not_run_again(killed_and_resumed):
         attempts = (sweep_dir / "trials" / trial / "train_attempts.jsonl").read_text()
         assert len(attempts.splitlines()) == 1, trial
     assert len(list(sweep_dir.glob("trials/*/result.json"))) == 4
+
+
+def test_each_trial_checkpoints_in_its_own_folder_of_the_checkpoint_storage(killed_and_resumed):
+    storage, sweep_dir, _, _ = killed_and_resumed
+    trials = sorted(p.name for p in (sweep_dir / "trials").iterdir())
+    root = storage / "ckpt" / "sweep_tiny" / "s1"  # <name>/<run_id>/<trial>
+    assert sorted(p.name for p in root.iterdir()) == trials
+    for t in trials:
+        assert list((root / t / "train").glob("checkpoint_0*/checkpoint/adapter_config.json")), t
 
 
 def test_data_is_built_once_per_cocktail_and_fraction(killed_and_resumed):

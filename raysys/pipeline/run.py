@@ -455,21 +455,14 @@ class Pipeline:
 
     def _train(self, data_path: str | None, train_cfg: Any, d: Path) -> dict[str, Any]:
         from raysys.runtime import TRAIN_FAULTS, faults_from_env
-        from raysys.train.launch import run_training
+        from raysys.train.launch import run_training, scoped_checkpoint_storage
 
         if data_path is None:
             raise UserError("pipeline: no training data (pipeline.tasks is empty)")
-        if train_cfg.checkpoint_storage:  # one folder per run and stage: never another's
-            from raysys.storage import join_uri
-
-            scoped = join_uri(
-                train_cfg.checkpoint_storage, self.cfg.run.name, self.run_dir.name, d.name
-            )
-            train_cfg = train_cfg.model_copy(update={"checkpoint_storage": scoped})
         return run_training(
             data_path,
             self.model_path,
-            train_cfg,
+            scoped_checkpoint_storage(train_cfg, self.cfg.run.name, self.run_dir.name, d.name),
             self.cfg.model.dtype,
             d,
             self.cfg.run.seed,

@@ -123,24 +123,18 @@ def _train(
     out_dir: Path, train_path: str, model_path: str, cfg: SweepConfig, train_cfg: Any, trial: Trial
 ) -> dict[str, Any]:
     from raysys.runtime import TRAIN_FAULTS, faults_from_env
-    from raysys.train.launch import run_training
+    from raysys.train.launch import run_training, scoped_checkpoint_storage
 
     # One line per training attempt: how a resumed sweep proves it retrained nothing.
     # atomic: one short line per O_APPEND write; the file is a log, never resumed from
     with open(out_dir.parent / "train_attempts.jsonl", "a") as f:
         f.write(json.dumps({"time": time.time(), "pid": os.getpid()}) + "\n")
-    storage = train_cfg.checkpoint_storage
-    if storage:  # one shared URI for the sweep: each trial gets its own folder in it
-        from raysys.storage import join_uri
-
-        # <name>/<run_id>/<trial>: another sweep's trial of the same id must not resume here
-        sweep_dir = out_dir.parents[2]  # <sweep_dir>/trials/<trial_id>/train
-        storage = join_uri(storage, cfg.run.name, sweep_dir.name, trial.trial_id)
-        train_cfg = train_cfg.model_copy(update={"checkpoint_storage": storage})
+    sweep_dir = out_dir.parents[2]  # <sweep_dir>/trials/<trial_id>/train
     return run_training(
         train_path,
         model_path,
-        train_cfg,
+        # <name>/<run_id>/<trial>: another sweep's trial of the same id never resumes there
+        scoped_checkpoint_storage(train_cfg, cfg.run.name, sweep_dir.name, trial.trial_id),
         cfg.model.dtype,
         out_dir,
         trial.seed,

@@ -161,8 +161,6 @@ def label_shard(
         texts = [g["generated_text"] for g in gens]
         v = vote(task, texts, [g["overlong"] for g in gens])
         kept = v["majority"] != MISSING and v["agreement"] >= sc.min_agreement
-        # every input ends kept or rejected with its reason (inputs = kept + rejected)
-        reason = "" if kept else ("no_answer" if v["majority"] == MISSING else "low_agreement")
         records.append(
             {
                 "id": r["id"],
@@ -174,7 +172,6 @@ def label_shard(
                 "majority": v["majority"],
                 "agreement": v["agreement"],
                 "kept": kept,
-                "rejected_reason": reason,
                 "strict_missing": v["strict_missing"],
                 "flexible_rescued": v["flexible_rescued"],
                 "unextractable": v["unextractable"],
@@ -312,8 +309,8 @@ def assemble(
 
 
 def _rejected(labels: pd.DataFrame) -> dict[str, int]:
-    """Inputs not kept, by reason: inputs = kept + sum(rejected). Derived from the votes
-    (shards written before `rejected_reason` existed resume too)."""
+    """Inputs not kept, by reason (every input ends kept or rejected: inputs = kept +
+    sum(rejected)): no sample gave an answer, or the majority fell short of min_agreement."""
     rej = labels[~labels["kept"].astype(bool)]
     reasons = ["no_answer" if m == MISSING else "low_agreement" for m in rej["majority"]]
     return dict(sorted(pd.Series(reasons, dtype=object).value_counts().astype(int).items()))

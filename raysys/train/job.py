@@ -49,6 +49,7 @@ def run_train_job(cfg: TrainConfig) -> tuple[Path, dict[str, Any]]:
         check_local_budget,
         preflight,
         run_training,
+        scoped_checkpoint_storage,
     )
 
     check_job_storage(cfg.run.storage_path)  # before anything is built or written
@@ -62,12 +63,7 @@ def run_train_job(cfg: TrainConfig) -> tuple[Path, dict[str, Any]]:
     preflight(train_path, model_path, cfg.train)
     check_local_budget(cfg.train, cfg.ray)
     run_dir = open_run(cfg)
-    train_cfg = cfg.train
-    if train_cfg.checkpoint_storage:  # one folder per run: never resume another run's
-        from raysys.storage import join_uri
-
-        scoped = join_uri(train_cfg.checkpoint_storage, cfg.run.name, run_dir.name)
-        train_cfg = train_cfg.model_copy(update={"checkpoint_storage": scoped})
+    train_cfg = scoped_checkpoint_storage(cfg.train, cfg.run.name, run_dir.name)
     init_ray(cfg.ray.address, cfg.ray.num_cpus)
     summary = stage(
         run_dir / "train",

@@ -167,6 +167,18 @@ def check_context(model_path: str, longest: int, max_seq_length: int) -> None:
         )
 
 
+def scoped_checkpoint_storage(train_cfg: Any, *parts: str) -> Any:
+    """`train_cfg` with `train.checkpoint_storage` narrowed to `<storage>/<parts...>`: one
+    folder per run (and sweep trial or pipeline stage), since Ray Train resumes from
+    whatever checkpoint it finds there."""
+    if not train_cfg.checkpoint_storage:
+        return train_cfg
+    from raysys.storage import join_uri
+
+    scoped = join_uri(train_cfg.checkpoint_storage, *parts)
+    return train_cfg.model_copy(update={"checkpoint_storage": scoped})
+
+
 def check_checkpoint_storage(train_cfg: Any) -> None:
     """An object-store `train.checkpoint_storage` answers and takes a write, before any
     work starts (an unreachable endpoint would otherwise fail at the first checkpoint)."""
