@@ -241,8 +241,15 @@ def _run_pipeline(cfg, resume: bool) -> int:
         f"{st['stage']} {st['seconds']:.0f}s" for st in s["stages"] if not st["skipped"]
     )
     print(f"\nStages: {times or 'all done earlier'}; total {time.perf_counter() - start:.0f}s")
-    print(f"Report: {out.report['html']}")
+    print(f"Report: {_where(out.report['html'])}")
     return 0
+
+
+def _where(path: object) -> str:
+    """A path as the user should see it: the object-store URI of a mirrored run."""
+    from raysys.storage import shown
+
+    return shown(str(path))
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -263,8 +270,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         f"{s.get('tokens_per_second') or 0:.0f} tokens/s, MFU {100 * (s.get('mfu') or 0):.2f}%, "
         f"peak memory {(s.get('peak_memory_bytes') or 0) / 2**30:.2f} GiB"
     )
-    print(f"Adapter: {run_dir / 'train' / 'adapter'}")
-    print(f"Outputs: {run_dir}")
+    print(f"Adapter: {_where(run_dir / 'train' / 'adapter')}")
+    print(f"Outputs: {_where(run_dir)}")
     return 0
 
 
@@ -278,7 +285,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     run_dir, results = run_eval_job(cfg)
     print()
     print(format_results(results))
-    print(f"Outputs: {run_dir / 'eval'}")
+    print(f"Outputs: {_where(run_dir / 'eval')}")
     return 0
 
 
@@ -297,7 +304,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     )
     if st.get("kept_label_accuracy") is not None:
         print(f"accuracy of kept labels vs held-back gold: {st['kept_label_accuracy']:.3f}")
-    print(f"Outputs: {run_dir / 'synth'}")
+    print(f"Outputs: {_where(run_dir / 'synth')}")
     return 0
 
 
@@ -328,16 +335,21 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         f"{m['wall_vs_ideal']:.2f}x); {m['datasets']} datasets ({m['data_built']} built, "
         f"{m['data_cached']} cached); total {time.perf_counter() - start:.0f}s"
     )
-    print(f"Report: {out.sweep_dir / 'report.html'}")
+    print(f"Report: {_where(out.sweep_dir / 'report.html')}")
     return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from raysys.storage import is_remote, local_root, pull, push
     from raysys.sweep.run import write_sweep_report
 
-    sweep_dir = Path(args.sweep_dir)
+    if is_remote(args.sweep_dir):  # a run in an object store: fetched, rewritten, sent back
+        sweep_dir = local_root(args.sweep_dir)
+        pull(args.sweep_dir, sweep_dir, exclude=("tune/*",))
+    else:
+        sweep_dir = Path(args.sweep_dir)
     if (sweep_dir / "pipeline.json").is_file():
         import json
 
@@ -346,7 +358,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
         summary = json.loads((sweep_dir / "pipeline.json").read_text())
         _, html = write_pipeline_report(sweep_dir, summary)
         print(headline(summary))
-        print(f"Report: {html}")
+        push(sweep_dir)
+        print(f"Report: {_where(html)}")
         return 0
     if not (sweep_dir / "results.parquet").is_file():
         raise UserError(
@@ -355,7 +368,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
         )
     write_sweep_report(sweep_dir)
     print(_headline(sweep_dir))
-    print(f"Report: {sweep_dir / 'report.html'}")
+    push(sweep_dir)
+    print(f"Report: {_where(sweep_dir / 'report.html')}")
     return 0
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,41 +31,77 @@ def in_ray_job() -> bool:
 
 
 def check_job_storage(storage_path: str) -> None:
-    """Where run directories can go. Object stores are not supported for run directories
-    yet (Path() would turn `s3://b/x` into a local folder `s3:/b/x`). Under `ray job
-    submit` the working directory is a temporary copy of the upload, deleted with the job:
-    a relative run.storage_path would put every output there."""
-    if re.match(r"^(s3|gs)://", storage_path, re.IGNORECASE):
-        raise UserError(
-            f"run.storage_path: {storage_path!r}: run directories on object stores are not "
-            "supported yet; use a path on a filesystem every node mounts (e.g. /mnt/shared "
-            "on EFS/Filestore/NFS); train.checkpoint_storage may be s3:// or gs://"
-        )
+    """Where run directories can go, checked before any work: an object store must answer
+    and take a write (probed once per process). Under `ray job submit` the working
+    directory is a temporary copy of the upload, deleted with the job: a relative
+    run.storage_path would put every output there."""
+    from raysys.storage import is_remote, probe
+
+    if is_remote(storage_path):
+        if storage_path not in _PROBED:
+            probe(storage_path, "run.storage_path")
+            _PROBED.add(storage_path)
+        return
     if in_ray_job() and "://" not in storage_path and not Path(storage_path).is_absolute():
         raise UserError(
             f"run.storage_path: {storage_path!r} is relative, and this runs under `ray job "
             "submit`, whose working directory is a temporary copy deleted with the job; give "
-            "an absolute path on storage every node sees (e.g. /mnt/shared/raysys)"
+            "an absolute path on storage every node sees (e.g. /mnt/shared/raysys), or an "
+            "s3:// or gs:// URI"
         )
 
 
-def latest_run_id(root: Path, marker: str) -> str | None:
-    """The newest run id under `root` (ids are UTC timestamps unless given) whose folder
-    holds `marker`; what `--resume` continues when no run id is given."""
-    found = sorted(p.name for p in root.glob("*") if (p / marker).exists()) if root.is_dir() else []
-    return found[-1] if found else None
+_PROBED: set[str] = set()
+
+
+def latest_run_id(storage_path: str, name: str, marker: str) -> str | None:
+    """The newest run id of `name` (ids are UTC timestamps unless given) whose folder
+    holds `marker`; what `--resume` continues when no run id is given. Looks in the
+    object store itself for remote storage (the local mirror may be another machine's)."""
+    from raysys.storage import exists, is_remote, join_uri, local_root, subfolders
+
+    if is_remote(storage_path):
+        base = join_uri(storage_path, name)
+        found = [r for r in subfolders(base) if exists(join_uri(base, r, marker))]
+    else:
+        root = local_root(storage_path) / name
+        found = sorted(p.name for p in root.glob("*") if (p / marker).exists())
+    return sorted(found)[-1] if found else None
+
+
+def run_root(storage_path: str, name: str, run_id: str) -> Path:
+    """The local folder of a run (for object-store storage: in its mirror, with what the
+    store holds of it fetched first; Tune's own `tune/` state stays in the store)."""
+    from raysys.storage import is_remote, join_uri, local_root, pull
+
+    run_dir = local_root(storage_path) / name / run_id
+    if is_remote(storage_path):
+        pull(join_uri(storage_path, name, run_id), run_dir, exclude=("tune/*",))
+    return run_dir
 
 
 def open_run(cfg: BaseModel) -> Path:
     """Create (or reopen, if its config matches) the run directory of `cfg`."""
+    from raysys.storage import push, shown
+
     run = cfg.run  # type: ignore[attr-defined]
     check_job_storage(run.storage_path)
-    run_dir = Path(run.storage_path).expanduser().resolve() / run.name / resolve_run_id(cfg)
+    run_dir = run_root(run.storage_path, run.name, resolve_run_id(cfg))
     check_resume(run_dir, cfg)
     check_writable(run_dir)
     write_text(run_dir / "config.yaml", dump_config(cfg))
-    log.info("run directory: %s", run_dir)
+    push(run_dir / "config.yaml")
+    log.info("run directory: %s", shown(run_dir))
     return run_dir
+
+
+def publish(path: Path) -> str:
+    """Send what is new under `path` to its object store (when mirrored); returns how to
+    name it to the user: its URI, or the path."""
+    from raysys.storage import push, shown
+
+    push(path)
+    return shown(path)
 
 
 def check_writable(run_dir: Path) -> None:
@@ -121,5 +156,8 @@ def stage(out_dir: Path, title: str, fn: Callable[[Path], Any]) -> Any:
     result = fn(out_dir)
     seconds = time.perf_counter() - start
     write_json(done, {"result": result, "seconds": seconds})
+    from raysys.storage import push
+
+    push(out_dir)  # object-store runs: the stage's files, then its stage.json
     log.info("%s: done in %.1fs", title, seconds)
     return result

@@ -1,5 +1,6 @@
-"""Storage helpers: object-store URIs for Ray Train storage (`train.checkpoint_storage`),
-and telling a storage failure (full, read-only, no permission) from other errors.
+"""Storage: object-store URIs (`run.storage_path`, `train.checkpoint_storage`), the local
+mirror of a run directory kept in an object store, and telling a storage failure (full,
+read-only, no permission) from other errors.
 
 A URI is what pyarrow's `FileSystem.from_uri` takes, so S3-compatible stores (MinIO,
 Ceph, moto) work through its query options, e.g.
@@ -7,18 +8,44 @@ Ceph, moto) work through its query options, e.g.
 `AWS_*` variables on every node). `probe` proves, before any work starts, that the
 store answers and takes a write: an unreachable endpoint or a missing bucket is a
 one-line error, not a training run that dies at its first checkpoint.
+
+Run directories in an object store (`run.storage_path=s3://...` or `gs://...`): every
+job works in a local mirror `$RAYSYS_CACHE/mirrors/<hash of the URI>/` (its root holds
+the URI in `.raysys-remote`), so the code that writes outputs stays plain file code.
+What is written there reaches the store by `push` (each finished stage, each finished
+sweep trial, the end of every command), and `pull` brings a run back (`--resume`, a
+re-run of the same run id) on any machine. Markers (`stage.json`, `result.json`) go
+up last, so a marker in the store means the files it vouches for are there. Paths that
+Ray workers read on other nodes (training data, adapters) are handed to them as URIs
+(`for_workers`) and fetched once per node into the cache (`localize`).
 """
 
 from __future__ import annotations
 
 import errno
+import fnmatch
+import hashlib
+import logging
+import os
+import re
+import shutil
 import threading
 import uuid
+from pathlib import Path
 from typing import Any
 
 from raysys.errors import UserError
 
+log = logging.getLogger(__name__)
+
 PROBE_SECONDS = 20.0  # an endpoint that has not answered by then is unreachable
+MIRROR_MARK = ".raysys-remote"  # in a mirror's root: the URI it mirrors
+MARKERS = ("stage.json", "result.json")  # uploaded after the files they vouch for
+
+
+def is_remote(path: str | Path) -> bool:
+    """An object-store URI (s3://, gs://, gcs://): not a path on this machine."""
+    return bool(re.match(r"^(s3|gs|gcs)://", str(path), re.IGNORECASE))
 
 
 def join_uri(uri: str, *parts: str) -> str:
@@ -87,3 +114,215 @@ def is_storage_error(e: BaseException) -> bool:
 def one_line(e: BaseException) -> str:
     text = " ".join(str(e).split())
     return text[:300] if text else type(e).__name__
+
+
+# --------------------------------------------------------------------------- mirrors
+
+
+class SyncError(UserError):
+    """The object store refused an upload or a download mid-run."""
+
+    exit_code = 1
+
+
+def local_root(storage_path: str) -> Path:
+    """Where a job writes under `storage_path`: the path itself, or for an object-store
+    URI its local mirror (created, and marked with the URI, on first use)."""
+    if not is_remote(storage_path):
+        return Path(storage_path).expanduser().resolve()
+    from raysys.data.io import write_text
+    from raysys.models import cache_dir
+
+    uri = storage_path.rstrip("/")
+    root = cache_dir().resolve() / "mirrors" / hashlib.sha256(uri.encode()).hexdigest()[:16]
+    if not (root / MIRROR_MARK).is_file():
+        write_text(root / MIRROR_MARK, uri)
+    return root
+
+
+def remote_of(path: str | Path) -> str | None:
+    """The URI that a path inside a mirror stands for (None: a path of its own)."""
+    path = Path(path).resolve()
+    for parent in (path, *path.parents):
+        mark = parent / MIRROR_MARK
+        if mark.is_file():
+            return join_uri(mark.read_text().strip(), *path.relative_to(parent).parts)
+    return None
+
+
+def shown(path: str | Path) -> str:
+    """How a path is named to users: its URI when it is mirrored (without the query)."""
+    uri = remote_of(path)
+    return uri.partition("?")[0] if uri else str(path)
+
+
+def for_workers(path: str | Path | None) -> str | None:
+    """What to hand a Ray worker that may run on another node: the URI of a mirrored
+    path (the worker fetches it with `localize`), else the path (or URI) unchanged."""
+    if path is None or is_remote(path):
+        return None if path is None else str(path)
+    return remote_of(path) or str(path)
+
+
+def _skipped(name: str) -> bool:
+    # mirror marks, write probes and the temp files of atomic writes (".<name>.tmp-<pid>")
+    return name.startswith(".")
+
+
+def _remote_files(fs: Any, root: str) -> dict[str, Any]:
+    import pyarrow.fs as pafs
+
+    infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
+    return {i.path[len(root) :].lstrip("/"): i for i in infos if i.type == pafs.FileType.File}
+
+
+def _mtime(info: Any) -> float:
+    return info.mtime.timestamp() if info.mtime is not None else 0.0
+
+
+def push(path: str | Path) -> int:
+    """Upload what changed under a mirrored `path` (a no-op for other paths); markers
+    last. A file counts as changed when the store lacks it, holds another size, or holds
+    an older copy (after each upload the local mtime is set to the store's). Returns the
+    number of files uploaded."""
+    uri = remote_of(path)
+    if uri is None:
+        return 0
+    import pyarrow.fs as pafs
+
+    local = Path(path)
+    try:
+        fs, root = filesystem(uri)
+        root = root.rstrip("/")
+        if local.is_file():
+            files = {"": local}
+            remote = {}
+            info = fs.get_file_info(root)
+            if info.type == pafs.FileType.File:
+                remote[""] = info
+        else:
+            files = {
+                f.relative_to(local).as_posix(): f
+                for f in sorted(local.rglob("*"))
+                if f.is_file() and not any(_skipped(p) for p in f.relative_to(local).parts)
+            }
+            remote = _remote_files(fs, root)
+        todo = []
+        for rel, f in files.items():
+            st, have = f.stat(), remote.get(rel)
+            if have is None or have.size != st.st_size or _mtime(have) < st.st_mtime:
+                todo.append(rel)
+        todo.sort(key=lambda rel: files[rel].name in MARKERS)
+        for rel in todo:
+            dst = f"{root}/{rel}" if rel else root
+            with open(files[rel], "rb") as src, fs.open_output_stream(dst) as out:
+                shutil.copyfileobj(src, out, 8 << 20)
+            stamp = _mtime(fs.get_file_info(dst))
+            if stamp:
+                os.utime(files[rel], (stamp, stamp))
+    except OSError as e:
+        raise SyncError(
+            f"run.storage_path: uploading {local} to {uri.partition('?')[0]} failed "
+            f"({one_line(e)}); the outputs are kept in {local}; run the same command again "
+            "once the store answers (finished stages are not redone)"
+        ) from None
+    if todo:
+        log.debug("pushed %d file(s) to %s", len(todo), uri.partition("?")[0])
+    return len(todo)
+
+
+def pull(uri: str, local: Path, exclude: tuple[str, ...] = ()) -> int:
+    """Download what `local` lacks (or holds older or another size of) from the folder
+    `uri`. Left out: paths matching an `exclude` pattern (fnmatch), and Ray Train's
+    checkpoint folders (`ray_train/`: Ray Train reads them from the store itself).
+    Returns the number of files fetched."""
+    try:
+        fs, root = filesystem(uri)
+        root = root.rstrip("/")
+        fetched = 0
+        for rel, info in sorted(_remote_files(fs, root).items()):
+            parts = rel.split("/")
+            if any(fnmatch.fnmatch(rel, pat) for pat in exclude) or "ray_train" in parts[:-1]:
+                continue
+            if any(_skipped(p) for p in parts):
+                continue
+            dst = local / rel
+            if dst.is_file():
+                st = dst.stat()
+                if st.st_size == info.size and st.st_mtime >= _mtime(info):
+                    continue
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+            with fs.open_input_stream(info.path) as src, open(tmp, "wb") as out:  # atomic: tmp
+                shutil.copyfileobj(src, out, 8 << 20)
+            stamp = _mtime(info)
+            if stamp:
+                os.utime(tmp, (stamp, stamp))
+            os.replace(tmp, dst)
+            fetched += 1
+    except OSError as e:
+        raise SyncError(
+            f"run.storage_path: downloading {uri.partition('?')[0]} failed ({one_line(e)}); "
+            "check the store and run the same command again"
+        ) from None
+    if fetched:
+        log.info("fetched %d file(s) of %s", fetched, uri.partition("?")[0])
+    return fetched
+
+
+def exists(uri: str) -> bool:
+    """A file or folder at `uri` (a folder exists when it holds anything)."""
+    import pyarrow.fs as pafs
+
+    fs, root = filesystem(uri)
+    info = fs.get_file_info(root.rstrip("/"))
+    if info.type == pafs.FileType.File:
+        return True
+    return bool(_remote_files(fs, root.rstrip("/")))  # object-store folders exist by their objects
+
+
+def subfolders(uri: str) -> list[str]:
+    """Names of the folders directly under `uri` (none when it does not exist)."""
+    import pyarrow.fs as pafs
+
+    fs, root = filesystem(uri)
+    infos = fs.get_file_info(pafs.FileSelector(root.rstrip("/"), allow_not_found=True))
+    return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
+
+
+def localize(path: str, field: str = "path") -> str:
+    """A local copy of an object-store file or folder (fetched once per node into the
+    cache, keyed by the URI and the objects' sizes and times); local paths unchanged.
+    What Ray workers call on paths that `for_workers` gave them."""
+    if not is_remote(path):
+        return path
+    from raysys.models import cache_dir
+
+    fs, root = filesystem(path)
+    root = root.rstrip("/")
+    import pyarrow.fs as pafs
+
+    info = fs.get_file_info(root)
+    files = {"": info} if info.type == pafs.FileType.File else _remote_files(fs, root)
+    if not files:
+        raise UserError(
+            f"{field}: nothing at {path.partition('?')[0]}; check the URI (and its "
+            "?endpoint_override for S3-compatible stores)"
+        )
+    stamp = sorted((rel, i.size, _mtime(i)) for rel, i in files.items())
+    key = hashlib.sha256(repr((path, stamp)).encode()).hexdigest()[:20]
+    name = Path(root).name
+    target = cache_dir().resolve() / "fetched" / key / name
+    if target.exists():
+        return str(target)
+    tmp = target.parent / f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    for rel, i in files.items():
+        dst = tmp / rel if rel else tmp
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        with fs.open_input_stream(i.path) as src, open(dst, "wb") as out:  # atomic: tmp
+            shutil.copyfileobj(src, out, 8 << 20)
+    try:
+        os.replace(tmp, target)
+    except OSError:  # another worker on this node fetched it first
+        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+    return str(target)

@@ -599,16 +599,27 @@ def test_builtin_answer_regexes_have_no_nested_repeat():
     ],
     ids=lambda a: a[0],
 )
-def test_object_store_run_directories_are_refused_not_made_local(
+def test_an_unreachable_object_store_run_directory_is_refused_before_any_work(
     args, tmp_path, monkeypatch, capsys
 ):
-    """`Path("s3://b/x")` is a local folder `s3:/b/x`: refused before anything is written."""
+    """`run.storage_path=s3://...` is probed (write, read, delete) before anything is
+    built: an endpoint that does not answer is one line, exit 2, nothing written (and
+    never a local folder `s3:/...`, which `Path("s3://b/x")` would be)."""
+    import socket
+
     from raysys.cli import main
 
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens there
     repo = Path(__file__).resolve().parents[1]
     monkeypatch.chdir(tmp_path)
-    argv = [args[0], str(repo / args[1]), *args[2:], "run.storage_path=s3://bucket/runs"]
+    monkeypatch.setattr("raysys.storage.PROBE_SECONDS", 5.0)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("RAYSYS_CACHE", str(cache))
+    uri = f"s3://bucket/runs?endpoint_override=127.0.0.1:{port}&scheme=http"
+    argv = [args[0], str(repo / args[1]), *args[2:], f"run.storage_path={uri}"]
     assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert "run directories on object stores are not supported yet" in err
-    assert list(tmp_path.iterdir()) == []
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and err[0].startswith("raysys: error: run.storage_path: s3://"), err
+    assert list(tmp_path.iterdir()) == []  # no run dir, no mirror, no `s3:` folder

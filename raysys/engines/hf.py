@@ -56,7 +56,10 @@ class HFGenerator:
             self.tok.pad_token = self.tok.eos_token
         torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
         model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype)
-        self.adapters = dict(adapters or {})
+        from raysys.storage import localize
+
+        # URIs when the run directory is in an object store (this actor may be on any node)
+        self.adapters = {name: localize(path) for name, path in (adapters or {}).items()}
         if self.adapters:
             from peft import PeftModel
 
@@ -287,6 +290,7 @@ def generate(
     import ray
 
     from raysys.runtime import started_locally
+    from raysys.storage import for_workers
 
     actors = actor_pool_size(gen_cfg, ray.cluster_resources(), started_locally())
     threads = gen_cfg.torch_threads or max(1, (os.cpu_count() or 1) // actors)
@@ -313,7 +317,7 @@ def generate(
         HFGenerator,
         fn_constructor_kwargs={
             "model_path": model_path,
-            "adapters": adapters,
+            "adapters": {k: for_workers(v) for k, v in (adapters or {}).items()},
             "max_new_tokens": gen_cfg.max_new_tokens,
             "batch_size": gen_cfg.batch_size,
             "dtype": dtype,

@@ -22,8 +22,11 @@ log = logging.getLogger(__name__)
 
 def check_adapters(adapters: dict[str, str]) -> dict[str, str]:
     out = {}
+    from raysys.storage import localize
+
     for name, path in adapters.items():
-        p = Path(path).expanduser()
+        # s3:// or gs://: fetched into the cache first
+        p = Path(localize(path, f"eval.adapters.{name}")).expanduser()
         if not (p / "adapter_config.json").is_file():
             raise UserError(
                 f"eval.adapters.{name}: {p} is not a PEFT adapter dir (no adapter_config.json); "
@@ -76,7 +79,7 @@ def vllm_parity(
 def run_eval_job(cfg: EvalConfig) -> tuple[Path, pd.DataFrame]:
     from raysys.evaluate.run import evaluate_tasks, format_results
     from raysys.models import resolve_model
-    from raysys.runs import check_job_storage, open_run, stage
+    from raysys.runs import check_job_storage, open_run, publish, stage
     from raysys.runtime import init_ray
 
     check_job_storage(cfg.run.storage_path)  # before anything is built or written
@@ -104,4 +107,5 @@ def run_eval_job(cfg: EvalConfig) -> tuple[Path, pd.DataFrame]:
         return res.to_dict("records")
 
     records = stage(run_dir / "eval", "evaluation", run)
+    publish(run_dir)
     return run_dir, pd.DataFrame(records)

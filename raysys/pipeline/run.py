@@ -84,14 +84,17 @@ def locate_run(cfg: PipelineConfig, resume: bool) -> PipelineConfig:
     """`cfg` with its run id fixed: given, new (a UTC timestamp), or with `resume` and
     no id the latest pipeline run of `run.name`."""
     from raysys.runs import latest_run_id
+    from raysys.storage import is_remote, local_root
 
-    root = Path(cfg.run.storage_path).expanduser().resolve() / cfg.run.name
+    storage = cfg.run.storage_path
+    where = storage.partition("?")[0] if is_remote(storage) else local_root(storage)
     run_id = cfg.run.run_id
     if resume and run_id is None:
-        run_id = latest_run_id(root, "config.yaml")
+        run_id = latest_run_id(storage, cfg.run.name, "config.yaml")
         if run_id is None:
             raise UserError(
-                f"--resume: no pipeline run under {root}; run it without --resume first, or "
+                f"--resume: no pipeline run under {where}/{cfg.run.name}; run it without "
+                "--resume first, or "
                 "set run.storage_path / run.run_id to the run to resume"
             )
     run_id = run_id or resolve_run_id(cfg)
@@ -101,17 +104,19 @@ def locate_run(cfg: PipelineConfig, resume: bool) -> PipelineConfig:
 def run_pipeline(cfg: PipelineConfig, resume: bool = False) -> PipelineOutcome:
     """Run (or continue) every enabled stage; write pipeline.json and the report."""
     from raysys.models import resolve_model
-    from raysys.runs import check_job_storage, check_writable
+    from raysys.runs import check_job_storage, check_writable, publish, run_root
     from raysys.runtime import init_ray
+    from raysys.storage import push, shown
 
     check_job_storage(cfg.run.storage_path)
     cfg = locate_run(cfg, resume)
     model_path = resolve_model(cfg.model.source)  # before any output: a bad source writes nothing
     _preflight(cfg)
-    run_dir = Path(cfg.run.storage_path).expanduser().resolve() / cfg.run.name / cfg.run.run_id
+    run_dir = run_root(cfg.run.storage_path, cfg.run.name, cfg.run.run_id)
     check_writable(run_dir)
     write_text(run_dir / "config.yaml", dump_config(cfg))  # the config of the latest run
-    log.info("pipeline run directory: %s", run_dir)
+    push(run_dir / "config.yaml")
+    log.info("pipeline run directory: %s", shown(run_dir))
     init_ray(cfg.ray.address, cfg.ray.num_cpus)
     start = time.perf_counter()
     runner = Stages(run_dir, _stage_count(cfg))
@@ -122,6 +127,7 @@ def run_pipeline(cfg: PipelineConfig, resume: bool = False) -> PipelineOutcome:
     from raysys.pipeline.report import write_pipeline_report
 
     paths = write_pipeline_report(run_dir, summary)
+    publish(run_dir)  # object-store runs: the summary and report up to the store
     return PipelineOutcome(run_dir, summary, {"markdown": str(paths[0]), "html": str(paths[1])})
 
 

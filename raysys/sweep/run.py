@@ -62,8 +62,9 @@ def run_sweep(cfg: SweepConfig, resume: bool = False, retry_errored: bool = Fals
     """Run (or resume) the grid, score every adapter on test in one pass, write the report."""
     from raysys.engines import check_fits
     from raysys.models import resolve_model
-    from raysys.runs import check_job_storage, check_writable, open_run
+    from raysys.runs import check_job_storage, check_writable, open_run, publish
     from raysys.runtime import init_ray
+    from raysys.storage import local_root
     from raysys.train.launch import check_checkpoint_storage, check_local_budget
 
     check_job_storage(cfg.run.storage_path)
@@ -73,7 +74,7 @@ def run_sweep(cfg: SweepConfig, resume: bool = False, retry_errored: bool = Fals
     cfg = locate_sweep(cfg, resume)  # nothing to resume, or a sweep in the way: refused now
     check_local_budget(cfg.train, cfg.ray)  # a trial this Ray could never hold: refused now
     check_fits(cfg.generate, cfg.ray)
-    check_writable(Path(cfg.run.storage_path).expanduser().resolve())
+    check_writable(local_root(cfg.run.storage_path))
     model_path = resolve_model(cfg.model.source)
     data, data_stats = prepare_data(cfg, trials, model_path)  # bad data: refused here too
     init_ray(cfg.ray.address, cfg.ray.num_cpus)
@@ -82,6 +83,7 @@ def run_sweep(cfg: SweepConfig, resume: bool = False, retry_errored: bool = Fals
     sweep_dir = open_run(cfg)
     log.info("sweep: %d trials, %d at a time (%s)", len(trials), plan.concurrency, plan.why)
     write_json(sweep_dir / "grid.json", [t.params() for t in trials])
+    publish(sweep_dir / "grid.json")
     start = time.perf_counter()
     run_tune(cfg, trials, sweep_dir, model_path, data, plan, callbacks, resume, retry_errored)
     tune_seconds = time.perf_counter() - start
@@ -100,6 +102,7 @@ def run_sweep(cfg: SweepConfig, resume: bool = False, retry_errored: bool = Fals
     write_parquet(sweep_dir / "test_predictions.parquet", preds)
     write_json(sweep_dir / "sweep.json", meta)
     report = write_sweep_report(sweep_dir)
+    publish(sweep_dir)  # object-store runs: results, predictions, report up to the store
     outcome = SweepOutcome(sweep_dir, results, meta, errored, report)
     if errored:
         raise SweepIncompleteError(
@@ -137,10 +140,11 @@ def prepare_data(
     """Build every distinct (cocktail, shares, fraction) once and check it as training
     would (columns, chat template, EOS after truncation). Returns each trial's data
     (path, rows per task), which trials only read, and the build counts."""
+    from raysys.storage import local_root, push
     from raysys.sweep.trial import trial_data
     from raysys.train.launch import preflight
 
-    root = Path(cfg.run.storage_path).expanduser().resolve()
+    root = local_root(cfg.run.storage_path)
     datasets: dict[tuple, dict[str, Any]] = {}
     by_trial = {}
     for t in trials:
@@ -148,6 +152,7 @@ def prepare_data(
         if key not in datasets:
             datasets[key] = trial_data(cfg, t, root)
             preflight(datasets[key]["path"], model_path, cfg.train)
+            push(Path(datasets[key]["path"]).parent)  # object stores: workers read it there
         by_trial[t.trial_id] = {k: v for k, v in datasets[key].items() if k != "built"}
     built = sum(d["built"] for d in datasets.values())
     log.info(
@@ -166,32 +171,50 @@ def locate_sweep(cfg: SweepConfig, resume: bool) -> SweepConfig:
     from ray.tune import Tuner
 
     from raysys.config import resolve_run_id
+    from raysys.runs import latest_run_id
+    from raysys.storage import exists, is_remote, local_root
 
-    root = Path(cfg.run.storage_path).expanduser().resolve() / cfg.run.name
+    storage, name = cfg.run.storage_path, cfg.run.name
+    where = storage.partition("?")[0] if is_remote(storage) else local_root(storage)
     run_id = cfg.run.run_id
     if resume and run_id is None:
-        from raysys.runs import latest_run_id
-
-        run_id = latest_run_id(root, "tune")
+        run_id = latest_run_id(storage, name, "tune")
         if run_id is None:
             raise UserError(
-                f"--resume: no sweep found under {root}; run it without --resume first, "
-                "or set run.storage_path / run.run_id to the sweep to resume"
+                f"--resume: no sweep found under {where}/{name}; run it without --resume "
+                "first, or set run.storage_path / run.run_id to the sweep to resume"
             )
     cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"run_id": run_id})})
     cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"run_id": resolve_run_id(cfg)})})
-    sweep_dir = root / cfg.run.run_id
-    tune_dir = sweep_dir / "tune"
-    if resume and not Tuner.can_restore(str(tune_dir)):
+    shown_dir = f"{where}/{name}/{cfg.run.run_id}"
+    tune_dir = tune_location(cfg, local_root(storage) / name / cfg.run.run_id)
+    if resume and not Tuner.can_restore(tune_dir):
         raise UserError(
-            f"--resume: {sweep_dir} holds no sweep to resume; check run.run_id, or drop --resume"
+            f"--resume: {shown_dir} holds no sweep to resume; check run.run_id, or drop --resume"
         )
-    if not resume and tune_dir.exists():
+    if not resume and (exists(tune_dir) if is_remote(storage) else Path(tune_dir).exists()):
         raise UserError(
-            f"{sweep_dir} already holds a sweep; add --resume to continue it, or set a new "
+            f"{shown_dir} already holds a sweep; add --resume to continue it, or set a new "
             "run.run_id"
         )
     return cfg
+
+
+def tune_location(cfg: SweepConfig, sweep_dir: Path) -> str:
+    """Where Ray Tune keeps the experiment: `<sweep_dir>/tune`, in the object store itself
+    when the run storage is one (Tune syncs its state there; `--resume` restores from it
+    on any machine)."""
+    from raysys.storage import join_uri
+
+    return join_uri(tune_parent(cfg, sweep_dir), "tune")
+
+
+def tune_parent(cfg: SweepConfig, sweep_dir: Path) -> str:
+    from raysys.storage import is_remote, join_uri
+
+    if is_remote(cfg.run.storage_path):
+        return join_uri(cfg.run.storage_path, cfg.run.name, sweep_dir.name)
+    return str(sweep_dir)
 
 
 def _cluster_resources() -> dict[str, float]:
@@ -272,7 +295,7 @@ def run_tune(
         callbacks = [*callbacks, ExitAfterTrials(faults["sweep_exit_after_trials"])]
     if resume:
         tuner = tune.Tuner.restore(
-            str(sweep_dir / "tune"),
+            tune_location(cfg, sweep_dir),
             trainable,
             resume_unfinished=True,
             resume_errored=retry_errored,
@@ -291,7 +314,7 @@ def run_tune(
             ),
             run_config=tune.RunConfig(
                 name="tune",
-                storage_path=str(sweep_dir),
+                storage_path=tune_parent(cfg, sweep_dir),
                 callbacks=callbacks,
                 verbose=1,
                 failure_config=tune.FailureConfig(max_failures=cfg.train.max_failures),
@@ -366,7 +389,11 @@ def collect_trials(
     for t in trials:
         done = sweep_dir / "trials" / t.trial_id / "result.json"
         if done.is_file():
-            finished[t.trial_id] = json.loads(done.read_text())
+            res = json.loads(done.read_text())
+            # where the adapter is now (the sweep may have been moved, or pulled from an
+            # object store into another machine's mirror), not where it was written
+            res["adapter"] = str(done.parent / "train" / "adapter")
+            finished[t.trial_id] = res
         else:
             errored.append(t.trial_id)
     return finished, errored

@@ -77,6 +77,9 @@ def sweep_trial(config: dict[str, Any], ctx: dict[str, Any]) -> None:
         "adapter": str(trial_dir / "train" / "adapter"),
     }
     write_json(done, result)
+    from raysys.storage import push
+
+    push(trial_dir)  # object-store sweeps: a finished trial is kept even if the driver dies
     tune.report(tune_metrics(result))
 
 

@@ -30,6 +30,7 @@ import pandas as pd
 
 from raysys.data.io import write_json, write_parquet
 from raysys.errors import UserError
+from raysys.storage import push
 from raysys.tasks.base import MISSING, Task
 
 log = logging.getLogger(__name__)
@@ -203,6 +204,7 @@ def run_synthesis(
         records = label_shard(task, todo[s : s + size], model_path, adapters, cfg, clock)
         t0 = time.perf_counter()
         write_parquet(shards / f"{start_index + k:05d}.parquet", records)  # atomic
+        push(shards / f"{start_index + k:05d}.parquet")  # object-store runs: resumable there
         clock["writing"] += time.perf_counter() - t0
         log.info(
             "synthesis: shard %d written (%d/%d inputs)",

@@ -21,8 +21,9 @@ log = logging.getLogger(__name__)
 
 def run_synth_job(cfg: SynthConfig) -> tuple[Path, dict[str, Any]]:
     from raysys.models import resolve_model
-    from raysys.runs import check_job_storage, open_run, stage
+    from raysys.runs import check_job_storage, open_run, publish, stage
     from raysys.runtime import faults_from_env, init_ray
+    from raysys.storage import localize
     from raysys.synth.cot import build_pool, run_synthesis
     from raysys.tasks import get_task
 
@@ -35,7 +36,8 @@ def run_synth_job(cfg: SynthConfig) -> tuple[Path, dict[str, Any]]:
     model_path = resolve_model(cfg.model.source)
     adapters = {}
     if cfg.synth.adapter:
-        p = Path(cfg.synth.adapter).expanduser()
+        # s3:// or gs://: fetched into the cache first
+        p = Path(localize(cfg.synth.adapter, "synth.adapter")).expanduser()
         if not (p / "adapter_config.json").is_file():
             raise UserError(
                 f"synth.adapter: {p} is not a PEFT adapter dir (no adapter_config.json)"
@@ -62,4 +64,5 @@ def run_synth_job(cfg: SynthConfig) -> tuple[Path, dict[str, Any]]:
             **pool_stats,
         },
     )
+    publish(run_dir)
     return run_dir, stats

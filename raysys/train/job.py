@@ -21,7 +21,10 @@ log = logging.getLogger(__name__)
 def training_data(cfg: TrainConfig, storage: Path) -> str:
     """The parquet this config trains on: `data.path`, or its cocktail materialised."""
     if cfg.data.path is not None:
-        path = Path(cfg.data.path).expanduser()
+        from raysys.storage import localize
+
+        # s3:// or gs://: fetched into the cache first
+        path = Path(localize(cfg.data.path, "data.path")).expanduser()
         if not path.exists():
             raise UserError(f"data.path: {path} not found; point it at a training parquet")
         return str(path.resolve())
@@ -42,8 +45,9 @@ def training_data(cfg: TrainConfig, storage: Path) -> str:
 
 def run_train_job(cfg: TrainConfig) -> tuple[Path, dict[str, Any]]:
     from raysys.models import resolve_model
-    from raysys.runs import check_job_storage, open_run, stage
+    from raysys.runs import check_job_storage, open_run, publish, stage
     from raysys.runtime import TRAIN_FAULTS, faults_from_env, init_ray
+    from raysys.storage import local_root, push
     from raysys.train.launch import (
         check_checkpoint_storage,
         check_local_budget,
@@ -56,12 +60,14 @@ def run_train_job(cfg: TrainConfig) -> tuple[Path, dict[str, Any]]:
     check_checkpoint_storage(cfg.train)
 
     model_path = resolve_model(cfg.model.source)
-    storage = Path(cfg.run.storage_path).expanduser().resolve()
+    storage = local_root(cfg.run.storage_path)
     train_path = training_data(cfg, storage)
     faults = faults_from_env(TRAIN_FAULTS)
     # Bad data is refused before a run directory or a Ray instance exists.
     preflight(train_path, model_path, cfg.train)
     check_local_budget(cfg.train, cfg.ray)
+    if cfg.data.path is None:
+        push(Path(train_path).parent)  # object-store runs: Train workers read it there
     run_dir = open_run(cfg)
     train_cfg = scoped_checkpoint_storage(cfg.train, cfg.run.name, run_dir.name)
     init_ray(cfg.ray.address, cfg.ray.num_cpus)
@@ -79,4 +85,5 @@ def run_train_job(cfg: TrainConfig) -> tuple[Path, dict[str, Any]]:
             attn_implementation=cfg.model.attn_implementation,
         ),
     )
+    publish(run_dir)
     return run_dir, summary

@@ -69,17 +69,28 @@ def run_training(
     from ray.train.v2.api.config import LoggingConfig
 
     from raysys.runtime import WORKER_ENV
+    from raysys.storage import for_workers, localize
     from raysys.train.worker import train_worker, worker_config
 
     preflight(train_path, model_path, train_cfg)
-    storage = train_cfg.checkpoint_storage or str((out_dir / "ray_train").resolve())
+    # In a mirrored (object-store) run directory the default goes straight to the store.
+    storage = train_cfg.checkpoint_storage or for_workers((out_dir / "ray_train").resolve())
+    # Workers may run on other nodes: mirrored inputs go to them as URIs (see storage).
+    init = for_workers(train_cfg.init_adapter)
+    worker_train_cfg = train_cfg.model_copy(update={"init_adapter": init})
     _check_cpu_budget(train_cfg)
     faults = dict(faults or {})
     faults.setdefault("marker_dir", str((out_dir / "faults").resolve()))
     trainer = TorchTrainer(
         train_worker,
         train_loop_config=worker_config(
-            train_path, model_path, train_cfg, model_dtype, seed, faults, attn_implementation
+            for_workers(train_path),
+            model_path,
+            worker_train_cfg,
+            model_dtype,
+            seed,
+            faults,
+            attn_implementation,
         ),
         scaling_config=ScalingConfig(
             num_workers=train_cfg.num_workers,
@@ -118,7 +129,8 @@ def run_training(
 
         tmp = out_dir / ".adapter.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        final["combined_adapter"] = concat_adapters([train_cfg.init_adapter, trained], tmp)
+        init_local = localize(train_cfg.init_adapter, "train.init_adapter")
+        final["combined_adapter"] = concat_adapters([init_local, trained], tmp)
         for f in TOKENIZER_FILES:
             if (trained / f).is_file():
                 shutil.copy2(trained / f, tmp / f)
@@ -138,10 +150,10 @@ def preflight(train_path: str, model_path: str, train_cfg: Any) -> dict[str, int
 
     if not Path(train_path).exists():
         raise DataGuardError(f"training data not found: {train_path}; check data.path")
-    if (
-        train_cfg.init_adapter
-        and not (Path(train_cfg.init_adapter) / "adapter_config.json").is_file()
-    ):
+    from raysys.storage import localize
+
+    init = train_cfg.init_adapter and localize(train_cfg.init_adapter, "train.init_adapter")
+    if init and not (Path(init) / "adapter_config.json").is_file():
         raise DataGuardError(
             f"train.init_adapter: {train_cfg.init_adapter} is not a PEFT adapter dir "
             "(no adapter_config.json); point it at a finished run's adapter/"

@@ -24,6 +24,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from raysys.storage import localize
 from raysys.train.guards import check_finite
 from raysys.train.perf import model_flops_per_token, peak_memory_bytes, probe_peak_flops, versions
 
@@ -98,7 +99,8 @@ def build_trainer(config: dict[str, Any]) -> Any:
         model = AutoModelForCausalLM.from_pretrained(
             config["model_path"], dtype=torch.float32, **attn
         )
-        model = PeftModel.from_pretrained(model, tc["init_adapter"]).merge_and_unload()
+        init = localize(tc["init_adapter"])  # a URI when the run directory is in a store
+        model = PeftModel.from_pretrained(model, init).merge_and_unload()
         if dtype not in ("auto", torch.float32):
             model = model.to(dtype)
     else:
@@ -150,7 +152,7 @@ def build_trainer(config: dict[str, Any]) -> Any:
         return SFTTrainer(
             model=model,
             args=args,
-            train_dataset=load_rows(config["train_path"], "sft"),
+            train_dataset=load_rows(localize(config["train_path"]), "sft"),
             processing_class=tok,
             peft_config=peft_config,
         )
@@ -169,7 +171,7 @@ def build_trainer(config: dict[str, Any]) -> Any:
         model=model,
         ref_model=None,
         args=args,
-        train_dataset=load_rows(config["train_path"], "dpo"),
+        train_dataset=load_rows(localize(config["train_path"]), "dpo"),
         processing_class=tok,
         peft_config=peft_config,
     )
