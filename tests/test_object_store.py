@@ -312,3 +312,39 @@ def test_report_command_rewrites_a_report_in_the_bucket(s3_sweep, s3_endpoint, c
     assert main(["report", join_uri(storage, "sweep_tiny", "s3")]) == 0
     assert "report.html" in _keys(s3_endpoint, "sweeps/sweep_tiny/s3")
     assert "Report: s3://raysys-test/sweeps/sweep_tiny/s3/report.html" in capsys.readouterr().out
+
+
+def test_train_then_eval_with_run_directories_in_the_bucket(
+    ray_local, s3_endpoint, tmp_path, capsys, monkeypatch
+):
+    """`raysys train` and `raysys eval` with `run.storage_path=s3://...`: the adapter,
+    metrics and Ray Train checkpoints land in the bucket (nothing local but the mirror),
+    and eval takes the adapter by its s3:// URI."""
+    monkeypatch.chdir(Path(__file__).parents[1])
+    storage = _uri(s3_endpoint, "jobs")
+    train = _train_args(tmp_path, "", "train.max_steps=2")
+    train = [a for a in train if not a.startswith(("run.storage_path", "train.checkpoint"))]
+    assert main([*train, f"run.storage_path={storage}"]) == 0
+    out = capsys.readouterr().out
+    assert "Adapter: s3://raysys-test/jobs/train/s3/train/adapter" in out
+    keys = _keys(s3_endpoint, "jobs/train/s3")
+    assert {"config.yaml", "train/stage.json", "train/metrics.json"} <= set(keys)
+    assert "train/adapter/adapter_model.safetensors" in keys
+    assert any(k.startswith("train/ray_train/train/checkpoint_000002/") for k in keys)
+    assert not list(tmp_path.iterdir())  # the run directory is not a local folder
+    adapter = _uri(s3_endpoint, "jobs/train/s3/train/adapter")
+    args = [
+        "eval",
+        "model.source=tiny-random",
+        "model.dtype=float32",
+        f"run.storage_path={storage}",
+        "run.run_id=s3",
+        "eval.tasks=[news_sentiment]",
+        "eval.size=3",
+        "generate.max_new_tokens=4",
+        f"eval.adapters={{a: '{adapter}'}}",
+    ]
+    assert main(args) == 0
+    assert "Outputs: s3://raysys-test/jobs/eval/s3/eval" in capsys.readouterr().out
+    keys = _keys(s3_endpoint, "jobs/eval/s3/eval")
+    assert {"predictions.parquet", "results.parquet", "table.md", "stage.json"} <= set(keys)

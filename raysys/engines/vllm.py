@@ -143,6 +143,25 @@ def plan_resources(gen_cfg: Any, cluster: dict[str, float]) -> ResourcePlan:
     return ResourcePlan(device, engine_cpus, engine_gpus, replicas, AUX_CPUS)
 
 
+def _warn_if_adapters_are_driver_local(adapters: dict[str, str]) -> None:
+    """vLLM's engine stage (ray.data.llm) loads a LoRA from a path on its own node, and
+    its remote loading (`dynamic_lora_loading_path`) wants every adapter under one
+    folder. Adapters of an object-store run live in the driver's mirror: on a
+    multi-node cluster an engine on another node would not find them."""
+    import ray
+
+    from raysys.storage import remote_of
+
+    mirrored = [name for name, path in adapters.items() if remote_of(path)]
+    if mirrored and len([n for n in ray.nodes() if n.get("Alive")]) > 1:
+        log.warning(
+            "vllm: adapters %s are in this node's mirror of an object-store run; engines on "
+            "other nodes cannot read them: pin generation to this node, keep the run on a "
+            "filesystem every node mounts, or use generate.engine=hf (it fetches them)",
+            mirrored[:3],
+        )
+
+
 def lora_rank(adapters: dict[str, str]) -> int:
     """The smallest vLLM `max_lora_rank` that holds every adapter's rank."""
     import json
@@ -396,6 +415,7 @@ def generate(
 
     require_vllm()
     adapters = dict(adapters or {})
+    _warn_if_adapters_are_driver_local(adapters)
     plan = plan_resources(gen_cfg, ray.cluster_resources())
     check_model(model_path, plan.device)
     stop_ids = stop_token_ids(model_path)
