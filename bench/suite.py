@@ -12,7 +12,9 @@ Runs, one after the other, each in its own process (each starts its own local Ra
 3. sweep (`bench/sweep_overhead.py`): Tune wall vs ideal, data cache hits, start-up
    per trial;
 4. synthesis (`bench/synth_throughput.py`): kept rows per minute on the embedded model,
-   time in generation vs extraction + vote vs writing.
+   time in generation vs extraction + vote vs writing;
+5. object store (`bench/object_store.py`): the tiny sweep with its run directory in an S3
+   bucket (moto on loopback) vs a local path.
 
 Each writes its JSON under bench/results/; this script reads them, compares the ratios
 with the targets (issue 11) and rewrites the "Suite" section at the top of BENCHMARKS.md
@@ -81,6 +83,7 @@ STEPS = [
         ],
         "synth_throughput-smollm2-135m-instruct.json",
     ),
+    ("object_store", ["bench/object_store.py"], "object_store.json"),
 ]
 
 
@@ -238,6 +241,19 @@ def rows(r: dict[str, dict]) -> list[tuple[str, str, str, bool | None, str]]:
                 "synth_embedded",
             ),
         ]
+    o = r.get("object_store")
+    if o:
+        b = o["bucket"]
+        out.append(
+            (
+                "object-store run directory (S3 on loopback) vs local path: tiny sweep wall",
+                f"{o['ratio_s3_vs_local']:.2f}x ({b['objects']} objects, "
+                f"{b['bytes'] / 2**20:.1f} MiB in the bucket)",
+                "context",
+                None,
+                "object_store",
+            )
+        )
     return out
 
 

@@ -184,7 +184,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     dm.add_argument("--fraction", type=float, default=1.0, help="data fraction in (0, 1]")
     dm.add_argument("--seed", type=int, default=0)
-    dm.add_argument("--storage", default="./runs", help="storage root (default ./runs)")
+    dm.add_argument(
+        "--storage", default="./runs", help="storage root: a path, s3:// or gs:// (default ./runs)"
+    )
     dm.add_argument("--train-size", type=int, default=400, help="train rows per generated task")
     dm.set_defaults(func=_cmd_data_mix)
 
@@ -438,13 +440,17 @@ def _cmd_data_mix(args: argparse.Namespace) -> int:
     if args.train_size < 1:
         raise UserError(f"--train-size must be >= 1, got {args.train_size}")
     spec = parse_spec(read_yaml_file(spec_path) or {})
-    path, counts = materialize_cocktail(
-        spec, args.fraction, args.seed, Path(args.storage).expanduser().resolve(), args.train_size
-    )
+    from raysys.runs import check_job_storage, publish
+    from raysys.storage import local_root
+
+    check_job_storage(args.storage)  # an object store is probed first
+    root = local_root(args.storage)
+    path, counts = materialize_cocktail(spec, args.fraction, args.seed, root, args.train_size)
+    where = publish(Path(path).parent)  # s3:// or gs://: sent to the store
     print(f"{'task':18s} rows")
     for task, n in counts.items():
         print(f"{task:18s} {n}")
-    print(f"{'total':18s} {sum(counts.values())}\nOutputs: {path}")
+    print(f"{'total':18s} {sum(counts.values())}\nOutputs: {where}/train.parquet")
     return 0
 
 
