@@ -158,10 +158,15 @@ def shown(path: str | Path) -> str:
 
 def for_workers(path: str | Path | None) -> str | None:
     """What to hand a Ray worker that may run on another node: the URI of a mirrored
-    path (the worker fetches it with `localize`), else the path (or URI) unchanged."""
+    path, sent to the store first if it changed (the worker fetches it with `localize`),
+    else the path (or URI) unchanged."""
     if path is None or is_remote(path):
         return None if path is None else str(path)
-    return remote_of(path) or str(path)
+    uri = remote_of(path)
+    if uri is None:
+        return str(path)
+    push(path)  # e.g. a stage's own training data, written just before its workers start
+    return uri
 
 
 def _skipped(name: str) -> bool:

@@ -222,6 +222,24 @@ def test_localize_fetches_once_per_version(s3_endpoint, tmp_path, monkeypatch):
         st.localize(_uri(s3_endpoint, "loc/missing"), "eval.adapters.x")
 
 
+def test_for_workers_sends_a_mirrored_input_before_handing_out_its_uri(
+    s3_endpoint, tmp_path, monkeypatch
+):
+    """A stage that writes its training data and trains on it in the same stage (the
+    pipeline's synthesis rounds): the workers get a URI that already exists."""
+    import raysys.storage as st
+
+    monkeypatch.setenv("RAYSYS_CACHE", str(tmp_path / "cache"))
+    data = st.local_root(_uri(s3_endpoint, "fw")) / "run" / "sft_r1" / "train.parquet"
+    data.parent.mkdir(parents=True)
+    data.write_bytes(b"PAR1")
+    uri = st.for_workers(data)
+    assert uri == _uri(s3_endpoint, "fw/run/sft_r1/train.parquet")
+    assert _keys(s3_endpoint, "fw/run") == ["sft_r1/train.parquet"]
+    assert Path(st.localize(uri)).read_bytes() == b"PAR1"
+    assert st.for_workers(tmp_path / "plain") == str(tmp_path / "plain")  # not mirrored
+
+
 def _sweep_cli(storage: str, cache: Path, *extra: str, faults: str = ""):
     import os
     import subprocess

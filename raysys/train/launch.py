@@ -69,12 +69,13 @@ def run_training(
     from ray.train.v2.api.config import LoggingConfig
 
     from raysys.runtime import WORKER_ENV
-    from raysys.storage import for_workers, localize
+    from raysys.storage import for_workers, localize, remote_of
     from raysys.train.worker import train_worker, worker_config
 
     preflight(train_path, model_path, train_cfg)
     # In a mirrored (object-store) run directory the default goes straight to the store.
-    storage = train_cfg.checkpoint_storage or for_workers((out_dir / "ray_train").resolve())
+    local_ckpt = (out_dir / "ray_train").resolve()
+    storage = train_cfg.checkpoint_storage or remote_of(local_ckpt) or str(local_ckpt)
     # Workers may run on other nodes: mirrored inputs go to them as URIs (see storage).
     init = for_workers(train_cfg.init_adapter)
     worker_train_cfg = train_cfg.model_copy(update={"init_adapter": init})
