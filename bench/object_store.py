@@ -48,8 +48,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=1, help="local/s3 pairs (alternating)")
     args = ap.parse_args()
+    import logging
+
     from moto.server import ThreadedMotoServer
     from pyarrow import fs
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per S3 request
 
     for k, v in {
         "AWS_ACCESS_KEY_ID": "bench",

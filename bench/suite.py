@@ -1,6 +1,6 @@
 """The benchmark suite: every benchmark once, one command, targets checked, BENCHMARKS.md refreshed.
 
-    make bench            # = .venv/bin/python bench/suite.py   (about 12 min on 2 cores)
+    make bench            # = .venv/bin/python bench/suite.py   (about 15 min on 2 cores)
 
 Runs, one after the other, each in its own process (each starts its own local Ray):
 
