@@ -17,7 +17,7 @@ quickstart: setup
 test: setup
 	$(PY) -m pytest -q
 
-# the benchmark suite (~12 min on 2 cores): refreshes BENCHMARKS.md and bench/results/
+# the benchmark suite (~15 min on 2 cores): refreshes BENCHMARKS.md and bench/results/
 bench: setup
 	$(PY) bench/suite.py
 
