@@ -256,13 +256,8 @@ def pull(uri: str, local: Path, exclude: tuple[str, ...] = ()) -> int:
                 st = dst.stat()
                 if st.st_size == info.size and st.st_mtime >= _mtime(info):
                     continue
-            dst.parent.mkdir(parents=True, exist_ok=True)
             tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
-            with fs.open_input_stream(info.path) as src, open(tmp, "wb") as out:  # atomic: tmp
-                shutil.copyfileobj(src, out, 8 << 20)
-            stamp = _mtime(info)
-            if stamp:
-                os.utime(tmp, (stamp, stamp))
+            _download(fs, info, tmp)
             os.replace(tmp, dst)
             fetched += 1
     except OSError as e:
@@ -273,6 +268,16 @@ def pull(uri: str, local: Path, exclude: tuple[str, ...] = ()) -> int:
     if fetched:
         log.info("fetched %d file(s) of %s", fetched, uri.partition("?")[0])
     return fetched
+
+
+def _download(fs: Any, info: Any, dst: Path) -> None:
+    """One object to a local file, with the object's time as the file's mtime."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with fs.open_input_stream(info.path) as src, open(dst, "wb") as out:  # atomic: callers
+        shutil.copyfileobj(src, out, 8 << 20)  # write a temp name and rename it
+    stamp = _mtime(info)
+    if stamp:
+        os.utime(dst, (stamp, stamp))
 
 
 def exists(uri: str) -> bool:
@@ -301,14 +306,17 @@ def localize(path: str, field: str = "path") -> str:
     What Ray workers call on paths that `for_workers` gave them."""
     if not is_remote(path):
         return path
-    from raysys.models import cache_dir
-
-    fs, root = filesystem(path)
-    root = root.rstrip("/")
     import pyarrow.fs as pafs
 
-    info = fs.get_file_info(root)
-    files = {"": info} if info.type == pafs.FileType.File else _remote_files(fs, root)
+    from raysys.models import cache_dir
+
+    try:
+        fs, root = filesystem(path)
+        root = root.rstrip("/")
+        info = fs.get_file_info(root)
+        files = {"": info} if info.type == pafs.FileType.File else _remote_files(fs, root)
+    except OSError as e:
+        raise SyncError(f"{field}: cannot read {path.partition('?')[0]} ({one_line(e)})") from None
     if not files:
         raise UserError(
             f"{field}: nothing at {path.partition('?')[0]}; check the URI (and its "
@@ -321,13 +329,16 @@ def localize(path: str, field: str = "path") -> str:
     if target.exists():
         return str(target)
     tmp = target.parent / f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    for rel, i in files.items():
-        dst = tmp / rel if rel else tmp
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        with fs.open_input_stream(i.path) as src, open(dst, "wb") as out:  # atomic: tmp
-            shutil.copyfileobj(src, out, 8 << 20)
+    try:
+        for rel, i in files.items():
+            _download(fs, i, tmp / rel if rel else tmp)
+    except OSError as e:
+        raise SyncError(f"{field}: cannot read {path.partition('?')[0]} ({one_line(e)})") from None
     try:
         os.replace(tmp, target)
     except OSError:  # another worker on this node fetched it first
-        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
     return str(target)
