@@ -281,9 +281,12 @@ def _download(fs: Any, info: Any, dst: Path) -> None:
 
 
 def exists(uri: str) -> bool:
-    """A file or folder at `uri` (a folder exists when it holds anything)."""
+    """A file or folder at `uri` or local path (an object-store folder exists when it
+    holds anything)."""
     import pyarrow.fs as pafs
 
+    if not is_remote(uri):
+        return Path(uri).exists()
     fs, root = filesystem(uri)
     info = fs.get_file_info(root.rstrip("/"))
     if info.type == pafs.FileType.File:

@@ -84,10 +84,10 @@ def locate_run(cfg: PipelineConfig, resume: bool) -> PipelineConfig:
     """`cfg` with its run id fixed: given, new (a UTC timestamp), or with `resume` and
     no id the latest pipeline run of `run.name`."""
     from raysys.runs import latest_run_id
-    from raysys.storage import is_remote, local_root
+    from raysys.storage import local_root, shown
 
     storage = cfg.run.storage_path
-    where = storage.partition("?")[0] if is_remote(storage) else local_root(storage)
+    where = shown(local_root(storage))  # the path, or the bucket URI without its options
     run_id = cfg.run.run_id
     if resume and run_id is None:
         run_id = latest_run_id(storage, cfg.run.name, "config.yaml")

@@ -172,10 +172,10 @@ def locate_sweep(cfg: SweepConfig, resume: bool) -> SweepConfig:
 
     from raysys.config import resolve_run_id
     from raysys.runs import latest_run_id
-    from raysys.storage import exists, is_remote, local_root
+    from raysys.storage import exists, local_root, shown
 
     storage, name = cfg.run.storage_path, cfg.run.name
-    where = storage.partition("?")[0] if is_remote(storage) else local_root(storage)
+    where = shown(local_root(storage))  # the path, or the bucket URI without its options
     run_id = cfg.run.run_id
     if resume and run_id is None:
         run_id = latest_run_id(storage, name, "tune")
@@ -192,7 +192,7 @@ def locate_sweep(cfg: SweepConfig, resume: bool) -> SweepConfig:
         raise UserError(
             f"--resume: {shown_dir} holds no sweep to resume; check run.run_id, or drop --resume"
         )
-    if not resume and (exists(tune_dir) if is_remote(storage) else Path(tune_dir).exists()):
+    if not resume and exists(tune_dir):
         raise UserError(
             f"{shown_dir} already holds a sweep; add --resume to continue it, or set a new "
             "run.run_id"
