@@ -242,7 +242,13 @@ def tiny_sweep(head, client, tmp_path_factory):
     _wait(client, sid, timeout=600)  # the client polls cheaply; the CLI reports the end
     status = _ray_job(head, "status", sid).stdout
     logs = _ray_job(head, "logs", sid).stdout
-    assert f"Job '{sid}' succeeded" in status, f"{status[-3000:]}\nlogs:\n{logs[-6000:]}"
+    if f"Job '{sid}' succeeded" not in status:
+        # Tune's per-trial error files hold the whole remote traceback
+        errors = "".join(
+            f"\n{p}:\n{p.read_text()[-4000:]}"
+            for p in Path(head.temp_dir).glob("session_*/artifacts/*/tune/**/error.txt")
+        )
+        pytest.fail(f"{status[-3000:]}\nlogs:\n{logs[-6000:]}\ntrial errors:{errors}")
     return storage / "sweep_tiny" / "j1", logs
 
 

@@ -309,3 +309,30 @@ def test_trials_start_longest_first_ties_in_grid_order():
     trials = [t("a"), t("b"), t("c"), t("d")]
     rows = {"a": {"rows": 12}, "b": {"rows": 48}, "c": {"rows": 12}, "d": {"rows": 24}}
     assert [x.trial_id for x in longest_first(trials, rows)] == ["b", "d", "a", "c"]
+
+
+def test_an_errored_trial_is_named_with_its_cause_and_retried(ray_local, tiny_model, tmp_path):
+    """One trial of two raises: the sweep analyses the other, exits 1 with one line that
+    names the trial and its cause, records it in sweep.json; `--resume --retry-errored`
+    then runs only that trial."""
+    one_fraction = "sweep.fractions=[1.0]"
+    failed = _sweep_cli(tmp_path, one_fraction, faults="sweep_fail_trial=0")
+    assert failed.returncode == 1, failed.stdout[-3000:] + failed.stderr[-3000:]
+    sweep_dir = tmp_path / "sweep_tiny" / "s1"
+    bad = json.loads((sweep_dir / "grid.json").read_text())[0]["trial_id"]
+    err = [ln for ln in failed.stderr.splitlines() if ln.startswith("raysys: error:")]
+    assert len(err) == 1, failed.stderr[-3000:]
+    assert f"1 of 2 trials errored ({bad}); {bad} failed with: " in err[0]
+    assert "fault injection: trial" in err[0] and "--resume --retry-errored" in err[0]
+    meta = json.loads((sweep_dir / "sweep.json").read_text())
+    assert meta["errored"] == [bad] and "fault injection" in meta["errors"][bad]
+    assert set(pd.read_parquet(sweep_dir / "results.parquet").trial_id) == {
+        "base",
+        *(t.name for t in (sweep_dir / "trials").iterdir() if t.name != bad),
+    }
+    retried = _sweep_cli(tmp_path, one_fraction, "--resume", "--retry-errored")
+    assert retried.returncode == 0, retried.stdout[-3000:] + retried.stderr[-3000:]
+    meta = json.loads((sweep_dir / "sweep.json").read_text())
+    assert meta["finished"] == 2 and meta["errored"] == [] and meta["errors"] == {}
+    for trial in (sweep_dir / "trials").iterdir():  # the good trial was not trained again
+        assert len((trial / "train_attempts.jsonl").read_text().splitlines()) == 1, trial.name

@@ -85,18 +85,21 @@ def run_sweep(cfg: SweepConfig, resume: bool = False, retry_errored: bool = Fals
     write_json(sweep_dir / "grid.json", [t.params() for t in trials])
     publish(sweep_dir / "grid.json")
     start = time.perf_counter()
-    run_tune(cfg, trials, sweep_dir, model_path, data, plan, callbacks, resume, retry_errored)
+    causes = run_tune(
+        cfg, trials, sweep_dir, model_path, data, plan, callbacks, resume, retry_errored
+    )
     tune_seconds = time.perf_counter() - start
     finished, errored = collect_trials(sweep_dir, trials)
     if not finished:
         raise SweepIncompleteError(
-            f"no trial finished ({len(errored)} errored; see {sweep_dir / 'tune'}); fix the "
-            "cause and run again with --resume --retry-errored"
+            f"no trial finished ({len(errored)} errored){_first_cause(errored, causes)}; see "
+            f"{sweep_dir / 'tune'}; fix the cause and run again with --resume --retry-errored"
         )
     test, preds = test_pass(cfg, sweep_dir, model_path, finished)
     finished, test = merge_final_validation(finished, test)
     results = results_table(cfg, finished, test)
     meta = sweep_meta(cfg, trials, finished, errored, plan, tune_seconds, resume) | data_stats
+    meta["errors"] = {tid: causes[tid] for tid in errored if tid in causes}
     write_parquet(sweep_dir / "results.parquet", results)
     write_csv(sweep_dir / "results.csv", results)
     write_parquet(sweep_dir / "test_predictions.parquet", preds)
@@ -106,8 +109,9 @@ def run_sweep(cfg: SweepConfig, resume: bool = False, retry_errored: bool = Fals
     outcome = SweepOutcome(sweep_dir, results, meta, errored, report)
     if errored:
         raise SweepIncompleteError(
-            f"{len(errored)} of {len(trials)} trials errored ({', '.join(errored[:3])}); the "
-            f"report covers the rest: {sweep_dir}; retry them with --resume --retry-errored"
+            f"{len(errored)} of {len(trials)} trials errored ({', '.join(errored[:3])})"
+            f"{_first_cause(errored, causes)}; the report covers the rest: {sweep_dir}; retry "
+            "them with --resume --retry-errored"
         )
     return outcome
 
@@ -271,8 +275,9 @@ def run_tune(
     callbacks: list[Any],
     resume: bool,
     retry_errored: bool,
-) -> None:
-    """Every trial through Ray Tune (FIFO grid, or ASHA on the training loss)."""
+) -> dict[str, str]:
+    """Every trial through Ray Tune (FIFO grid, or ASHA on the training loss). Returns
+    the errored trials' causes (trial id -> the last line of the exception)."""
     from ray import tune
 
     from raysys.runtime import faults_from_env
@@ -287,12 +292,14 @@ def run_tune(
         "data": data,  # trial id -> its prepared training data (path, rows per task)
         "threads": _threads(cfg, plan),
     }
+    faults = faults_from_env(("sweep_exit_after_trials", "sweep_fail_trial"))
+    if "sweep_exit_after_trials" in faults:
+        callbacks = [*callbacks, ExitAfterTrials(faults["sweep_exit_after_trials"])]
+    if "sweep_fail_trial" in faults:  # the N-th trial of grid.json raises (this attempt only)
+        ctx["fail_trial"] = trials[faults["sweep_fail_trial"] % len(trials)].trial_id
     trainable = tune.with_resources(
         tune.with_parameters(sweep_trial, ctx=ctx), trial_resources(cfg, plan.available)
     )
-    faults = faults_from_env(("sweep_exit_after_trials",))
-    if faults:
-        callbacks = [*callbacks, ExitAfterTrials(faults["sweep_exit_after_trials"])]
     if resume:
         tuner = tune.Tuner.restore(
             tune_location(cfg, sweep_dir),
@@ -320,7 +327,26 @@ def run_tune(
                 failure_config=tune.FailureConfig(max_failures=cfg.train.max_failures),
             ),
         )
-    tuner.fit()
+    grid = tuner.fit()
+    return {
+        r.path.rstrip("/").rsplit("/", 1)[-1]: _cause(r.error) for r in grid if r.error is not None
+    }
+
+
+def _cause(error: BaseException) -> str:
+    """One line for an errored trial: Tune wraps the trial's exception, whose message ends
+    with the original `Type: message` line of the remote traceback."""
+    lines = [ln.strip() for ln in str(error).strip().splitlines() if ln.strip()]
+    line = lines[-1] if lines else type(error).__name__
+    return line if len(line) <= 300 else line[:297] + "..."
+
+
+def _first_cause(errored: list[str], causes: dict[str, str]) -> str:
+    """`; <trial> failed with: <cause>` for the error line (nothing when Tune gave none)."""
+    for tid in errored:
+        if tid in causes:
+            return f"; {tid} failed with: {causes[tid]}"
+    return ""
 
 
 def longest_first(trials: list[Trial], data: dict[str, dict[str, Any]]) -> list[Trial]:

@@ -50,6 +50,8 @@ def sweep_trial(config: dict[str, Any], ctx: dict[str, Any]) -> None:
     if done.is_file():  # finished before the driver restarted: report it, do nothing else
         tune.report(tune_metrics(json.loads(done.read_text())))
         return
+    if ctx.get("fail_trial") == trial.trial_id:  # fault drill: RAYSYS_FAULTS=sweep_fail_trial=N
+        raise RuntimeError(f"fault injection: trial {trial.trial_id} fails (sweep_fail_trial)")
     _quiet_ray_data()
     start = time.perf_counter()
     data = ctx["data"][trial.trial_id]  # built and checked by the driver
