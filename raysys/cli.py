@@ -337,6 +337,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         f"{m['wall_vs_ideal']:.2f}x); {m['datasets']} datasets ({m['data_built']} built, "
         f"{m['data_cached']} cached); total {time.perf_counter() - start:.0f}s"
     )
+    retried = {t: c for t, c in m.get("failures", {}).items() if t not in m["errored"]}
+    if retried:  # finished after Tune started them again (sweep.max_trial_failures)
+        tid, causes = next(iter(retried.items()))
+        print(
+            f"{len(retried)} trial(s) finished after a retry ({tid}: {causes[-1]}); "
+            "every failure is in sweep.json (failures)"
+        )
     print(f"Report: {_where(out.sweep_dir / 'report.html')}")
     return 0
 

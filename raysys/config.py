@@ -466,6 +466,13 @@ class SweepSection(Section):
     snapshot_seconds: float = Field(
         1.0, gt=0, description="Tune experiment-state snapshot period (resume granularity)"
     )
+    max_trial_failures: int = Field(
+        1,
+        ge=0,
+        description="times Tune starts an errored trial again (it resumes: finished stages "
+        "are kept, training continues from its checkpoint); every failure is recorded in "
+        "sweep.json (failures). Spot preemptions of a trial's own actor are not counted",
+    )
     mlflow: MlflowSection = MlflowSection()
 
     @field_validator("tasks", "eval_tasks")

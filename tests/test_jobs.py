@@ -16,6 +16,7 @@ client sends it as an `Authorization: Bearer` header. A client without it is ref
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -231,6 +233,8 @@ def tiny_sweep(head, client, tmp_path_factory):
         sid,
         "--no-wait",
         "--",
+        "env",
+        "RAYSYS_FAULTS=sweep_fail_trial=1",  # one trial raises once: Tune starts it again
         "python",
         "jobs/sweep.py",
         "--config",
@@ -258,6 +262,21 @@ def test_cli_submitted_sweep_writes_results_and_report(tiny_sweep):
     assert len(res) == (4 + 1) * 2  # 4 trials + the base model, x 2 tasks
     assert (sweep_dir / "report.html").is_file()
     assert f"Report: {sweep_dir / 'report.html'}" in logs
+
+
+def test_a_trial_that_fails_once_is_retried_by_tune_and_recorded(tiny_sweep):
+    sweep_dir, logs = tiny_sweep
+    meta = json.loads((sweep_dir / "sweep.json").read_text())
+    assert meta["finished"] == 4 and meta["errored"] == [] and meta["errors"] == {}
+    failed = json.loads((sweep_dir / "grid.json").read_text())[1]["trial_id"]
+    assert len(meta["failures"].get(failed, [])) == 1, meta["failures"]
+    assert "fault injection" in meta["failures"][failed][0]
+    assert "finished after a retry" in logs
+    attempts = (sweep_dir / "trials" / failed / "train_attempts.jsonl").read_text()
+    assert len(attempts.splitlines()) == 1  # it failed before training: trained once
+    for tid, causes in meta["failures"].items():  # any other retried failure: say so
+        for cause in causes[tid == failed :]:
+            warnings.warn(f"sweep trial {tid} failed and was retried: {cause}", stacklevel=1)
 
 
 def test_uploaded_working_dir_is_small_and_holds_no_venv(head, tiny_sweep):

@@ -316,7 +316,8 @@ def test_an_errored_trial_is_named_with_its_cause_and_retried(ray_local, tiny_mo
     names the trial and its cause, records it in sweep.json; `--resume --retry-errored`
     then runs only that trial."""
     one_fraction = "sweep.fractions=[1.0]"
-    failed = _sweep_cli(tmp_path, one_fraction, faults="sweep_fail_trial=0")
+    no_retry = "sweep.max_trial_failures=0"  # (the submitted-job test covers Tune's retry)
+    failed = _sweep_cli(tmp_path, one_fraction, no_retry, faults="sweep_fail_trial=0")
     assert failed.returncode == 1, failed.stdout[-3000:] + failed.stderr[-3000:]
     sweep_dir = tmp_path / "sweep_tiny" / "s1"
     bad = json.loads((sweep_dir / "grid.json").read_text())[0]["trial_id"]
@@ -326,11 +327,12 @@ def test_an_errored_trial_is_named_with_its_cause_and_retried(ray_local, tiny_mo
     assert "fault injection: trial" in err[0] and "--resume --retry-errored" in err[0]
     meta = json.loads((sweep_dir / "sweep.json").read_text())
     assert meta["errored"] == [bad] and "fault injection" in meta["errors"][bad]
+    assert meta["failures"] == {bad: [meta["errors"][bad]]}
     assert set(pd.read_parquet(sweep_dir / "results.parquet").trial_id) == {
         "base",
         *(t.name for t in (sweep_dir / "trials").iterdir() if t.name != bad),
     }
-    retried = _sweep_cli(tmp_path, one_fraction, "--resume", "--retry-errored")
+    retried = _sweep_cli(tmp_path, one_fraction, no_retry, "--resume", "--retry-errored")
     assert retried.returncode == 0, retried.stdout[-3000:] + retried.stderr[-3000:]
     meta = json.loads((sweep_dir / "sweep.json").read_text())
     assert meta["finished"] == 2 and meta["errored"] == [] and meta["errors"] == {}

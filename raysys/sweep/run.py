@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,21 +86,22 @@ def run_sweep(cfg: SweepConfig, resume: bool = False, retry_errored: bool = Fals
     write_json(sweep_dir / "grid.json", [t.params() for t in trials])
     publish(sweep_dir / "grid.json")
     start = time.perf_counter()
-    causes = run_tune(
+    failures = run_tune(
         cfg, trials, sweep_dir, model_path, data, plan, callbacks, resume, retry_errored
     )
     tune_seconds = time.perf_counter() - start
     finished, errored = collect_trials(sweep_dir, trials)
     if not finished:
         raise SweepIncompleteError(
-            f"no trial finished ({len(errored)} errored){_first_cause(errored, causes)}; see "
+            f"no trial finished ({len(errored)} errored){_first_cause(errored, failures)}; see "
             f"{sweep_dir / 'tune'}; fix the cause and run again with --resume --retry-errored"
         )
     test, preds = test_pass(cfg, sweep_dir, model_path, finished)
     finished, test = merge_final_validation(finished, test)
     results = results_table(cfg, finished, test)
     meta = sweep_meta(cfg, trials, finished, errored, plan, tune_seconds, resume) | data_stats
-    meta["errors"] = {tid: causes[tid] for tid in errored if tid in causes}
+    meta["errors"] = {tid: failures[tid][-1] for tid in errored if failures.get(tid)}
+    meta["failures"] = failures  # retried ones included: a finished trial may have failed once
     write_parquet(sweep_dir / "results.parquet", results)
     write_csv(sweep_dir / "results.csv", results)
     write_parquet(sweep_dir / "test_predictions.parquet", preds)
@@ -110,7 +112,7 @@ def run_sweep(cfg: SweepConfig, resume: bool = False, retry_errored: bool = Fals
     if errored:
         raise SweepIncompleteError(
             f"{len(errored)} of {len(trials)} trials errored ({', '.join(errored[:3])})"
-            f"{_first_cause(errored, causes)}; the report covers the rest: {sweep_dir}; retry "
+            f"{_first_cause(errored, failures)}; the report covers the rest: {sweep_dir}; retry "
             "them with --resume --retry-errored"
         )
     return outcome
@@ -275,9 +277,9 @@ def run_tune(
     callbacks: list[Any],
     resume: bool,
     retry_errored: bool,
-) -> dict[str, str]:
+) -> dict[str, list[str]]:
     """Every trial through Ray Tune (FIFO grid, or ASHA on the training loss). Returns
-    the errored trials' causes (trial id -> the last line of the exception)."""
+    each trial's failures (see `trial_failures`)."""
     from ray import tune
 
     from raysys.runtime import faults_from_env
@@ -295,7 +297,7 @@ def run_tune(
     faults = faults_from_env(("sweep_exit_after_trials", "sweep_fail_trial"))
     if "sweep_exit_after_trials" in faults:
         callbacks = [*callbacks, ExitAfterTrials(faults["sweep_exit_after_trials"])]
-    if "sweep_fail_trial" in faults:  # the N-th trial of grid.json raises (this attempt only)
+    if "sweep_fail_trial" in faults:  # the N-th trial of grid.json raises once
         ctx["fail_trial"] = trials[faults["sweep_fail_trial"] % len(trials)].trial_id
     trainable = tune.with_resources(
         tune.with_parameters(sweep_trial, ctx=ctx), trial_resources(cfg, plan.available)
@@ -324,28 +326,49 @@ def run_tune(
                 storage_path=tune_parent(cfg, sweep_dir),
                 callbacks=callbacks,
                 verbose=1,
-                failure_config=tune.FailureConfig(max_failures=cfg.train.max_failures),
+                failure_config=tune.FailureConfig(max_failures=cfg.sweep.max_trial_failures),
             ),
         )
-    grid = tuner.fit()
-    return {
-        r.path.rstrip("/").rsplit("/", 1)[-1]: _cause(r.error) for r in grid if r.error is not None
-    }
+    return trial_failures(tuner.fit())
 
 
-def _cause(error: BaseException) -> str:
-    """One line for an errored trial: Tune wraps the trial's exception, whose message ends
-    with the original `Type: message` line of the remote traceback."""
-    lines = [ln.strip() for ln in str(error).strip().splitlines() if ln.strip()]
-    line = lines[-1] if lines else type(error).__name__
+def trial_failures(grid: Any) -> dict[str, list[str]]:
+    """Every failure of every trial (trial id -> one line per failure, in order), retried
+    or final, from Tune's per-trial `error.txt` (one `Failure # N` block per failure);
+    the last error Tune kept where that file cannot be read."""
+    out: dict[str, list[str]] = {}
+    for r in grid:
+        tid = r.path.rstrip("/").rsplit("/", 1)[-1]
+        try:
+            with r.filesystem.open_input_stream(f"{r.path}/error.txt") as f:
+                text = f.read().decode(errors="replace")
+        except (FileNotFoundError, OSError):
+            text = ""
+        blocks = [b for b in _FAILURE_HEADER.split(text) if b.strip()]
+        causes = [_cause(b) for b in blocks]
+        if not causes and r.error is not None:
+            causes = [_cause(str(r.error))]
+        if causes:
+            out[tid] = causes
+    return out
+
+
+_FAILURE_HEADER = re.compile(r"^Failure # \d+ \(occurred at [^)]*\)$", re.M)
+
+
+def _cause(text: str) -> str:
+    """One line for a failure: a trial's exception text ends with the original
+    `Type: message` line of the remote traceback."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    line = lines[-1] if lines else "unknown error"
     return line if len(line) <= 300 else line[:297] + "..."
 
 
-def _first_cause(errored: list[str], causes: dict[str, str]) -> str:
+def _first_cause(errored: list[str], failures: dict[str, list[str]]) -> str:
     """`; <trial> failed with: <cause>` for the error line (nothing when Tune gave none)."""
     for tid in errored:
-        if tid in causes:
-            return f"; {tid} failed with: {causes[tid]}"
+        if failures.get(tid):
+            return f"; {tid} failed with: {failures[tid][-1]}"
     return ""
 
 

@@ -50,8 +50,8 @@ def sweep_trial(config: dict[str, Any], ctx: dict[str, Any]) -> None:
     if done.is_file():  # finished before the driver restarted: report it, do nothing else
         tune.report(tune_metrics(json.loads(done.read_text())))
         return
-    if ctx.get("fail_trial") == trial.trial_id:  # fault drill: RAYSYS_FAULTS=sweep_fail_trial=N
-        raise RuntimeError(f"fault injection: trial {trial.trial_id} fails (sweep_fail_trial)")
+    if ctx.get("fail_trial") == trial.trial_id:
+        _fail_once(trial_dir / "faults" / "sweep_fail_trial", trial.trial_id)
     _quiet_ray_data()
     start = time.perf_counter()
     data = ctx["data"][trial.trial_id]  # built and checked by the driver
@@ -83,6 +83,15 @@ def sweep_trial(config: dict[str, Any], ctx: dict[str, Any]) -> None:
 
     push(trial_dir)  # object-store sweeps: a finished trial is kept even if the driver dies
     tune.report(tune_metrics(result))
+
+
+def _fail_once(marker: Path, trial_id: str) -> None:
+    """Fault drill (RAYSYS_FAULTS=sweep_fail_trial=N): the N-th trial of grid.json raises
+    on its first attempt only (the marker remembers), as a transient error would."""
+    if not marker.exists():
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()  # atomic: an empty marker, only its existence counts
+        raise RuntimeError(f"fault injection: trial {trial_id} fails once (sweep_fail_trial)")
 
 
 def trial_data(cfg: SweepConfig, trial: Trial, storage_root: Path) -> dict[str, Any]:
