@@ -326,8 +326,8 @@ def test_an_errored_trial_is_named_with_its_cause_and_retried(ray_local, tiny_mo
     assert f"1 of 2 trials errored ({bad}); {bad} failed with: " in err[0]
     assert "fault injection: trial" in err[0] and "--resume --retry-errored" in err[0]
     meta = json.loads((sweep_dir / "sweep.json").read_text())
-    assert meta["errored"] == [bad] and "fault injection" in meta["errors"][bad]
-    assert meta["failures"] == {bad: [meta["errors"][bad]]}
+    assert meta["errored"] == [bad] and list(meta["failures"]) == [bad]
+    assert len(meta["failures"][bad]) == 1 and "fault injection" in meta["failures"][bad][0]
     assert set(pd.read_parquet(sweep_dir / "results.parquet").trial_id) == {
         "base",
         *(t.name for t in (sweep_dir / "trials").iterdir() if t.name != bad),
@@ -335,6 +335,6 @@ def test_an_errored_trial_is_named_with_its_cause_and_retried(ray_local, tiny_mo
     retried = _sweep_cli(tmp_path, one_fraction, no_retry, "--resume", "--retry-errored")
     assert retried.returncode == 0, retried.stdout[-3000:] + retried.stderr[-3000:]
     meta = json.loads((sweep_dir / "sweep.json").read_text())
-    assert meta["finished"] == 2 and meta["errored"] == [] and meta["errors"] == {}
+    assert meta["finished"] == 2 and meta["errored"] == []
     for trial in (sweep_dir / "trials").iterdir():  # the good trial was not trained again
         assert len((trial / "train_attempts.jsonl").read_text().splitlines()) == 1, trial.name

@@ -100,7 +100,6 @@ def run_sweep(cfg: SweepConfig, resume: bool = False, retry_errored: bool = Fals
     finished, test = merge_final_validation(finished, test)
     results = results_table(cfg, finished, test)
     meta = sweep_meta(cfg, trials, finished, errored, plan, tune_seconds, resume) | data_stats
-    meta["errors"] = {tid: failures[tid][-1] for tid in errored if failures.get(tid)}
     meta["failures"] = failures  # retried ones included: a finished trial may have failed once
     write_parquet(sweep_dir / "results.parquet", results)
     write_csv(sweep_dir / "results.csv", results)
@@ -338,7 +337,7 @@ def trial_failures(grid: Any) -> dict[str, list[str]]:
     the last error Tune kept where that file cannot be read."""
     out: dict[str, list[str]] = {}
     for r in grid:
-        tid = r.path.rstrip("/").rsplit("/", 1)[-1]
+        tid = r.config[TRIAL_ID_KEY]["trial_id"]
         try:
             with r.filesystem.open_input_stream(f"{r.path}/error.txt") as f:
                 text = f.read().decode(errors="replace")
