@@ -415,21 +415,44 @@ def _cmd_tasks_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_tasks_show(args: argparse.Namespace) -> int:
-    from raysys.config import TaskSection
-    from raysys.tasks import build_splits, get_task
+    from raysys.config import SynthSection, TaskSection
+    from raysys.tasks import build_splits, entry, sample_reports
 
-    task = get_task(args.name)
+    found = entry(args.name)
+    task = found.task
     defaults = TaskSection()
     sizes = {s: getattr(defaults, f"{s}_size") for s in task.splits}
-    splits = build_splits(task.name, sizes, args.seed)
-    row = splits[task.splits[0]][0]
+    if found.pool:
+        sizes["pool"] = SynthSection().size
+    reports = sample_reports(args.name, sizes, args.seed)
+    row = build_splits(args.name, {task.splits[0]: 1}, args.seed)[task.splits[0]][0]
     print(f"{task.name}: {task.description}")
     print(f"kind: {task.kind}   main metric: {task.main_metric}")
     print(f"labels: {', '.join(task.labels) or '-'}")
-    print("default split sizes: " + ", ".join(f"{s}={len(r)}" for s, r in splits.items()))
+    print(f"rows a run uses at the default sizes ({_sizes_text(sizes)}), seed {args.seed}:")
+    for rep in reports:
+        where = f"{rep.source_rows} rows in the source" if rep.source_rows else "generated"
+        print(f"  {rep.split}: {where}, {rep.used_rows} used")
+        if rep.source_rows and rep.source_labels:
+            print(f"    source: {_label_text(rep.source_labels)}")
+        if rep.used_labels:
+            print(f"    used:   {_label_text(rep.used_labels)}")
+    for note in getattr(found.source, "notes", []):
+        print(f"  note: {note}")
+    for warning in (w for rep in reports for w in rep.warnings):
+        print(f"  warning: {warning}")
     print(f"\n--- prompt ({row['id']}) ---\n{task.messages(row)[0]['content']}")
     print(f"--- target ---\n{task.target(row)}")
     return 0
+
+
+def _sizes_text(sizes: dict[str, int]) -> str:
+    return ", ".join(f"{s} {n}" for s, n in sizes.items())
+
+
+def _label_text(counts: dict[str, int]) -> str:
+    total = sum(counts.values()) or 1
+    return ", ".join(f"{lab} {n} ({n / total:.0%})" for lab, n in counts.items())
 
 
 def _cmd_data_mix(args: argparse.Namespace) -> int:

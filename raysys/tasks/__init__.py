@@ -1,23 +1,37 @@
-"""Task registry: name -> (task definition, split generator).
+"""Task registry: name -> (task definition, rows).
 
 Built in: the generated finance suite in `raysys.tasks.gen` (news sentiment, price
 direction, central-bank stance, NER, numeric QA over tables, causal detection) and
-two regularisers (general instructions, arithmetic); plus tasks from YAML files.
+two regularisers (general instructions, arithmetic); plus tasks from YAML files over
+users' own data (`raysys.tasks.rows`), and tasks a run materialised into its run
+directory (`raysys.tasks.store`), which is what trials and workers read.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from raysys.errors import UserError
 from raysys.tasks.base import Task
 from raysys.tasks.gen import GENERATORS
 
-Generator = Callable[[dict[str, int], int], dict[str, list[dict[str, Any]]]]
+Row = dict[str, Any]
+Generator = Callable[[dict[str, int], int], dict[str, list[Row]]]
 
 
-def _builtin() -> dict[str, tuple[Task, Generator]]:
-    reg: dict[str, tuple[Task, Generator]] = {}
+@dataclass(frozen=True)
+class Entry:
+    task: Task
+    generate: Generator
+    source: Any = None  # FileTask for YAML tasks, the materialised folder for stored ones
+    pool: bool = False  # has a `pool` split of unlabeled inputs
+
+
+def _builtin() -> dict[str, Entry]:
+    reg: dict[str, Entry] = {}
     for name, mod in GENERATORS.items():
         summary = (mod.__doc__ or name).strip().splitlines()[0]
         task = Task(
@@ -28,7 +42,7 @@ def _builtin() -> dict[str, tuple[Task, Generator]]:
             splits=tuple(mod.SPLITS),
             description=summary,
         )
-        reg[name] = (task, mod.generate_splits)
+        reg[name] = Entry(task, mod.generate_splits)
     return reg
 
 
@@ -36,55 +50,80 @@ _REGISTRY = _builtin()
 REGULARISERS = ("general_instruct", "arith_math")
 
 
+def is_task_file(name: str) -> bool:
+    return name.endswith((".yaml", ".yml"))
+
+
 def task_names() -> list[str]:
-    return sorted(n for n in _REGISTRY if not n.endswith((".yaml", ".yml")))
+    return sorted(n for n in _REGISTRY if not is_task_file(n))
 
 
 def get_task(name: str) -> Task:
     """A registered task, or one defined in a YAML file (`name` ends in .yaml/.yml)."""
-    if name.endswith((".yaml", ".yml")):
-        return register_file(name)
-    if name not in _REGISTRY:
-        from raysys.errors import UserError
+    return entry(name).task
 
-        raise UserError(
-            f"unknown task {name!r}; choose one of {', '.join(task_names())}, "
-            "or pass the path of a task YAML file"
-        )
-    return _REGISTRY[name][0]
+
+def entry(name: str) -> Entry:
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if is_task_file(name):
+        register_file(name)
+        return _REGISTRY[name]
+    raise UserError(
+        f"unknown task {name!r}; choose one of {', '.join(task_names())}, "
+        "or pass the path of a task YAML file"
+    )
 
 
 def register_file(path: str) -> Task:
     """Load a YAML task definition and register it under its own name (and its path)."""
-    from pathlib import Path
-
-    from raysys.tasks.loaders import load_rows, load_task_spec
+    from raysys.tasks.loaders import POOL, load_task_spec
+    from raysys.tasks.rows import FileTask
 
     spec = load_task_spec(path)
     base_dir = Path(path).resolve().parent
-    task = spec.to_task()
-    if spec.name in _REGISTRY and _REGISTRY[spec.name][0] != task:
-        from raysys.errors import UserError
-
+    task = spec.to_task(base_dir)
+    if spec.name in _REGISTRY and _REGISTRY[spec.name].task != task:
         raise UserError(f"{path}: name {spec.name!r} is taken by another task; rename it")
-
-    def generate(sizes: dict[str, int], seed: int) -> dict[str, list[dict[str, Any]]]:
-        return load_rows(spec, base_dir, sizes)  # file order; the seed applies when mixing
-
-    _REGISTRY[spec.name] = _REGISTRY[path] = (task, generate)
+    source = FileTask(spec, base_dir)
+    found = Entry(task, source.rows, source, pool=POOL in spec.split_names(base_dir))
+    _REGISTRY[spec.name] = _REGISTRY[path] = found
     return task
 
 
-def build_splits(name: str, sizes: dict[str, int], seed: int) -> dict[str, list[dict[str, Any]]]:
-    """Rows for the requested splits; asking for a split the task lacks is an error."""
-    task = get_task(name)
-    name = name if name in _REGISTRY else task.name
-    missing = [s for s in sizes if s not in task.splits]
-    if missing:
-        from raysys.errors import UserError
+def register(entry_: Entry, *aliases: str) -> None:
+    """Put a task in the registry under its name and any aliases (e.g. its YAML path)."""
+    for key in (entry_.task.name, *aliases):
+        _REGISTRY[key] = entry_
 
+
+def build_splits(name: str, sizes: dict[str, int], seed: int) -> dict[str, list[Row]]:
+    """Rows for the requested splits; asking for a split the task lacks is an error."""
+    found = entry(name)
+    task = found.task
+    have = (*task.splits, "pool") if found.pool else task.splits
+    missing = [s for s in sizes if s not in have]
+    if missing:
         raise UserError(
-            f"task {name} has only the split(s) {', '.join(task.splits)}; it has no "
+            f"task {task.name} has only the split(s) {', '.join(have)}; it has no "
             f"{', '.join(missing)} (a test-only task can be evaluated or labeled, not trained on)"
         )
-    return _REGISTRY[name][1](sizes, seed)
+    return found.generate(sizes, seed)
+
+
+def sample_reports(name: str, sizes: dict[str, int], seed: int) -> list[Any]:
+    """Per split: rows in the source, rows used at `sizes`, label counts, warnings (a
+    generated task's source is its generator: `source_rows` is 0)."""
+    from raysys.tasks.sampling import sample_report
+
+    found = entry(name)
+    if hasattr(found.source, "reports"):
+        return found.source.reports(sizes, seed)
+    labelled = found.task.kind == "classification"
+    rows = build_splits(name, sizes, seed)
+    out = []
+    for split, used in rows.items():
+        rep = sample_report(found.task.name, split, used, used, labelled)
+        rep.source_rows = 0
+        out.append(rep)
+    return out

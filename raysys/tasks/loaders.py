@@ -1,4 +1,5 @@
-"""Tasks defined in YAML over local files or hub datasets (FinBen / Open FinLLM Leaderboard).
+"""Tasks defined in YAML over users' own files or hub datasets (FinBen / Open FinLLM
+Leaderboard).
 
 A task file names its source, how its columns map onto task rows
 `{id, task, split, input, gold}`, its labels, prompt and metric kind:
@@ -9,15 +10,17 @@ kind: classification            # classification | ner | numeric | freetext
 labels: [positive, negative, neutral]
 prompt: "Classify the sentiment.\n{input}\nEnd with 'Answer: <label>'."
 source:
-  format: csv                   # jsonl | json | csv | parquet | sentence_at_label | hub
-  splits: {train: train.csv, test: test.csv}   # relative to the YAML file
+  splits: {train: train.csv, test: test.csv}   # relative to this YAML file
+  # or one file: file: all.csv + split_fractions: {validation: 0.1, test: 0.2}
+  encoding: latin-1             # default utf-8
 columns: {input: text, gold: label}          # optional id column: {id: uid}
 label_map: {"0": negative, "1": neutral, "2": positive}   # optional
 ```
 
-FinBen rows `{id, query, answer, choices, gold, text}` load with `format: finben`
-(input = `text`, gold = `answer`), from a local file or, with `format: hub`, from
-the hub by id or alias (`fpb` -> `TheFinAI/flare-fpb`).
+Rows are checked as they are read (`raysys.tasks.rows`): empty inputs or labels, unknown
+labels, duplicate ids and inputs shared between training and evaluation splits are one
+line naming the file, the row and the fix. Every split cap is a stratified, seeded sample
+of the whole split (`raysys.tasks.sampling`), never the head of the file.
 
 An optional `answer_regex` replaces the default `Answer: <label>` reading. It needs
 exactly one capture group, and a nested repeat such as `(a+)+` or `([a-z]+ ?)*` is
@@ -28,6 +31,7 @@ backtrack for minutes on one output that almost matches. Repeat once instead
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -38,7 +42,11 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from raysys.config import DuplicateKeyError, Section, load_yaml_text
 from raysys.errors import UserError
 from raysys.tasks.base import SPLITS, Task
-from raysys.tasks.gen.numeric_qa import normalize_number
+from raysys.tasks.sources import FORMATS
+
+# A split of unlabeled inputs for synthesis (gold optional: held back for scoring labels).
+POOL = "pool"
+SOURCE_SPLITS = (*SPLITS, POOL)
 
 # Short names -> hub ids; several ids where mirrors exist (ids differ between sources).
 FINBEN_ALIASES: dict[str, list[str]] = {
@@ -63,20 +71,62 @@ class Columns(Section):
 
 
 class Source(Section):
-    format: Literal["jsonl", "json", "csv", "parquet", "sentence_at_label", "finben", "hub"]
-    splits: dict[str, str] = Field(..., description="split -> file (or hub split name)")
+    format: Literal[FORMATS] | None = Field(  # type: ignore[valid-type]
+        None, description="None: from each file's suffix (.csv .tsv .jsonl .json .parquet .xlsx)"
+    )
+    splits: dict[str, str] = Field(
+        default_factory=dict, description="split -> file (hub: the hub's split name)"
+    )
+    file: str | None = Field(
+        None, description="one file with every row (split by split_fractions) or a DatasetDict"
+    )
+    split_fractions: dict[str, float] = Field(
+        default_factory=dict, description="splits carved out of the train rows, e.g. test: 0.2"
+    )
+    encoding: str = Field("utf-8", min_length=1, description="text files: utf-8, latin-1, ...")
+    delimiter: str | None = Field(
+        None, min_length=1, max_length=1, description="csv: None sniffs , tab ; |"
+    )
+    sheet: str | int = Field(0, description="xlsx: sheet name or index from 0")
     hub_id: str | None = None
+    drop_invalid: bool = Field(
+        False, description="drop (and count) rows with an empty input or label instead of failing"
+    )
+    allow_overlap: bool = Field(
+        False, description="allow inputs shared by train and validation/test (leakage)"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Source:
-        bad = [s for s in self.splits if s not in SPLITS]
+        bad = [s for s in [*self.splits, *self.split_fractions] if s not in SOURCE_SPLITS]
         if bad:
-            raise ValueError(f"split names must be among {', '.join(SPLITS)}; got {bad}")
-        if not self.splits:
-            raise ValueError("name at least one split, e.g. splits: {test: test.jsonl}")
-        if self.format == "hub" and not self.hub_id:
-            raise ValueError("format hub needs hub_id (a hub dataset id or alias like fpb)")
+            raise ValueError(f"split names must be among {', '.join(SOURCE_SPLITS)}; got {bad}")
+        if bool(self.splits) == bool(self.file):
+            raise ValueError(
+                "give either source.splits (split -> file) or source.file (one file with "
+                "source.split_fractions), e.g. splits: {test: test.csv}"
+            )
+        if self.format == "hub" and (not self.hub_id or self.file):
+            raise ValueError(
+                "format hub needs hub_id (a hub dataset id or alias like fpb) and splits"
+            )
+        self._check_fractions()
         return self
+
+    def _check_fractions(self) -> None:
+        fr = self.split_fractions
+        if any(not (isinstance(v, float | int) and 0 < v < 1) for v in fr.values()):
+            raise ValueError(f"split_fractions must each be in (0, 1), got {fr}")
+        if sum(fr.values()) >= 1:
+            raise ValueError(f"split_fractions must leave rows for train (sum < 1), got {fr}")
+        if "train" in fr or POOL in fr:
+            raise ValueError(
+                "split_fractions names the splits carved out of train: validation/test"
+            )
+        if clash := set(fr) & set(self.splits):
+            raise ValueError(f"{sorted(clash)[0]} is both a file in splits and a split fraction")
+        if fr and self.splits and "train" not in self.splits:
+            raise ValueError("split_fractions carve splits out of train; add a train file")
 
 
 class TaskSpec(Section):
@@ -114,6 +164,15 @@ class TaskSpec(Section):
             )
         return v
 
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: list[str]) -> list[str]:
+        labels = [str(x).strip() for x in v]
+        folded = [x.casefold() for x in labels]
+        if any(not x for x in labels) or len(set(folded)) != len(folded):
+            raise ValueError(f"labels must be non-empty and distinct ignoring case, got {v}")
+        return labels
+
     @model_validator(mode="after")
     def _check(self) -> TaskSpec:
         if "{input}" not in self.prompt:
@@ -122,14 +181,27 @@ class TaskSpec(Section):
             raise ValueError("a classification task needs labels: [a, b, ...] (at least 2)")
         return self
 
-    def to_task(self) -> Task:
+    def split_names(self, base_dir: Path) -> tuple[str, ...]:
+        """The splits this task has; a DatasetDict `file` brings its own split names."""
+        from raysys.tasks.sources import dataset_dict_splits
+
+        src = self.source
+        named = set(src.splits) | set(src.split_fractions)
+        if src.file:
+            found = dataset_dict_splits(base_dir / src.file)
+            named |= set(found) & set(SOURCE_SPLITS) if found else {"train"}
+        return tuple(s for s in SOURCE_SPLITS if s in named)
+
+    def to_task(self, base_dir: Path) -> Task:
+        names = self.split_names(base_dir)
         return Task(
             name=self.name,
             kind=self.kind,
             prompt_template=self.prompt,
             labels=tuple(self.labels),
-            splits=tuple(s for s in SPLITS if s in self.source.splits),
-            description=self.description or f"{self.kind} task from {self.source.format}",
+            splits=tuple(s for s in SPLITS if s in names),
+            description=self.description
+            or f"{self.kind} task from {self.source.format or 'files'}",
             answer_re=re.compile(self.answer_regex, re.IGNORECASE) if self.answer_regex else None,
         )
 
@@ -184,7 +256,10 @@ def load_task_spec(path: str | Path) -> TaskSpec:
         data = load_yaml_text(p.read_text(encoding="utf-8")) or {}
         return TaskSpec.model_validate(data)
     except UnicodeDecodeError as e:
-        raise UserError(_not_utf8(p, e)) from None
+        raise UserError(
+            f"{p}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); "
+            "save the task YAML as UTF-8"
+        ) from None
     except DuplicateKeyError as e:  # PyYAML alone would keep the last value silently
         raise UserError(f"{p} line {e.problem_mark.line + 1}: {e.problem}") from None
     except yaml.YAMLError as e:
@@ -194,75 +269,6 @@ def load_task_spec(path: str | Path) -> TaskSpec:
         loc = ".".join(str(x) for x in err["loc"]) or "<top>"
         msg = err["msg"].removeprefix("Value error, ")
         raise UserError(f"{p}: {loc}: {msg}") from None
-
-
-def load_rows(
-    spec: TaskSpec, base_dir: Path, sizes: dict[str, int] | None = None
-) -> dict[str, list[dict[str, Any]]]:
-    """Rows per split; `sizes` caps each split (first N rows, file order)."""
-    out = {}
-    for split, where in spec.source.splits.items():
-        if sizes is not None and split not in sizes:
-            continue
-        records = _read(spec, split, where, base_dir)
-        rows = [_row(spec, split, i, rec) for i, rec in enumerate(records)]
-        if sizes is not None:
-            rows = rows[: sizes[split]]
-        if not rows:
-            raise UserError(
-                f"task {spec.name}: split {split} ({where}) holds no rows; add rows or "
-                f"remove {split} from source.splits"
-            )
-        out[split] = rows
-    return out
-
-
-def _not_utf8(path: Path, e: UnicodeDecodeError) -> str:
-    return (
-        f"{path}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); "
-        "save it as UTF-8"
-    )
-
-
-def _read(spec: TaskSpec, split: str, where: str, base_dir: Path) -> list[dict[str, Any]]:
-    fmt = spec.source.format
-    if fmt == "hub":
-        return _read_hub(spec.source.hub_id or "", where)
-    path = (base_dir / where).resolve()
-    if not path.is_file():
-        raise UserError(f"task {spec.name}: source.splits.{split}: file not found: {path}")
-    if fmt == "sentence_at_label":
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as e:
-            raise UserError(f"task {spec.name}: {_not_utf8(path, e)}") from None
-        return [
-            _sentence_at_label(line, path, n)
-            for n, line in enumerate(text.splitlines(), 1)
-            if line.strip()
-        ]
-    import pandas as pd
-
-    readers = {
-        "jsonl": lambda: pd.read_json(path, lines=True, dtype=False),
-        "finben": lambda: pd.read_json(path, lines=path.suffix != ".json", dtype=False),
-        "json": lambda: pd.read_json(path, dtype=False),
-        "csv": lambda: pd.read_csv(path, dtype=str, keep_default_na=False),
-        "parquet": lambda: pd.read_parquet(path),
-    }
-    try:
-        return readers[fmt]().to_dict("records")
-    except UnicodeDecodeError as e:  # a ValueError too; name the fix, not the codec
-        raise UserError(f"task {spec.name}: {_not_utf8(path, e)}") from None
-    except ValueError as e:
-        raise UserError(f"task {spec.name}: cannot read {path} as {fmt}: {e}") from None
-
-
-def _sentence_at_label(line: str, path: Path, n: int) -> dict[str, Any]:
-    text, sep, label = line.rpartition("@")
-    if not sep or not text.strip():
-        raise UserError(f"{path}:{n}: expected 'sentence@label', got {line[:60]!r}")
-    return {"text": text.strip(), "label": label.strip()}
 
 
 def _hub_unreachable(timeout: float = 5.0) -> str | None:
@@ -281,7 +287,7 @@ def _hub_unreachable(timeout: float = 5.0) -> str | None:
     return None
 
 
-def _read_hub(hub_id: str, split: str) -> list[dict[str, Any]]:
+def read_hub(hub_id: str, split: str) -> list[dict[str, Any]]:
     import datasets
 
     ids = FINBEN_ALIASES.get(hub_id, [hub_id])
@@ -298,35 +304,10 @@ def _read_hub(hub_id: str, split: str) -> list[dict[str, Any]]:
     )
 
 
-def _row(spec: TaskSpec, split: str, i: int, rec: dict[str, Any]) -> dict[str, Any]:
-    cols = spec.columns
-    if spec.source.format in ("finben", "hub"):
-        inp, gold, rid = rec.get("text", rec.get("query")), rec.get("answer"), rec.get("id")
-    else:
-        for c in (cols.input, cols.gold):
-            if c not in rec:
-                raise UserError(
-                    f"task {spec.name}: column {c!r} not in split {split} (columns: "
-                    f"{', '.join(map(str, rec))}); set columns.input / columns.gold"
-                )
-        inp, gold = rec[cols.input], rec[cols.gold]
-        rid = rec.get(cols.id) if cols.id else None
-    gold = spec.label_map.get(str(gold), str(gold))
-    if spec.kind == "classification" and gold.lower() not in {lab.lower() for lab in spec.labels}:
-        raise UserError(
-            f"task {spec.name}: split {split} row {i}: label {gold!r} is not one of "
-            f"{spec.labels}; add it to labels or map it with label_map"
-        )
-    if spec.kind == "numeric" and normalize_number(gold) is None:
-        # Refused here: at scoring time it would fail after the whole engine pass.
-        raise UserError(
-            f"task {spec.name}: split {split} row {i}: gold {gold!r} is not a number; fix "
-            "the row, or set kind: freetext to compare answers as text"
-        )
-    return {
-        "id": f"{spec.name}-{split}-{rid if rid not in (None, '') else f'{i:06d}'}",
-        "task": spec.name,
-        "split": split,
-        "input": str(inp),
-        "gold": gold,
-    }
+def is_empty(value: Any) -> bool:
+    """None, NaN, or text that is only whitespace: what pandas makes of an empty cell."""
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and not value.strip()
