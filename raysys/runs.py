@@ -30,21 +30,23 @@ def in_ray_job() -> bool:
     return bool(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"))
 
 
-def check_job_storage(storage_path: str) -> None:
-    """Where run directories can go, checked before any work: an object store must answer
+def check_job_storage(storage_path: str, field: str = "run.storage_path") -> None:
+    """Where run directories can go, checked before any work (`field` names it in the
+    error): no credentials in a URI, a known scheme, a bucket; an object store must answer
     and take a write (probed once per process). Under `ray job submit` the working
     directory is a temporary copy of the upload, deleted with the job: a relative
     run.storage_path would put every output there."""
-    from raysys.storage import is_remote, probe
+    from raysys.storage import check_location, is_remote, probe
 
+    check_location(storage_path, field)
     if is_remote(storage_path):
         if storage_path not in _PROBED:
-            probe(storage_path, "run.storage_path")
+            probe(storage_path, field)
             _PROBED.add(storage_path)
         return
     if in_ray_job() and "://" not in storage_path and not Path(storage_path).is_absolute():
         raise UserError(
-            f"run.storage_path: {storage_path!r} is relative, and this runs under `ray job "
+            f"{field}: {storage_path!r} is relative, and this runs under `ray job "
             "submit`, whose working directory is a temporary copy deleted with the job; give "
             "an absolute path on storage every node sees (e.g. /mnt/shared/raysys), or an "
             "s3:// or gs:// URI"
@@ -82,14 +84,16 @@ def run_root(storage_path: str, name: str, run_id: str) -> Path:
 
 def open_run(cfg: BaseModel) -> Path:
     """Create (or reopen, if its config matches) the run directory of `cfg`."""
-    from raysys.storage import push, shown
+    from raysys.storage import push, redact, shown
 
     run = cfg.run  # type: ignore[attr-defined]
     check_job_storage(run.storage_path)
     run_dir = run_root(run.storage_path, run.name, resolve_run_id(cfg))
     check_resume(run_dir, cfg)
     check_writable(run_dir)
-    write_text(run_dir / "config.yaml", dump_config(cfg))
+    # URIs with credentials are refused by the config; redacted again as the last line
+    # before a file that is uploaded with the run and read by whoever reads the bucket.
+    write_text(run_dir / "config.yaml", redact(dump_config(cfg)))
     push(run_dir / "config.yaml")
     log.info("run directory: %s", shown(run_dir))
     return run_dir
@@ -106,6 +110,8 @@ def publish(path: Path) -> str:
 
 def check_writable(run_dir: Path) -> None:
     """Create `run_dir` and prove a file can be written there, before any work starts."""
+    from raysys.storage import shown
+
     probe = run_dir / f".write-probe-{os.getpid()}"
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -113,7 +119,7 @@ def check_writable(run_dir: Path) -> None:
         probe.unlink()
     except OSError as e:
         raise UserError(
-            f"run.storage_path: cannot write to {run_dir} ({e.strerror or e}); point "
+            f"run.storage_path: cannot write to {shown(run_dir)} ({e.strerror or e}); point "
             "run.storage_path at a writable directory"
         ) from None
 

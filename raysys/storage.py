@@ -4,14 +4,19 @@ read-only, no permission) from other errors.
 
 A URI is what pyarrow's `FileSystem.from_uri` takes, so S3-compatible stores (MinIO,
 Ceph, moto) work through its query options, e.g.
-`s3://bucket/ckpt?endpoint_override=10.0.0.5:9000&scheme=http` (credentials: the usual
-`AWS_*` variables on every node). `probe` proves, before any work starts, that the
-store answers and takes a write: an unreachable endpoint or a missing bucket is a
+`s3://bucket/ckpt?endpoint_override=10.0.0.5:9000&scheme=http`. Credentials never go
+in a URI (`s3://KEY:SECRET@...` is refused: URIs reach logs, stored configs and job
+uploads); every node takes them from its environment (`AWS_*`,
+`GOOGLE_APPLICATION_CREDENTIALS`), an instance role / workload identity, or a Kubernetes
+Secret on KubeRay. Every URI shown to a user or written to disk passes `redact`. `probe`
+proves, before any work starts, that the store answers and takes a write: an
+unreachable endpoint or a missing bucket is a
 one-line error, not a training run that dies at its first checkpoint.
 
 Run directories in an object store (`run.storage_path=s3://...` or `gs://...`): every
 job works in a local mirror `$RAYSYS_CACHE/mirrors/<hash of the URI>/` (its root holds
-the URI in `.raysys-remote`), so the code that writes outputs stays plain file code.
+the URI in `.raysys-remote`; a mark anywhere else is not ours and is ignored), so the
+code that writes outputs stays plain file code.
 What is written there reaches the store by `push` (each finished stage, each finished
 sweep trial, the end of every command), and `pull` brings a run back (`--resume`, a
 re-run of the same run id) on any machine. Markers (`stage.json`, `result.json`) go
@@ -33,6 +38,7 @@ import threading
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from raysys.errors import UserError
 
@@ -55,16 +61,161 @@ def join_uri(uri: str, *parts: str) -> str:
     return path + sep + query
 
 
-def filesystem(uri: str) -> tuple[Any, str]:
+# --------------------------------------------------------------------------- credentials
+
+# A URI as it appears in free text (a log line, an error): up to whitespace or a quote.
+# A trailing `)`, `,` or `.` is the sentence's, not the URI's. The scheme starts a word
+# (the lookbehind): a scan from every letter of a long word would be quadratic.
+_URI_IN_TEXT = re.compile(
+    r"(?<![A-Za-z0-9+.-])[A-Za-z0-9+.-]+://[^\s'\"<>`]*[^\s'\"<>`),.;:]"
+)
+_SECRET_KEY = re.compile(
+    r"key|secret|token|passw|pwd|signature|credential|auth|^sig$", re.IGNORECASE
+)
+# `gs://anonymous@bucket` is pyarrow's spelling of "no credentials", not a credential.
+_NOT_A_SECRET = "anonymous"
+REMOTE_SCHEMES = ("s3", "gs", "gcs")
+LOCATION_SCHEMES = ("file", *REMOTE_SCHEMES)
+
+
+def redact(text: str | Path) -> str:
+    """`text` with the credentials of every URI in it replaced by `***`: user info
+    (`s3://KEY:SECRET@bucket` -> `s3://***@bucket`) and secret-looking query options
+    (`?secret_key=...`, `token`, `password`, `signature`, `credential`...). The one
+    point every URI passes before a log line, an error, a stored config or a mark."""
+    return _URI_IN_TEXT.sub(lambda m: _redact_uri(m.group(0)), str(text))
+
+
+def _user_info(uri: str) -> tuple[int, int] | None:
+    """Where the user info of `uri` is (`scheme://user:password@`), or None. The password
+    may hold a `/` (AWS secret keys do), the user name may not (else `s3://bucket/a@b`
+    would read as user info). String search, not a regex: linear on hostile input."""
+    start = uri.find("://") + 3
+    head = re.split(r"[?#]", uri[start:], maxsplit=1)[0]
+    at = head.rfind("@")
+    if at < 0 or "/" in head[:at].partition(":")[0] or head[:at] == _NOT_A_SECRET:
+        return None
+    return start, start + at
+
+
+def _redact_uri(uri: str) -> str:
+    if where := _user_info(uri):
+        uri = f"{uri[: where[0]]}***{uri[where[1] :]}"
+    base, q, rest = uri.partition("?")
+    if not q:
+        return uri
+    query, hash_, fragment = rest.partition("#")
+    params = re.split(r"([&;])", query)  # the separators are kept, in place
+    return base + q + "".join(_redact_param(p) for p in params) + hash_ + fragment
+
+
+def _redact_param(param: str) -> str:
+    key, eq, value = param.partition("=")
+    if eq and _secret_param(key, value):
+        return f"{key}=***"
+    return param
+
+
+def _secret_param(key: str, value: str) -> bool:
+    # `endpoint_override=KEY:SECRET@host` smuggles user info in through an option
+    return bool(_SECRET_KEY.search(unquote(key))) or "@" in value
+
+
+def _credentials_in(uri: str) -> str | None:
+    """What in `uri` is a credential (described without its value), or None."""
+    if _user_info(uri):
+        return "user info before '@'"
+    query = uri.partition("?")[2].partition("#")[0]
+    for param in re.split(r"[&;]", query):
+        key, eq, value = param.partition("=")
+        if eq and _secret_param(key, value):
+            return f"query option '{unquote(key)[:24]}'"
+    return None
+
+
+def credentials_problem(uri: str) -> str | None:
+    """Why `uri` is refused for carrying credentials (one line, without the secret and
+    without a field name: the caller puts its own in front), or None."""
+    if "://" not in uri or (what := _credentials_in(uri)) is None:
+        return None
+    return (
+        f"credentials in the URI ({what}) are refused, URIs get logged; set "
+        "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or GOOGLE_APPLICATION_CREDENTIALS on every "
+        "node, or use an instance role, workload identity or a KubeRay Secret"
+    )
+
+
+def bucket_problem(uri: str) -> str | None:
+    """Why an object-store `uri` names no bucket (`s3://?endpoint_override=...` would
+    reach every bucket the credentials can read), or None."""
+    if not is_remote(uri):
+        return None
+    scheme, _, rest = uri.partition("://")
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if authority.rpartition("@")[2].strip():
+        return None
+    return (
+        f"{scheme.lower()}:// URI without a bucket; name one "
+        f"({scheme.lower()}://BUCKET/path, options after '?')"
+    )
+
+
+def location_problem(value: str) -> str | None:
+    """Why `value` cannot be a storage location (credentials, a scheme other than a local
+    path, file://, s3:// or gs://, a bucketless URI), or None; one line, no field name."""
+    if problem := credentials_problem(value):
+        return problem
+    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", value)
+    if scheme and scheme.group(1).lower() not in LOCATION_SCHEMES:
+        return (
+            f"unsupported scheme '{scheme.group(1)[:20]}://'; use a local path, file://, "
+            "s3:// or gs://"
+        )
+    return bucket_problem(value)
+
+
+def check_location(value: str, field: str) -> None:
+    """Refuse (exit 2, before anything is written) a location `location_problem` names."""
+    if problem := location_problem(value):
+        raise UserError(f"{field}: {problem}")
+
+
+class RedactFilter(logging.Filter):
+    """Redacts URIs in every record a handler emits (`install_log_redaction`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        clean = redact(text)
+        if clean != text:
+            record.msg, record.args = clean, ()
+        return True
+
+
+def install_log_redaction(logger: logging.Logger | None = None) -> None:
+    """Put a `RedactFilter` on every handler of `logger` (default: the root logger),
+    so a URI logged anywhere (ours, a library's) leaves without its credentials."""
+    for handler in (logger or logging.getLogger()).handlers:
+        if not any(isinstance(f, RedactFilter) for f in handler.filters):
+            handler.addFilter(RedactFilter())
+
+
+# --------------------------------------------------------------------------- object stores
+
+
+def filesystem(uri: str, field: str = "storage URI") -> tuple[Any, str]:
+    """pyarrow's filesystem for `uri`, refused first when the URI carries credentials or
+    lacks a bucket (pyarrow would take `KEY:SECRET@`, and list every bucket without one)."""
     import pyarrow.fs
 
+    check_location(uri, field)
     return pyarrow.fs.FileSystem.from_uri(uri)
 
 
 def probe(uri: str, field: str, timeout: float | None = None) -> None:
     """Write, read back and delete a small object under `uri`, within `timeout` seconds."""
     timeout = PROBE_SECONDS if timeout is None else timeout
-    if "://" not in uri or uri.startswith("file://"):
+    check_location(uri, field)
+    if "://" not in uri or uri.lower().startswith("file://"):
         return
     outcome: dict[str, BaseException | None] = {}
 
@@ -73,7 +224,7 @@ def probe(uri: str, field: str, timeout: float | None = None) -> None:
             fs, root = filesystem(uri)
             fs.create_dir(root, recursive=True)
             path = f"{root.rstrip('/')}/.raysys-probe-{uuid.uuid4().hex[:8]}"
-            with fs.open_output_stream(path) as f:
+            with fs.open_output_stream(path) as f:  # atomic: a throwaway probe object
                 f.write(b"ok")
             with fs.open_input_stream(path) as f:
                 if f.read() != b"ok":
@@ -95,11 +246,12 @@ def probe(uri: str, field: str, timeout: float | None = None) -> None:
     )
     if "error" not in outcome:
         raise UserError(
-            f"{field}: {uri} did not answer within {timeout:g} s (unreachable endpoint?); {hint}"
+            f"{field}: {redact(uri)} did not answer within {timeout:g} s (unreachable "
+            f"endpoint?); {hint}"
         )
     err = outcome["error"]
     if err is not None:
-        raise UserError(f"{field}: cannot write to {uri} ({one_line(err)}); {hint}")
+        raise UserError(f"{field}: cannot write to {redact(uri)} ({one_line(err)}); {hint}")
 
 
 _STORAGE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
@@ -112,7 +264,9 @@ def is_storage_error(e: BaseException) -> bool:
 
 
 def one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split())
+    """An exception as one short line, URIs redacted (pyarrow quotes the whole URI it
+    could not parse, user info included)."""
+    text = redact(" ".join(str(e).split()))
     return text[:300] if text else type(e).__name__
 
 
@@ -125,35 +279,66 @@ class SyncError(UserError):
     exit_code = 1
 
 
-def local_root(storage_path: str) -> Path:
-    """Where a job writes under `storage_path`: the path itself, or for an object-store
-    URI its local mirror (created, and marked with the URI, on first use)."""
+def local_root(storage_path: str, field: str = "run.storage_path") -> Path:
+    """Where a job writes under `storage_path`: the path itself (`file:///x` is /x), or
+    for an object-store URI its local mirror (created, and marked with the URI, on first
+    use). A location `location_problem` refuses is a `UserError` before anything is
+    written (`field` names it)."""
+    check_location(storage_path, field)
+    if storage_path[:7].lower() == "file://":
+        storage_path = storage_path[7:]
     if not is_remote(storage_path):
         return Path(storage_path).expanduser().resolve()
     from raysys.data.io import write_text
-    from raysys.models import cache_dir
 
     uri = storage_path.rstrip("/")
-    root = cache_dir().resolve() / "mirrors" / hashlib.sha256(uri.encode()).hexdigest()[:16]
+    root = mirrors_dir() / _mirror_name(uri)
     if not (root / MIRROR_MARK).is_file():
-        write_text(root / MIRROR_MARK, uri)
+        write_text(root / MIRROR_MARK, redact(uri))
     return root
 
 
+def mirrors_dir() -> Path:
+    """The only folder whose marks raysys honours: its own cache's mirrors."""
+    from raysys.models import cache_dir
+
+    return cache_dir().resolve() / "mirrors"
+
+
+def _mirror_name(uri: str) -> str:
+    return hashlib.sha256(uri.encode()).hexdigest()[:16]
+
+
 def remote_of(path: str | Path) -> str | None:
-    """The URI that a path inside a mirror stands for (None: a path of its own)."""
-    path = Path(path).resolve()
-    for parent in (path, *path.parents):
-        mark = parent / MIRROR_MARK
-        if mark.is_file():
-            return join_uri(mark.read_text().strip(), *path.relative_to(parent).parts)
-    return None
+    """The URI that a path inside a mirror stands for (None: a path of its own).
+
+    Only a mark at the root of a mirror in raysys's cache counts, and only when it holds
+    the URI the mirror is named after and belongs to this user: a `.raysys-remote`
+    planted in a parent of a local path (a world-writable /tmp) must not send its
+    outputs to someone else's bucket."""
+    path, mirrors = Path(path).resolve(), mirrors_dir()
+    if not path.is_relative_to(mirrors) or path == mirrors:
+        return None
+    name, *rest = path.relative_to(mirrors).parts
+    mark = mirrors / name / MIRROR_MARK
+    if not mark.is_file():
+        return None
+    uri = mark.read_text().strip()
+    if _mirror_name(uri) != name or (hasattr(os, "getuid") and mark.stat().st_uid != os.getuid()):
+        log.warning("ignoring %s: not a mark raysys wrote", mark)
+        return None
+    return join_uri(uri, *rest)
+
+
+def bare(uri: str) -> str:
+    """A URI as users see it: without its options, credentials redacted."""
+    return redact(uri.partition("?")[0])
 
 
 def shown(path: str | Path) -> str:
     """How a path is named to users: its URI when it is mirrored (without the query)."""
     uri = remote_of(path)
-    return uri.partition("?")[0] if uri else str(path)
+    return bare(uri) if uri else redact(str(path))
 
 
 def for_workers(path: str | Path | None) -> str | None:
@@ -220,6 +405,7 @@ def push(path: str | Path) -> int:
         todo.sort(key=lambda rel: files[rel].name in MARKERS)
         for rel in todo:
             dst = f"{root}/{rel}" if rel else root
+            # atomic: an object store shows an object only once its upload completes
             with open(files[rel], "rb") as src, fs.open_output_stream(dst) as out:
                 shutil.copyfileobj(src, out, 8 << 20)
             stamp = _mtime(fs.get_file_info(dst))
@@ -227,12 +413,12 @@ def push(path: str | Path) -> int:
                 os.utime(files[rel], (stamp, stamp))
     except OSError as e:
         raise SyncError(
-            f"run.storage_path: uploading {local} to {uri.partition('?')[0]} failed "
+            f"run.storage_path: uploading {local} to {bare(uri)} failed "
             f"({one_line(e)}); the outputs are kept in {local}; run the same command again "
             "once the store answers (finished stages are not redone)"
         ) from None
     if todo:
-        log.debug("pushed %d file(s) to %s", len(todo), uri.partition("?")[0])
+        log.debug("pushed %d file(s) to %s", len(todo), bare(uri))
     return len(todo)
 
 
@@ -262,11 +448,11 @@ def pull(uri: str, local: Path, exclude: tuple[str, ...] = ()) -> int:
             fetched += 1
     except OSError as e:
         raise SyncError(
-            f"run.storage_path: downloading {uri.partition('?')[0]} failed ({one_line(e)}); "
+            f"run.storage_path: downloading {bare(uri)} failed ({one_line(e)}); "
             "check the store and run the same command again"
         ) from None
     if fetched:
-        log.info("fetched %d file(s) of %s", fetched, uri.partition("?")[0])
+        log.info("fetched %d file(s) of %s", fetched, bare(uri))
     return fetched
 
 
@@ -314,15 +500,15 @@ def localize(path: str, field: str = "path") -> str:
     from raysys.models import cache_dir
 
     try:
-        fs, root = filesystem(path)
+        fs, root = filesystem(path, field)
         root = root.rstrip("/")
         info = fs.get_file_info(root)
         files = {"": info} if info.type == pafs.FileType.File else _remote_files(fs, root)
     except OSError as e:
-        raise SyncError(f"{field}: cannot read {path.partition('?')[0]} ({one_line(e)})") from None
+        raise SyncError(f"{field}: cannot read {bare(path)} ({one_line(e)})") from None
     if not files:
         raise UserError(
-            f"{field}: nothing at {path.partition('?')[0]}; check the URI (and its "
+            f"{field}: nothing at {bare(path)}; check the URI (and its "
             "?endpoint_override for S3-compatible stores)"
         )
     stamp = sorted((rel, i.size, _mtime(i)) for rel, i in files.items())
@@ -336,7 +522,7 @@ def localize(path: str, field: str = "path") -> str:
         for rel, i in files.items():
             _download(fs, i, tmp / rel if rel else tmp)
     except OSError as e:
-        raise SyncError(f"{field}: cannot read {path.partition('?')[0]} ({one_line(e)})") from None
+        raise SyncError(f"{field}: cannot read {bare(path)} ({one_line(e)})") from None
     try:
         os.replace(tmp, target)
     except OSError:  # another worker on this node fetched it first

@@ -240,6 +240,44 @@ def test_for_workers_sends_a_mirrored_input_before_handing_out_its_uri(
     assert st.for_workers(tmp_path / "plain") == str(tmp_path / "plain")  # not mirrored
 
 
+@pytest.mark.parametrize(
+    "uri, expect",
+    [
+        # pyarrow lists every bucket the credentials can read, and `report` fetched them
+        ("s3://?endpoint_override={ep}&scheme=http", "without a bucket"),
+        # pyarrow takes these as the access key and secret, and they went into logs
+        ("s3://testing:testing@" + BUCKET + "/loot?endpoint_override={ep}&scheme=http", "creden"),
+    ],
+)
+def test_report_refuses_a_uri_that_would_reach_too_far_or_leak(
+    s3_endpoint, tmp_path, capsys, monkeypatch, uri, expect
+):
+    monkeypatch.setenv("RAYSYS_CACHE", str(tmp_path / "cache"))
+    with _s3(s3_endpoint).open_output_stream(f"{BUCKET}/loot/results.parquet") as f:
+        f.write(b"PAR1")
+    assert main(["report", uri.format(ep=s3_endpoint)]) == 2
+    out, err = capsys.readouterr()
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("raysys: error: ") and expect in lines[0]
+    assert "testing:" not in out + err
+    assert not list(tmp_path.iterdir())  # no mirror, nothing fetched
+
+
+def test_no_credentials_reach_the_mirror_or_a_sync(s3_endpoint, tmp_path, monkeypatch):
+    import raysys.storage as st
+    from raysys.errors import UserError
+
+    monkeypatch.setenv("RAYSYS_CACHE", str(tmp_path / "cache"))
+    leaky = f"s3://testing:testing@{BUCKET}/x?endpoint_override={s3_endpoint}&scheme=http"
+    for call in (st.local_root, st.localize, lambda u: st.pull(u, tmp_path / "p")):
+        with pytest.raises(UserError, match="credentials in the URI"):
+            call(leaky)
+    assert not list(tmp_path.iterdir())
+    root = st.local_root(_uri(s3_endpoint, "clean"))
+    assert (root / st.MIRROR_MARK).read_text() == _uri(s3_endpoint, "clean")
+    assert st.shown(root / "r") == f"s3://{BUCKET}/clean/r"
+
+
 def _sweep_cli(storage: str, cache: Path, *extra: str, faults: str = ""):
     import os
     import subprocess
