@@ -29,6 +29,10 @@ RAW_WRITES = {
     "savefig",
     "write_table",
     "dump",
+    # pyarrow filesystems (object stores, Ray Train storage): a local file opened this
+    # way is visible, half written, until the stream closes
+    "open_output_stream",
+    "open_append_stream",
 }
 
 
@@ -84,8 +88,12 @@ def test_the_audit_catches_a_raw_write(tmp_path):
         "def f(df, p, tmp):\n    df.to_parquet(p)\n    p.write_text('x')  # atomic: a probe\n"
         "    s = df.to_csv(index=False)\n    open(p, 'w').write(s)\n"
         "    (tmp / 'a.json').write_text(s)\n    save_file({}, str(p / 'w.st'))\n"
+        "    with fs.open_output_stream(f'{p}/r.json') as f:\n        f.write(s)\n"
+        "    with fs.open_output_stream(f'{p}/.r.tmp') as f:\n        f.write(s)\n"
+        "    # atomic: an object store shows whole uploads only\n"
+        "    fs.open_output_stream(p)\n"
     )
-    assert [n for n, _ in _raw_writes(bad)] == [2, 5, 7]
+    assert [n for n, _ in _raw_writes(bad)] == [2, 5, 7, 8]
 
 
 @pytest.mark.parametrize(
@@ -140,3 +148,144 @@ def test_no_stage_lets_ray_data_drop_rows_silently():
         assert "ignore_missing_paths=True" not in src, path
     for engine in ("hf.py", "vllm.py"):
         assert "audit_rows(" in (ROOT / "engines" / engine).read_text(), engine
+
+
+# --------------------------------------------------------------------------- copy_tree_atomic
+
+
+def _tree(path: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(path)): p.read_bytes() for p in path.rglob("*") if p.is_file()}
+
+
+def _old_and_new(tmp_path: Path) -> tuple[Path, Path, dict, dict]:
+    src, dst = tmp_path / "src", tmp_path / "adapter"
+    src.mkdir()
+    (src / "adapter_model.safetensors").write_bytes(b"new" * 1000)
+    (src / "adapter_config.json").write_text('{"r": 8}')
+    dst.mkdir()
+    (dst / "adapter_model.safetensors").write_bytes(b"old")
+    (dst / "stale.json").write_text("{}")
+    return src, dst, _tree(src), _tree(dst)
+
+
+class Crash(BaseException):
+    """The process dies here (BaseException: no `except Exception` may swallow it)."""
+
+
+@pytest.mark.parametrize("at", ["copy", "move_aside", "rename_in", "delete_old"])
+def test_copy_tree_atomic_survives_a_crash_at_every_step(tmp_path, monkeypatch, at):
+    """Rename, then delete: wherever the writer dies, a whole copy (old or new) is at
+    `dst` or its aside name, and the next call puts things right."""
+    src, dst, new, old = _old_and_new(tmp_path)
+    real_replace, real_rmtree, real_copytree = os.replace, io.shutil.rmtree, io.shutil.copytree
+    replaces = []
+
+    def replace(a, b):
+        replaces.append(b)
+        if (at, len(replaces)) in (("move_aside", 1), ("rename_in", 2)):
+            raise Crash
+        real_replace(a, b)
+
+    def copytree(a, b, **kw):
+        real_copytree(a, b, **kw)
+        (Path(b) / "adapter_model.safetensors").write_bytes(b"ne")  # half copied
+        raise Crash
+
+    def rmtree(p, *a, **kw):
+        if Path(p).name == ".adapter.old":
+            if at == "delete_old" and Path(p).exists():
+                (Path(p) / "stale.json").unlink()  # half deleted
+                raise Crash
+        real_rmtree(p, *a, **kw)
+
+    monkeypatch.setattr(io.os, "replace", replace)
+    monkeypatch.setattr(io.shutil, "rmtree", rmtree)
+    if at == "copy":
+        monkeypatch.setattr(io.shutil, "copytree", copytree)
+    with pytest.raises(Crash):
+        io.copy_tree_atomic(src, dst)
+    monkeypatch.undo()
+    aside = tmp_path / ".adapter.old"
+    whole = [p for p in (dst, aside) if p.is_dir() and _tree(p) in (old, new)]
+    assert whole, (at, sorted(p.name for p in tmp_path.iterdir()))
+    io.recover_tree(dst)  # what the next call does first
+    assert _tree(dst) in (old, new) and not aside.exists()
+    io.copy_tree_atomic(src, dst)
+    assert _tree(dst) == new
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) in (
+        [],
+        [f".adapter.tmp-{os.getpid()}"],  # the crashed copy of this (live) process
+    )
+
+
+def test_recover_tree_removes_the_temp_copies_of_dead_writers(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    stale = tmp_path / f".adapter.tmp-{dead.stdout.strip()}"
+    stale.mkdir()
+    (stale / "adapter_model.safetensors").write_bytes(b"ne")
+    io.copy_tree_atomic(tmp_path, tmp_path.parent / "elsewhere")  # another folder: untouched
+    assert stale.exists()
+    src = tmp_path.parent / "src-recover"
+    src.mkdir(exist_ok=True)
+    (src / "a").write_text("a")
+    io.copy_tree_atomic(src, tmp_path / "adapter")
+    assert not stale.exists() and _tree(tmp_path / "adapter") == {"a": b"a"}
+
+
+# --------------------------------------------------------------------------- Ray Train reports
+
+
+def _report(storage: Path, step: int) -> None:
+    from raysys.train.launch import ReportRecorder
+
+    metrics = [{"step": step, "loss": 1.0 / step, "history": [{"step": step, "loss": 1.0}]}]
+    ReportRecorder(str(storage), "train").after_report(None, metrics, None)
+
+
+def test_reports_are_written_whole_and_a_torn_one_is_skipped(tmp_path, caplog):
+    """A report JSON torn by a crash (older raysys wrote it in place) must not break
+    reading the others, nor the failure explanation that reads them."""
+    from raysys.train.launch import REPORTS, _explain, read_reports
+
+    _report(tmp_path, 1)
+    folder = tmp_path / "train" / REPORTS
+    assert [p.name for p in folder.iterdir() if p.name.startswith(".")] == []  # no temp left
+    (folder / "99999999999999999998-000002.json").write_bytes(b'{"time": 1, "step": 2, "hist')
+    (folder / "99999999999999999999-000003.json").write_bytes(b"\xff\xfe")
+    _report(tmp_path, 4)
+    with caplog.at_level("WARNING"):
+        reports = read_reports(str(tmp_path), "train")
+    assert [r["step"] for r in reports] == [1, 4]
+    assert sum("not a whole report" in r.message for r in caplog.records) == 2
+    err = _explain(RuntimeError("worker died"), str(tmp_path), "train")
+    assert "\n" not in str(err) and len(str(err)) < 300
+
+
+def test_a_report_writer_dying_before_the_rename_leaves_no_report(tmp_path, monkeypatch):
+    import raysys.train.launch as launch
+
+    real_fs = launch._fs
+
+    class DiesBeforeTheRename:  # the real local filesystem; the process dies at `move`
+        def __init__(self, fs):
+            self.fs = fs
+
+        def __getattr__(self, name):
+            return getattr(self.fs, name)
+
+        def move(self, src, dst):
+            raise Crash
+
+    monkeypatch.setattr(
+        launch, "_fs", lambda s: (DiesBeforeTheRename(real_fs(s)[0]), real_fs(s)[1])
+    )
+    with pytest.raises(Crash):
+        _report(tmp_path, 1)
+    monkeypatch.undo()
+    assert launch.read_reports(str(tmp_path), "train") == []
+    assert not list((tmp_path / "train" / launch.REPORTS).glob("*.json"))

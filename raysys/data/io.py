@@ -38,9 +38,48 @@ def write_csv(path: Path, df: pd.DataFrame) -> None:
 
 
 def copy_tree_atomic(src: Path, dst: Path) -> None:
+    """Replace the folder `dst` with a copy of `src`. Rename, then delete: the old copy
+    is moved aside, the new one (copied whole under a temporary name) renamed in, then
+    the old one removed, so a crash at any point leaves a whole copy at `dst` or at its
+    aside name, which the next call (`recover_tree`) puts back."""
     dst.parent.mkdir(parents=True, exist_ok=True)
+    recover_tree(dst)
     tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(src, tmp)
-    shutil.rmtree(dst, ignore_errors=True)
+    aside = _aside(dst)
+    if dst.exists():
+        os.replace(dst, aside)
     os.replace(tmp, dst)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _aside(dst: Path) -> Path:
+    return dst.with_name(f".{dst.name}.old")
+
+
+def recover_tree(dst: Path) -> None:
+    """Finish what a `copy_tree_atomic` that died left: the old copy put back when it was
+    moved aside and the new one never arrived; an aside copy removed when `dst` is whole;
+    the temporary copies of writers that are gone removed."""
+    aside = _aside(dst)
+    if aside.exists() and not dst.exists():
+        os.replace(aside, dst)
+    shutil.rmtree(aside, ignore_errors=True)
+    prefix = f".{dst.name}.tmp-"
+    for tmp in dst.parent.iterdir():
+        pid = tmp.name.removeprefix(prefix)
+        if tmp.name.startswith(prefix) and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -263,14 +264,30 @@ class ReportRecorder(UserCallback):
         folder = f"{root}/{self.name}/{REPORTS}"
         fs.create_dir(folder, recursive=True)
         name = f"{time.time_ns():020d}-{int(rank0.get('step') or 0):06d}.json"
-        with fs.open_output_stream(f"{folder}/{name}") as f:
-            f.write(json.dumps(record, default=str).encode())
+        _write_whole(fs, folder, name, json.dumps(record, default=str).encode())
 
     def after_exception(self, run_context: Any, worker_exceptions: dict[int, Exception]):
         pass
 
 
+def _write_whole(fs: Any, folder: str, name: str, data: bytes) -> None:
+    """A report file that readers see whole or not at all: on a local (or mounted) disk
+    under a temporary name, moved into place when written; an object store shows an
+    object only once its upload completes, so there it is written in place."""
+    if fs.type_name in ("s3", "gcs"):
+        with fs.open_output_stream(f"{folder}/{name}") as f:  # atomic: a whole upload or none
+            f.write(data)
+        return
+    tmp = f"{folder}/.{name}.tmp-{os.getpid()}"
+    with fs.open_output_stream(tmp) as f:
+        f.write(data)
+    fs.move(tmp, f"{folder}/{name}")
+
+
 def read_reports(storage: str, name: str) -> list[dict[str, Any]]:
+    """Every report of run `name`, in the order they were made. A file that is not a
+    whole report (torn by a crash of an older raysys that wrote in place) is skipped
+    with a warning: losing one step's metrics beats losing the run's explanation."""
     from pyarrow.fs import FileSelector, FileType
 
     fs, root = _fs(storage)
@@ -280,10 +297,24 @@ def read_reports(storage: str, name: str) -> list[dict[str, Any]]:
     infos = sorted(fs.get_file_info(FileSelector(folder)), key=lambda i: i.base_name)
     out = []
     for info in infos:
-        if info.base_name.endswith(".json"):
+        if info.base_name.endswith(".json") and not info.base_name.startswith("."):
             with fs.open_input_stream(info.path) as f:
-                out.append(json.loads(f.read()))
+                report = _parse_report(f.read())
+            if report is None:
+                log.warning("skipping %s: not a whole report file", info.base_name)
+            else:
+                out.append(report)
     return out
+
+
+def _parse_report(data: bytes) -> dict[str, Any] | None:
+    try:
+        report = json.loads(data)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError both are
+        return None
+    if not isinstance(report, dict) or not isinstance(report.get("history"), list):
+        return None
+    return report
 
 
 def dedupe_history(reports: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
