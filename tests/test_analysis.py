@@ -104,8 +104,10 @@ def test_data_for_target_never_reached():
 
 
 def test_fit_one_size_is_a_clear_error():
-    with pytest.raises(ValueError, match=r"needs >= 2 distinct data sizes d, got 1 \(d = 400\)"):
+    with pytest.raises(ValueError, match=r"needs >= 3 distinct data sizes d, got 1 \(d = 400\)"):
         fit_power_law([400, 400, 400], [0.7, 0.72, 0.71])
+    with pytest.raises(MissingInput, match=r"^not fitted: 2 sizes; .*got 2 \(d = 200, 400\)"):
+        fit_power_law([200, 400, 200, 400], [0.6, 0.7, 0.61, 0.72])
 
 
 def test_fit_clips_a_perfect_score():
@@ -133,7 +135,7 @@ def test_scaling_table_fits_each_arm_swept_at_two_fractions():
 
 def test_scaling_table_with_one_fraction_says_why():
     rows = _arm("t1", "singleton", ("t1",), {"t1": (0.5, 0.5)}, seeds=(0, 1))
-    with pytest.raises(MissingInput, match="at least two fractions"):
+    with pytest.raises(MissingInput, match="at least 3 fractions"):
         scaling_table(pd.DataFrame(rows))
 
 
@@ -273,7 +275,12 @@ def test_mean_ci_matches_scipy_and_degenerate_cases():
     assert mean_ci(values, 0.9) == pytest.approx((np.mean(values), lo, hi))
     mean, lo, hi = mean_ci([0.7])
     assert mean == 0.7 and math.isnan(lo) and math.isnan(hi)
-    assert mean_ci([0.5, 0.5, NAN]) == (0.5, 0.5, 0.5)
+    # identical seeds have no spread: no interval, never a zero-width one
+    mean, lo, hi = mean_ci([0.5, 0.5, 0.5, NAN])
+    assert mean == 0.5 and math.isnan(lo) and math.isnan(hi)
+    # two seeds: a t-interval from two points is no interval unless asked for
+    assert math.isnan(mean_ci([0.6, 0.7])[1])
+    assert mean_ci([0.6, 0.7], min_values=2)[1] < 0.6
 
 
 def test_bootstrap_main_ci_is_deterministic_and_uses_the_task_scorer():
@@ -283,7 +290,8 @@ def test_bootstrap_main_ci_is_deterministic_and_uses_the_task_scorer():
     assert a == bootstrap_main_ci("news_sentiment", golds, outputs, n_boot=60, seed=3)
     assert a[0] < get_task("news_sentiment").score(golds, outputs)["main"] < a[1]
     perfect = [f"Answer: {g}" for g in golds]
-    assert bootstrap_main_ci("news_sentiment", golds, perfect, n_boot=20) == (1.0, 1.0)
+    # every resample scores 1.0: no spread, so no (zero-width) interval
+    assert all(math.isnan(v) for v in bootstrap_main_ci("news_sentiment", golds, perfect))
 
 
 # --- report ------------------------------------------------------------------------------

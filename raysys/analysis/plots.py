@@ -74,7 +74,8 @@ def _symmetric_limits(values: np.ndarray, in_task: np.ndarray) -> tuple[float, f
 
 
 def scaling_plot(points: pd.DataFrame, table: pd.DataFrame, ncols: int = 2) -> bytes:
-    """One log-log panel per task: each arm's points (1 − metric vs d) and fitted line."""
+    """One log-log panel per task: each arm's points (1 − metric vs d) and its fitted line
+    (none for an arm swept at too few sizes to fit)."""
     from matplotlib.figure import Figure
 
     tasks = sorted(table["task"].unique())
@@ -112,6 +113,10 @@ def _scaling_panel(ax: Axes, points: pd.DataFrame, fits: pd.DataFrame, styles: d
         style = styles[key]
         error = np.clip(1.0 - mine["metric"].to_numpy(float), ERROR_FLOOR, None)
         ax.scatter(mine["d"], error, color=style["color"], marker=style["marker"], s=14, alpha=0.7)
+        if not math.isfinite(fit.alpha):  # fewer than 3 sizes: the points, and no law
+            ax.plot([], [], color=style["color"], marker=style["marker"], ls="none",
+                    label=f"{arm_label(*key)}  {fit.fit}")  # fmt: skip
+            continue
         d = np.geomspace(mine["d"].min(), mine["d"].max(), 50)
         label = f"{arm_label(*key)}  α={fit.alpha:.2f}"
         ax.plot(d, fit.A * d**-fit.alpha, color=style["color"], ls=style["ls"], lw=1.3, label=label)
@@ -165,14 +170,24 @@ def leaderboard_plot(board: pd.DataFrame) -> bytes:
             label=label,
             color=colour,
         )
+    _baseline_ticks(ax, x, board, width)
     cols = ["task", "best_cocktail", "general", "math"]
     names = [_bar_label(*r) for r in board[cols].itertuples(index=False, name=None)]
     ax.set_xticks(x, names, fontsize=7.5)
     ax.set_ylim(0, 1.08)
     ax.set_ylabel("test main metric")
     ax.grid(True, axis="y", alpha=0.25)
-    fig.legend(fontsize=8, loc="outside upper center", ncols=3, frameon=False)
+    fig.legend(fontsize=8, loc="outside upper center", ncols=4, frameon=False)
     return _png(fig)
+
+
+def _baseline_ticks(ax: Axes, x: np.ndarray, board: pd.DataFrame, width: float) -> None:
+    """The majority-label baseline as a dashed line across each task's bars."""
+    if "majority" not in board or board["majority"].isna().all():
+        return
+    left, right = x - 1.5 * width, x + 1.5 * width
+    ax.hlines(board["majority"].to_numpy(float), left, right, colors="k", linestyles="--",
+              lw=1.0, label="majority baseline")  # fmt: skip
 
 
 def _bar_label(task: str, cocktail: object, general: float, maths: float) -> str:

@@ -69,7 +69,9 @@ def table(frame: pd.DataFrame) -> Table:
     return Table([str(c) for c in frame.columns], rows, numeric)
 
 
-_NUMBER_RE = re.compile(r"^([–∞]|[-+−]?[\d,]*\.?\d+(e[+-]?\d+)?( \[.*\])?)$")
+_NUMBER_RE = re.compile(
+    r"^([–∞]|<?[-+−]?[\d,]*\.?\d+(e[+-]?\d+)?( \[.*\])?)( constant( \d+/\d+ seeds)?)?$"
+)
 MISSING = "–"
 
 
@@ -96,11 +98,29 @@ def text(value: object) -> str:
     return value if isinstance(value, str) else MISSING
 
 
-def fmt_ci(mean: float, lo: float, hi: float, digits: int = 3) -> str:
-    """`0.712 [0.690, 0.734]`, or the mean alone when the interval is unknown."""
-    if math.isnan(lo) or math.isnan(hi):
-        return fmt(mean, digits)
-    return f"{fmt(mean, digits)} [{fmt(lo, digits)}, {fmt(hi, digits)}]"
+def fmt_ci(mean: float, lo: float, hi: float, digits: int = 3, signed: bool = False) -> str:
+    """`0.712 [0.690, 0.734]`, or the mean alone when the interval is unknown or has no
+    width at the printed precision: a zero-width interval would claim certainty."""
+    mean_s = fmt(mean, digits, signed)
+    if math.isnan(lo) or math.isnan(hi) or fmt(lo, digits) == fmt(hi, digits):
+        return mean_s
+    return f"{mean_s} [{fmt(lo, digits, signed)}, {fmt(hi, digits, signed)}]"
+
+
+def constant_mark(constant: object, models: int = 1) -> str:
+    """The suffix that marks a score made by constant predictors: ` constant` when all
+    `models` (seeds) are, ` constant k/n seeds` when some are, else nothing."""
+    if not isinstance(constant, numbers.Real) or math.isnan(float(constant)) or constant <= 0:
+        return ""
+    k = int(constant)
+    return " constant" if k >= models else f" constant {k}/{models} seeds"
+
+
+def fmt_p(p: float) -> str:
+    """A p-value: 3 decimals, `<0.001` below that, an en dash where no test ran."""
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return MISSING
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def to_markdown(doc: Document) -> str:

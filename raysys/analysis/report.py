@@ -17,19 +17,11 @@ from typing import Any
 
 import pandas as pd
 
-from raysys.analysis import render
+from raysys.analysis import render, sections
 from raysys.analysis.leaderboard import leaderboard
-from raysys.analysis.render import Document, Heading, Para, fmt, fmt_ci, table
-from raysys.analysis.results import (
-    MissingInput,
-    arm_label,
-    is_base,
-    require_columns,
-    singleton_rows,
-    trained,
-)
-from raysys.analysis.scaling import scaling_points, scaling_table
-from raysys.analysis.transfer import transfer_matrix
+from raysys.analysis.render import Document, Heading, Para, fmt, table
+from raysys.analysis.results import MissingInput, is_base, require_columns, trained
+from raysys.analysis.sections import REFERENCE_ALPHA, arm_cells, base_cells, marked
 from raysys.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -37,8 +29,7 @@ log = logging.getLogger(__name__)
 RESULTS = "results.parquet"
 PREDICTIONS = "test_predictions.parquet"
 META = "sweep.json"
-# Open FinLLM Leaderboard study: the data-scaling exponent to compare ours against.
-REFERENCE_ALPHA = 0.28
+__all__ = ["REFERENCE_ALPHA", "add_sweep_sections", "headline", "sweep_headline", "write_report"]
 _PLOTS = ("transfer", "leaderboard", "scaling", "pipeline")
 _CSVS = ("transfer", "leaderboard", "scaling", "pipeline")
 _TRIAL_COLUMNS = {
@@ -94,29 +85,54 @@ def add_sweep_sections(
     results: pd.DataFrame,
     predictions: pd.DataFrame | None,
 ) -> None:
-    """Summary, transfer matrix, leaderboard, scaling law and trials, appended to `doc`
-    (the pipeline report embeds them after its own sections)."""
+    """Summary, transfer matrix, leaderboard (with baselines and paired tests), scaling
+    law and trials, appended to `doc` (the pipeline report embeds them after its own)."""
     _summary(doc, results)
-    _section(doc, csvs, "transfer", lambda: _transfer(doc, results))
-    _section(doc, csvs, "leaderboard", lambda: _leaderboard(doc, results, predictions))
-    _section(doc, csvs, "scaling", lambda: _scaling(doc, results))
+    _section(doc, csvs, "transfer", lambda: sections.transfer(doc, results, predictions))
+    _section(doc, csvs, "leaderboard", lambda: sections.board(doc, results, predictions))
+    _section(doc, csvs, "scaling", lambda: sections.scaling(doc, results))
     _trials(doc, results)
 
 
-def headline(results: pd.DataFrame) -> str:
-    """A short Markdown table for a terminal: per task, base, single-task and the best
-    cocktail (chosen on validation) with its test CI."""
-    board = leaderboard(results)
+def sweep_headline(sweep_dir: Path) -> str:
+    """`headline` of a sweep directory: its results and, where written, its test predictions."""
+    sweep_dir = Path(sweep_dir)
+    preds = sweep_dir / PREDICTIONS
+    predictions = pd.read_parquet(preds) if preds.is_file() else None
+    return headline(_read_results(sweep_dir), predictions)
+
+
+def headline(results: pd.DataFrame, predictions: pd.DataFrame | None = None) -> str:
+    """Markdown tables for a terminal: per task, base, single-task and the best cocktail
+    (chosen on validation) with its test CI, marked `constant` where they are; with the
+    test predictions also the baselines, test n, and the paired tests (Holm-adjusted p)."""
+    board = leaderboard(results, predictions)
+    singles = board["single_seeds"].fillna(0).astype(int).tolist()
+    seeds = board["seeds"].fillna(0).astype(int).tolist()
     frame = pd.DataFrame(
         {
             "task": board["task"],
-            "base": board["base_test"].map(fmt),
-            "single-task": [fmt_ci(*r) for r in _triples(board, "single")],
-            "best cocktail": _arm_cells(board, "best_cocktail"),
-            "test [95% CI]": [fmt_ci(*r) for r in _triples(board, "test")],
+            "base": base_cells(board),
+            "single-task": marked(board, "single", singles),
+            "best cocktail": arm_cells(board, "best_cocktail"),
+            "test [95% CI]": marked(board, "test", seeds),
         }
     )
-    return render.md_table(table(frame))
+    if board["n"].isna().all():
+        return render.md_table(table(frame))
+    frame = frame.assign(
+        majority=board["majority"].map(fmt),
+        random=board["random"].map(fmt),
+        n=board["n"].map(lambda v: fmt(int(v)) if v == v else render.MISSING),
+    )
+    return render.md_table(table(frame)) + "\n\n" + _comparison_headline(board)
+
+
+def _comparison_headline(board: pd.DataFrame) -> str:
+    """Best cocktail vs single-task and vs base: Δ [95% CI], Holm-adjusted p, significant."""
+    cells = sections.comparison_cells(board)
+    cells = cells[["task", "comparison", "Δ [95% CI]", "p (Holm)", "significant", "MDE"]]
+    return render.md_table(table(cells))
 
 
 def _section(
@@ -164,121 +180,6 @@ def _values(rows: pd.DataFrame, col: str) -> str:
     if col not in rows:
         return render.MISSING
     return ", ".join(f"{v:g}" for v in sorted(rows[col].dropna().unique())) or render.MISSING
-
-
-def _transfer(doc: Document, results: pd.DataFrame) -> pd.DataFrame:
-    from raysys.analysis.plots import transfer_heatmap
-
-    doc.add(Heading(2, "Transfer matrix"))
-    relative = bool(is_base(results).any())
-    matrix = transfer_matrix(results, relative=relative)
-    if not relative:
-        doc.add(Para("Absolute scores, not gains: the base model was not evaluated."))
-    used = singleton_rows(results)
-    doc.add(
-        Para(
-            f"Rows: the task a singleton cocktail trained on; columns: the evaluated task; "
-            f"cells: mean test main metric over seeds{' minus the base model' if relative else ''}"
-            f". Singletons at their smallest regulariser shares and largest fraction "
-            f"({_values(used, 'fraction')}); seeds: {_values(used, 'seed')}."
-        ),
-        table(matrix.map(lambda v: fmt(v, signed=relative)).reset_index()),
-    )
-    doc.image("transfer", transfer_heatmap(matrix, relative), "Transfer matrix")
-    return matrix.reset_index()
-
-
-def _leaderboard(
-    doc: Document, results: pd.DataFrame, predictions: pd.DataFrame | None
-) -> pd.DataFrame:
-    from raysys.analysis.plots import leaderboard_plot
-
-    doc.add(Heading(2, "Leaderboard"))
-    board = leaderboard(results, predictions)
-    doc.add(
-        Para(
-            "Per task, the cocktail with the best mean validation score (never test), then "
-            "its test score with a 95% CI: Student-t over seeds, or with one seed a bootstrap "
-            "over test rows (`ci` column). Regularisers Δ: the chosen arm minus the same "
-            "cocktail without general/math data."
-        ),
-        table(_board_cells(board)),
-    )
-    doc.image("leaderboard", leaderboard_plot(board), "Base model, single-task and best cocktail")
-    return board
-
-
-def _board_cells(board: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "task": board["task"],
-            "metric": board["main_metric"],
-            "best cocktail (val)": _arm_cells(board, "best_cocktail"),
-            "seeds": board["seeds"].map(lambda v: fmt(int(v))),
-            "val": board["val_mean"].map(fmt),
-            "test [95% CI]": [fmt_ci(*r) for r in _triples(board, "test")],
-            "ci": board["ci_method"].map(render.text),
-            "single-task [95% CI]": [fmt_ci(*r) for r in _triples(board, "single")],
-            "base": board["base_test"].map(fmt),
-            "Δ single": board["delta_vs_single"].map(lambda v: fmt(v, signed=True)),
-            "Δ base": board["delta_vs_base"].map(lambda v: fmt(v, signed=True)),
-            "regularisers Δ": board["regularisers_delta"].map(lambda v: fmt(v, signed=True)),
-        }
-    )
-
-
-def _arm_cells(frame: pd.DataFrame, cocktail: str = "cocktail") -> list[str]:
-    """`all + general 0.1` per row; an en dash where no cocktail was chosen."""
-    rows = zip(frame[cocktail], frame["general"], frame["math"], strict=True)
-    return [arm_label(c, g, m) if isinstance(c, str) else render.MISSING for c, g, m in rows]
-
-
-def _triples(board: pd.DataFrame, prefix: str) -> list[tuple[float, float, float]]:
-    mean = "test_mean" if prefix == "test" else f"{prefix}_test"
-    cols = [mean, f"{prefix}_lo", f"{prefix}_hi"]
-    return [tuple(map(float, r)) for r in board[cols].itertuples(index=False)]
-
-
-def _scaling(doc: Document, results: pd.DataFrame) -> pd.DataFrame:
-    from raysys.analysis.plots import scaling_plot
-
-    doc.add(Heading(2, "Scaling law"))
-    fits = scaling_table(results)
-    doc.add(
-        Para(
-            "Per task and cocktail: (1 − test main) = A · d^−α with d the task's training "
-            "rows, fitted in log-log space; α's 95% CI bootstraps the points. `d for target`: "
-            "rows the fit needs to halve the task's best observed error. For comparison, the "
-            f"Open FinLLM Leaderboard study reports α ≈ {REFERENCE_ALPHA}."
-        ),
-        table(_scaling_cells(fits)),
-    )
-    png = scaling_plot(scaling_points(results), fits)
-    doc.image("scaling", png, "1 − test main vs task training rows (log-log)")
-    return fits
-
-
-def _scaling_cells(fits: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "task": fits["task"],
-            "cocktail": _arm_cells(fits),
-            "α [95% CI]": [
-                fmt_ci(a, lo, hi, 2)
-                for a, lo, hi in zip(fits["alpha"], fits["alpha_lo"], fits["alpha_hi"], strict=True)
-            ],
-            "A": fits["A"].map(fmt),
-            "R²": fits["r2"].map(lambda v: fmt(v, 2)),
-            "points": fits["n_points"].map(int).map(fmt),
-            "sizes": fits["n_sizes"].map(int).map(fmt),
-            "target": fits["target"].map(fmt),
-            "d for target": fits["d_for_target"].map(_rows_fmt),
-        }
-    )
-
-
-def _rows_fmt(d: float) -> str:
-    return fmt(d) if not math.isfinite(d) else f"{d:,.0f}"
 
 
 def _trials(doc: Document, results: pd.DataFrame) -> None:

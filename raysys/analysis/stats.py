@@ -1,4 +1,10 @@
-"""Confidence intervals: Student-t over seeds, percentile bootstrap over test rows."""
+"""Confidence intervals: Student-t over seeds, percentile bootstrap over test rows.
+
+An interval is printed only where the data can carry it: a t-interval needs
+`MIN_SEEDS_FOR_T` seeds (from two, the t quantile is 12.7 and the interval says nothing
+but "two numbers"), and an interval without spread (identical seeds, or a bootstrap
+whose resamples all score the same) is no interval: NaN, shown as the mean alone.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +16,14 @@ from scipy import stats
 
 from raysys.tasks.base import Task
 
+MIN_SEEDS_FOR_T = 3
 
-def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
-    """(mean, lo, hi) of a Student-t interval over seeds; lo = hi = NaN below two values.
+
+def mean_ci(
+    values: Sequence[float], confidence: float = 0.95, min_values: int = MIN_SEEDS_FOR_T
+) -> tuple[float, float, float]:
+    """(mean, lo, hi) of a Student-t interval over seeds; lo = hi = NaN below `min_values`
+    values or when they do not spread.
 
     NaNs (a trial that failed to score) are dropped rather than poisoning the mean.
     """
@@ -21,11 +32,11 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, f
     if x.size == 0:
         return math.nan, math.nan, math.nan
     mean = float(x.mean())
-    if x.size < 2:
+    if x.size < max(min_values, 2):
         return mean, math.nan, math.nan
     sem = float(x.std(ddof=1)) / math.sqrt(x.size)
-    if sem == 0.0:  # identical seeds: scipy returns NaN for a zero scale, the interval is a point
-        return mean, mean, mean
+    if sem == 0.0:  # identical seeds: a zero-width interval would claim certainty
+        return mean, math.nan, math.nan
     lo, hi = stats.t.interval(confidence, x.size - 1, loc=mean, scale=sem)
     return mean, float(lo), float(hi)
 
@@ -35,16 +46,20 @@ def bootstrap_main_ci(
     golds: Sequence[str],
     outputs: Sequence[str],
     inputs: Sequence[str] | None = None,
-    n_boot: int = 200,
+    n_boot: int = 2000,
     seed: int = 0,
     confidence: float = 0.95,
 ) -> tuple[float, float]:
-    """Percentile-bootstrap (lo, hi) of the task's main metric, resampling test rows.
+    """Percentile-bootstrap (lo, hi) of the task's main metric, resampling test rows;
+    NaN when the resamples do not spread (e.g. every row right).
 
-    Used when a cocktail ran with one seed: the spread over test rows is then the only
-    uncertainty we can measure. Rows are resampled as (gold, output, input) triples so
-    NER keeps each output next to its sentence.
+    Used when a cocktail ran with fewer than `MIN_SEEDS_FOR_T` seeds: the spread over
+    test rows is then the only uncertainty we can measure. Rows are resampled as
+    (gold, output, input) triples so NER keeps each output next to its sentence.
     """
+    from raysys.analysis.paired import row_bootstrap_ci
+    from raysys.analysis.rowscore import RowScorer
+
     if isinstance(task, str):
         from raysys.tasks import get_task
 
@@ -56,26 +71,6 @@ def bootstrap_main_ci(
         )
     if len(golds) == 0:
         return math.nan, math.nan
-    from raysys.evaluate.metrics import score_kind
-
-    # Extraction is per row, so extracting once and resampling the answers gives exactly
-    # `task.score(...)["main"]` per resample without re-running the regexes and the
-    # flexible (FinBen) metrics `main` does not use: several times faster.
-    g = np.asarray(golds, dtype=object)
-    p = np.asarray([task.extract(out) for out in outputs], dtype=object)
-    i = None if inputs is None else np.asarray(inputs, dtype=object)
-
-    def main(idx: np.ndarray) -> float:
-        sub_inputs = None if i is None else list(i[idx])
-        return score_kind(task, list(g[idx]), list(p[idx]), sub_inputs)[task.main_metric]
-
-    res = stats.bootstrap(
-        (np.arange(len(golds)),),
-        main,
-        n_resamples=n_boot,
-        vectorized=False,
-        method="percentile",
-        confidence_level=confidence,
-        rng=np.random.default_rng(seed),
-    )
-    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+    scorer = RowScorer(task.name, task.kind, task.main_metric, tuple(task.labels))
+    counts = scorer.counts(golds, [task.extract(out) for out in outputs], inputs)
+    return row_bootstrap_ci(scorer, counts, n_boot, seed, confidence)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 
 from raysys.analysis.results import (
@@ -11,6 +13,9 @@ from raysys.analysis.results import (
     require_columns,
     singleton_rows,
 )
+
+if TYPE_CHECKING:
+    from raysys.analysis.evidence import TaskRows
 
 _COLUMNS = ["trial_id", "cocktail", "cocktail_kind", "cocktail_tasks", "general", "math"]
 
@@ -53,3 +58,56 @@ def _diagonal_first(matrix: pd.DataFrame) -> pd.DataFrame:
     out = matrix.loc[rows, cols]
     out.index.name, out.columns.name = "trained_on", "evaluated"
     return out
+
+
+def transfer_long(
+    results: pd.DataFrame, predictions: pd.DataFrame | None, split: str = "test"
+) -> pd.DataFrame:
+    """The matrix as rows (trained_on, evaluated, value, seeds, constant), with the
+    evaluated task's base, majority and random scores (absolute) on each row.
+
+    `constant` is how many of the cell's seeds predict one value on >= 90 % of the
+    evaluated task's test rows (NaN without predictions), so a gain that is a constant's
+    is marked. `value` is relative to the base model when the results have base rows.
+    """
+    from raysys.analysis.evidence import task_rows
+    from raysys.analysis.results import is_base
+
+    relative = bool(is_base(results).any())
+    matrix = transfer_matrix(results, split, relative=relative)
+    cells = singleton_rows(results).dropna(subset=[main_col(split)])
+    trials = cells.groupby(["cocktail_tasks", "task"])["trial_id"].agg(tuple)
+    kinds = results.drop_duplicates("task").set_index("task").get("task_kind")
+    by_task = {
+        t: task_rows(predictions, t, None if kinds is None else kinds.get(t))
+        for t in matrix.columns
+    }
+    base = base_scores(results, split)
+    rows = []
+    for evaluated in matrix.columns:
+        found = by_task[evaluated]
+        ref = {"base": base.get(evaluated, float("nan"))} | _baselines(found)
+        for trained_on in matrix.index:
+            models = trials.get((trained_on, evaluated), ())
+            constant = found.constant(models) if found and found.has(models) else float("nan")
+            rows.append(
+                {
+                    "trained_on": trained_on,
+                    "evaluated": evaluated,
+                    "value": matrix.loc[trained_on, evaluated],
+                    "relative": relative,
+                    "seeds": len(models),
+                    "constant": constant,
+                    **ref,
+                }
+            )
+    order = {t: i for i, t in enumerate(matrix.index)}
+    return pd.DataFrame(rows).sort_values("trained_on", key=lambda c: c.map(order), kind="stable")
+
+
+def _baselines(found: TaskRows | None) -> dict[str, float]:
+    """The evaluated task's majority and random scores (absolute), NaN without predictions."""
+    from raysys.analysis.evidence import baseline_values
+
+    values = baseline_values(found)
+    return {"majority": values["majority"], "random": values["random"]}
