@@ -1,12 +1,24 @@
 """The cluster files (cluster/, .rayignore) checked with Ray's own code: the launcher schema,
 the KubeRay autoscaler's reading of a RayCluster, runtime-env parsing and working-dir
-packaging. Plus the pins that must match pyproject.toml. No cluster is started."""
+packaging. Plus the pins that must match pyproject.toml, and the security of every recipe:
+token auth, a dashboard nobody else reaches, scoped cloud roles, locked-down pods, pinned
+downloads, no secrets in uploads. No cluster is started (tests/test_cluster_security.py starts
+a head from the recipe's own command line)."""
 
 from __future__ import annotations
 
 import copy
+import fnmatch
+import hashlib
+import http.server
+import io
+import json
+import os
 import re
 import shutil
+import subprocess
+import sys
+import threading
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -22,6 +34,15 @@ RAYCLUSTER = CLUSTER / "kuberay" / "raycluster.yaml"
 RAYJOB = CLUSTER / "kuberay" / "rayjob.yaml"
 RUNTIME_ENV = CLUSTER / "runtime_env.yaml"
 RAYIGNORE = ROOT / ".rayignore"
+IAM = CLUSTER / "iam"
+TOKEN_PATH = "/home/ray/.raysys/auth_token"  # where the launcher recipes keep the cluster token
+# Secret names every upload path must leave out (.rayignore's last block, in gitignore syntax).
+SECRETS_HEADER = "# Secrets:"
+# Private-key names Ray's own rsync of its SSH key (~/ray_bootstrap_key.pem) must get through,
+# and the cluster token the head's rsync gives the workers: .rayignore (an rsync_filter) covers
+# them in the checkout, rsync_exclude cannot.
+RSYNC_MAY_NOT_EXCLUDE = {"*.pem", "*.key", "id_rsa*", "id_ecdsa*", "id_ed25519*", "auth_token"}
+DIGEST = re.compile(r"@sha256:(?:[0-9a-f]{64}|REPLACE-WITH-IMAGE-DIGEST)$")
 DRIVER_RESOURCE = "raysys_driver"  # sweep.driver_resource in the sweep configs
 MAX_PACKAGE_BYTES = 20 * 2**20  # the working-dir package is code and configs only
 
@@ -32,7 +53,12 @@ KUBERAY_WORKER_REQUIRED = ("groupName", "minReplicas", "maxReplicas", "rayStartP
 
 
 def _load(path: Path) -> dict[str, Any]:
-    return yaml.safe_load(path.read_text())
+    """The file's first YAML document (the KubeRay files carry NetworkPolicies after it)."""
+    return _docs(path)[0]
+
+
+def _docs(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
 
 
 def _pyproject() -> dict[str, Any]:
@@ -62,6 +88,27 @@ def _is_spot(node_config: dict[str, Any]) -> bool:
 def _ignore_patterns() -> list[str]:
     lines = (line.strip() for line in RAYIGNORE.read_text().splitlines())
     return [line for line in lines if line and not line.startswith("#")]
+
+
+def _secret_patterns() -> list[str]:
+    """.rayignore's secrets block: from its header line to the end of the file."""
+    lines = RAYIGNORE.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(SECRETS_HEADER))
+    return [ln.strip() for ln in lines[start:] if ln.strip() and not ln.startswith("#")]
+
+
+def _start_line(config: dict[str, Any], key: str) -> str:
+    (line,) = [c for c in config[key] if "ray start" in c]
+    return line
+
+
+def _rsync_excludes_name(patterns: list[str], rel_path: str) -> bool:
+    """rsync's reading of slash-free exclude patterns: one matches a file or directory name
+    at any depth (so everything under an excluded directory goes too)."""
+    parts = rel_path.split("/")
+    return any(
+        fnmatch.fnmatchcase(part, pat) for pat in patterns if "/" not in pat for part in parts
+    ) or any(fnmatch.fnmatchcase(rel_path, f"*{pat}*") for pat in patterns if "/" in pat)
 
 
 # --- ray up: AWS and GCP -------------------------------------------------------------------
@@ -114,6 +161,170 @@ def test_launcher_gpu_workers_scale_from_zero_spot_first(name: str) -> None:
         for type_name, node_type in gpu.items():
             scheduling = node_type["node_config"]["scheduling"]
             assert scheduling["onHostMaintenance"] == "TERMINATE", type_name
+
+
+@pytest.mark.parametrize("name", sorted(LAUNCHER))
+def test_launcher_head_starts_with_token_auth_and_a_loopback_dashboard(name: str) -> None:
+    config = _load(LAUNCHER[name])
+    head = _start_line(config, "head_start_ray_commands")
+    assert "--head" in head
+    # Ray 2.60's `ray start` turns auth on only with RAY_AUTH_MODE=token (or an existing
+    # token): the recipe says so itself and makes the token when the head has none.
+    assert f"export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={TOKEN_PATH};" in head
+    assert '[ -s "$RAY_AUTH_TOKEN_PATH" ] || (umask 077' in head
+    assert "secrets.token_hex(32)" in head
+    assert head.index("RAY_AUTH_MODE=token") < head.index("ray start")
+    # The dashboard and job API on the head's loopback only; `ray dashboard` tunnels over SSH.
+    assert "--dashboard-host=127.0.0.1" in head
+    assert "0.0.0.0" not in " ".join(config["head_start_ray_commands"])
+    # Workers start with the same token, which reaches them as a file mount the head fills.
+    worker = _start_line(config, "worker_start_ray_commands")
+    assert f"export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={TOKEN_PATH};" in worker
+    token_dir = os.path.dirname(TOKEN_PATH)
+    assert token_dir in config["file_mounts"], f"{name}: {token_dir} is no file mount"
+    local = ROOT / config["file_mounts"][token_dir]
+    assert local.is_dir() and local.resolve().is_relative_to(CLUSTER)
+    # The local side stays empty: a token there would go to the next cluster started.
+    assert sorted(p.name for p in local.iterdir()) == ["README.md"], sorted(local.iterdir())
+    assert not _rsync_excludes_name(config["rsync_exclude"], os.path.basename(TOKEN_PATH))
+    # Interactive shells on the nodes (`ray exec ... "ray status"`) carry the token too.
+    assert any(
+        f"RAY_AUTH_TOKEN_PATH={TOKEN_PATH}' >> ~/.bashrc" in c for c in config["setup_commands"]
+    )
+
+
+def test_both_launchers_share_the_security_settings() -> None:
+    aws, gcp = (_load(LAUNCHER[n]) for n in ("aws", "gcp"))
+    for key in (
+        "head_start_ray_commands",
+        "worker_start_ray_commands",
+        "file_mounts",
+        "rsync_exclude",
+        "rsync_filter",
+    ):
+        assert aws[key] == gcp[key], key
+    assert aws["setup_commands"][1:] == gcp["setup_commands"][1:]
+
+
+@pytest.mark.parametrize("name", sorted(LAUNCHER))
+def test_launcher_rsync_leaves_out_secrets(name: str) -> None:
+    config = _load(LAUNCHER[name])
+    # .rayignore filters the checkout's rsync (private-key names included) ...
+    assert ".rayignore" in config["rsync_filter"]
+    # ... and rsync_exclude repeats the rest for every file mount.
+    missing = set(_secret_patterns()) - RSYNC_MAY_NOT_EXCLUDE - set(config["rsync_exclude"])
+    assert not missing, f"{name}: rsync_exclude lacks {sorted(missing)}"
+    blocked = RSYNC_MAY_NOT_EXCLUDE & set(config["rsync_exclude"])
+    assert not blocked, f"{name}: would stop Ray's SSH key or the token: {sorted(blocked)}"
+    for key_file in ("ray_bootstrap_key.pem", "ray-autoscaler_us-west-2.pem", "id_rsa"):
+        assert not _rsync_excludes_name(config["rsync_exclude"], key_file), key_file
+
+
+def _policy(name: str) -> dict[str, Any]:
+    return json.loads((IAM / name).read_text())
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def test_aws_nodes_run_with_scoped_roles() -> None:
+    config = _load(LAUNCHER["aws"])
+    types = config["available_node_types"]
+    profiles = {n: t["node_config"]["IamInstanceProfile"]["Arn"] for n, t in types.items()}
+    account = profiles[config["head_node_type"]].split(":")[4]
+    # The head's own profile: set, so `ray up` creates no ray-autoscaler-v1 (EC2+S3 full).
+    assert profiles.pop(config["head_node_type"]) == (
+        f"arn:aws:iam::{account}:instance-profile/raysys-head"
+    )
+    assert set(profiles.values()) == {f"arn:aws:iam::{account}:instance-profile/raysys-worker"}
+    assert "ray-autoscaler-v1" not in json.dumps(config)
+
+    head = _policy("aws-head-policy.json")["Statement"]
+    actions = {a for s in head for a in _as_list(s["Action"])}
+    assert actions == {
+        "ec2:DescribeInstances",
+        "ec2:RunInstances",
+        "ec2:CreateTags",
+        "ec2:TerminateInstances",
+        "iam:PassRole",
+    }
+    region, cluster = config["provider"]["region"], config["cluster_name"]
+    for s in head:
+        assert s["Effect"] == "Allow"
+        resources = _as_list(s["Resource"])
+        if resources == ["*"]:  # EC2 cannot scope a Describe call
+            assert _as_list(s["Action"]) == ["ec2:DescribeInstances"]
+            continue
+        for arn in resources:
+            assert arn.startswith((f"arn:aws:ec2:{region}:", f"arn:aws:iam::{account}:")), arn
+            assert arn.split(":")[4] in ("", account), arn
+    by_action = {a: s for s in head for a in _as_list(s["Action"]) if a != "ec2:RunInstances"}
+    terminate = by_action["ec2:TerminateInstances"]["Condition"]["StringEquals"]
+    assert terminate == {
+        "ec2:ResourceTag/ray-cluster-name": cluster,
+        "ec2:ResourceTag/ray-node-type": "worker",
+    }
+    launch = [
+        s for s in head if "instance/*" in str(s["Resource"]) and s["Action"] == "ec2:RunInstances"
+    ]
+    assert launch and all(
+        s["Condition"]["StringEquals"] == {"aws:RequestTag/ray-cluster-name": cluster}
+        for s in launch
+    )
+    pass_role = by_action["iam:PassRole"]
+    assert pass_role["Resource"] == f"arn:aws:iam::{account}:role/raysys-worker"
+    assert pass_role["Condition"]["StringEquals"] == {"iam:PassedToService": "ec2.amazonaws.com"}
+
+    storage = _policy("aws-storage-policy.json")["Statement"]
+    objects = [s for s in storage if s["Action"] != "s3:ListBucket"]
+    (listing,) = [s for s in storage if s["Action"] == "s3:ListBucket"]
+    (obj,) = objects
+    bucket = listing["Resource"].removeprefix("arn:aws:s3:::")
+    prefix = obj["Resource"].removeprefix(f"arn:aws:s3:::{bucket}/").removesuffix("/*")
+    assert "*" not in bucket and prefix and "*" not in prefix
+    assert set(obj["Action"]) == {
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:DeleteObject",
+        "s3:AbortMultipartUpload",
+    }
+    assert listing["Condition"] == {"StringLikeIfExists": {"s3:prefix": [prefix, f"{prefix}/*"]}}
+    trust = _policy("aws-ec2-trust.json")["Statement"]
+    assert trust == [
+        {
+            "Sid": trust[0]["Sid"],
+            "Effect": "Allow",
+            "Principal": {"Service": "ec2.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+        }
+    ]
+
+
+def test_gcp_nodes_run_with_scoped_service_accounts() -> None:
+    config = _load(LAUNCHER["gcp"])
+    project = config["provider"]["project_id"]
+    types = config["available_node_types"]
+    emails = {
+        n: [a["email"] for a in t["node_config"]["serviceAccounts"]] for n, t in types.items()
+    }
+    assert emails.pop(config["head_node_type"]) == [
+        f"raysys-head@{project}.iam.gserviceaccount.com"
+    ]
+    assert {e for v in emails.values() for e in v} == {
+        f"raysys-worker@{project}.iam.gserviceaccount.com"
+    }
+    assert "ray-autoscaler-sa-v1" not in json.dumps(config)
+    role = yaml.safe_load((IAM / "gcp-head-role.yaml").read_text())
+    perms = role["includedPermissions"]
+    assert all(p.startswith("compute.") for p in perms), perms  # no storage, no IAM
+    assert not [p for p in perms if p.endswith(("setIamPolicy", ".update")) or "firewall" in p]
+    assert {"compute.instances.create", "compute.instances.delete"} <= set(perms)
+    condition = yaml.safe_load((IAM / "gcp-storage-condition.yaml").read_text())["expression"]
+    objects = re.findall(r'startsWith\("projects/_/buckets/([^/"]+)/objects/([^"]+)"\)', condition)
+    listing = re.findall(r'objectListPrefix", ""\)\.startsWith\("([^"]+)"\)', condition)
+    assert len(objects) == 1 and listing == [objects[0][1]], condition
+    assert objects[0][1].endswith("/") and "*" not in condition
 
 
 # --- KubeRay -------------------------------------------------------------------------------
@@ -178,19 +389,176 @@ def test_kuberay_cluster_as_rays_autoscaler_reads_it(which: str) -> None:
         assert DRIVER_RESOURCE not in node_type["resources"]
 
 
-def test_rayjob_runs_the_sweep_then_cleans_up() -> None:
+def _submitter(rayjob: dict[str, Any]) -> dict[str, Any]:
+    return rayjob["spec"]["submitterPodTemplate"]["spec"]
+
+
+def test_rayjob_runs_the_sweep_then_cleans_up(tmp_path: Path) -> None:
     from ray.runtime_env import RuntimeEnv
 
-    spec = _load(RAYJOB)["spec"]
+    rayjob = _load(RAYJOB)
+    spec = rayjob["spec"]
     assert re.search(r"python jobs/sweep\.py\b.*\bconfigs/sweep\.yaml\b", spec["entrypoint"])
     assert spec["shutdownAfterJobFinishes"] is True
     assert isinstance(spec["activeDeadlineSeconds"], int) and spec["activeDeadlineSeconds"] > 0
     assert isinstance(spec["ttlSecondsAfterFinished"], int)
     env = yaml.safe_load(spec["runtimeEnvYAML"])
-    RuntimeEnv(**env)  # Ray's own validation of the runtime env fields
-    assert re.match(r"(https?|s3|gs)://.+\.zip$", env["working_dir"]), env["working_dir"]
+    # The code is the archive the submitter's init container checked, unpacked into a volume
+    # the submitter container mounts (`git archive --prefix=raysys/`).
+    (fetch,) = _submitter(rayjob)["initContainers"]
+    (code_mount,) = fetch["volumeMounts"]
+    assert Path(env["working_dir"]).parent == Path(code_mount["mountPath"])
+    submitter_mounts = {m["name"]: m for m in _submitter(rayjob)["containers"][0]["volumeMounts"]}
+    assert submitter_mounts[code_mount["name"]]["mountPath"] == code_mount["mountPath"]
+    (tmp_path / "raysys").mkdir()
+    RuntimeEnv(**{**env, "working_dir": str(tmp_path / "raysys")})  # Ray's own validation
     # The embedded cluster is raycluster.yaml's, field for field: one shape to maintain.
     assert spec["rayClusterSpec"] == _load(RAYCLUSTER)["spec"]
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_rayjob_submits_only_code_whose_hash_it_was_given(tmp_path: Path) -> None:
+    """The submitter's init container, run here as written: it serves the archive over HTTP
+    from this machine, then unpacks it only with the right SHA-256."""
+    (fetch,) = _submitter(_load(RAYJOB))["initContainers"]
+    assert fetch["command"] == ["python", "-c"]
+    (script,) = fetch["args"]
+    (mount,) = fetch["volumeMounts"]
+    assert script.count(f'"{mount["mountPath"]}"') == 1
+    code = tmp_path / "code"
+    script = script.replace(f'"{mount["mountPath"]}"', repr(str(code)))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("raysys/jobs/sweep.py", "print('sweep')\n")
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "raysys-abc.zip").write_bytes(buf.getvalue())
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), lambda *a: _Quiet(*a, directory=str(tmp_path / "www"))
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/raysys-abc.zip"
+    names = {e["name"] for e in fetch["env"]}
+    assert names == {"CODE_URL", "CODE_SHA256"}
+
+    def run(sha: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, "CODE_URL": url, "CODE_SHA256": sha}
+        return subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+        )
+
+    try:
+        bad = run("0" * 64)
+        assert bad.returncode != 0 and "not submitting it" in bad.stderr
+        assert not code.exists()
+        good = run(hashlib.sha256(buf.getvalue()).hexdigest().upper())
+        assert good.returncode == 0, good.stderr
+    finally:
+        server.shutdown()
+    assert (code / "raysys" / "jobs" / "sweep.py").read_text() == "print('sweep')\n"
+
+
+def test_rayjob_pins_what_it_downloads() -> None:
+    env = yaml.safe_load(_load(RAYJOB)["spec"]["runtimeEnvYAML"])
+    for req in env["pip"]["packages"]:
+        assert re.search(r"#sha256=(?:[0-9a-f]{64}|REPLACE-WITH-SHA256-OF-THE-WHEEL)$", req), req
+    for path in (RAYCLUSTER, RAYJOB):
+        images = re.findall(r"^\s*image:\s*(\S+)", path.read_text(), flags=re.M)
+        assert images and all(DIGEST.search(i) for i in images), f"{path.name}: {images}"
+
+
+def _pods(path: Path) -> dict[str, dict[str, Any]]:
+    """Every pod template in a KubeRay file, by a readable name."""
+    doc = _load(path)
+    spec = doc["spec"] if doc["kind"] == "RayCluster" else doc["spec"]["rayClusterSpec"]
+    pods = {"head": spec["headGroupSpec"]["template"]}
+    pods |= {g["groupName"]: g["template"] for g in spec["workerGroupSpecs"]}
+    if doc["kind"] == "RayJob":
+        pods["submitter"] = doc["spec"]["submitterPodTemplate"]
+    return pods
+
+
+@pytest.mark.parametrize("path", [RAYCLUSTER, RAYJOB], ids=["raycluster", "rayjob"])
+def test_kuberay_pods_run_locked_down(path: Path) -> None:
+    doc = _load(path)
+    spec = doc["spec"] if doc["kind"] == "RayCluster" else doc["spec"]["rayClusterSpec"]
+    assert spec["authOptions"] == {"mode": "token"}  # KubeRay's Secret, env on every container
+    autoscaler = spec["autoscalerOptions"]
+    containers = [("autoscaler", autoscaler, spec["headGroupSpec"]["template"]["spec"])]
+    for name, pod in _pods(path).items():
+        pod_sc = pod["spec"]["securityContext"]
+        assert pod_sc["runAsNonRoot"] is True and pod_sc["runAsUser"] != 0, name
+        assert pod_sc["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        assert not pod["spec"].get("hostNetwork") and not pod["spec"].get("hostPID"), name
+        for c in pod["spec"].get("initContainers", []) + pod["spec"]["containers"]:
+            containers.append((f"{name}/{c['name']}", c, pod["spec"]))
+    for name, c, pod_spec in containers:
+        # KubeRay sets RAY_AUTH_MODE/RAY_AUTH_TOKEN; nothing here may override them.
+        assert not {e["name"] for e in c.get("env", [])} & {"RAY_AUTH_MODE", "RAY_AUTH_TOKEN"}
+        sc = c["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False, name
+        assert sc["capabilities"] == {"drop": ["ALL"]}, name
+        assert sc["readOnlyRootFilesystem"] is True, name
+        assert not sc.get("privileged") and sc.get("runAsUser", 1) != 0, name
+        # Where Ray writes, an emptyDir of the same pod (KubeRay adds /dev/shm and, on the
+        # head, a shared /tmp/ray for the autoscaler's logs).
+        volumes = {v["name"]: v for v in pod_spec["volumes"]}
+        mounts = {m["mountPath"]: volumes[m["name"]] for m in c["volumeMounts"]}
+        assert all("emptyDir" in v for v in mounts.values()), name
+        if c.get("name", "").startswith("ray-") and "submitter" not in c["name"]:
+            assert {"/tmp", "/home/ray/.cache"} <= set(mounts), name
+        else:
+            assert "/tmp" in mounts or "/code" in mounts, name
+    assert not re.search(r"hostPath|privileged:\s*true", path.read_text())
+
+
+@pytest.mark.parametrize("path", [RAYCLUSTER, RAYJOB], ids=["raycluster", "rayjob"])
+def test_kuberay_head_takes_connections_only_from_its_cluster_and_labelled_clients(
+    path: Path,
+) -> None:
+    pods = _pods(path)
+    policies = {d["metadata"]["name"]: d for d in _docs(path)[1:]}
+    assert all(d["kind"] == "NetworkPolicy" for d in policies.values())
+    assert all(d["apiVersion"] == "networking.k8s.io/v1" for d in policies.values())
+    cluster_labels = pods["head"]["metadata"]["labels"]
+    for name, pod in pods.items():
+        if name != "submitter":
+            assert pod["metadata"]["labels"] == cluster_labels, name
+    by_node_type = {
+        d["spec"]["podSelector"]["matchLabels"]["ray.io/node-type"]: d for d in policies.values()
+    }
+    assert len(by_node_type) == len(policies) == 2
+    head_policy, worker_policy = by_node_type["head"], by_node_type["worker"]
+    for policy in (head_policy, worker_policy):
+        selector = dict(policy["spec"]["podSelector"]["matchLabels"])
+        selector.pop("ray.io/node-type")  # set by KubeRay on every Ray pod
+        assert selector == cluster_labels
+        assert policy["spec"]["policyTypes"] == ["Ingress"]
+        rules = policy["spec"]["ingress"]
+        # An empty `from` or an empty rule would let every pod in.
+        assert all(r.get("from") for r in rules)
+        # The cluster's own pods, on every port (GCS, raylets, object managers, workers).
+        assert rules[0] == {"from": [{"podSelector": {"matchLabels": cluster_labels}}]}
+    assert len(worker_policy["spec"]["ingress"]) == 1
+    allowed = {6379, 8265, 10001}
+    for rule in head_policy["spec"]["ingress"][1:]:
+        ports = {p["port"] for p in rule["ports"]}
+        assert ports and ports <= allowed, rule
+        for peer in rule["from"]:
+            # Every other peer is named by a label you set on purpose (or the operator's).
+            assert peer.get("podSelector", {}).get("matchLabels"), peer
+            assert "ipBlock" not in peer
+    if "submitter" in pods:  # the RayJob's submitter is one of the labelled clients
+        labels = pods["submitter"]["metadata"]["labels"]
+        assert any(
+            peer == {"podSelector": {"matchLabels": labels}}
+            for rule in head_policy["spec"]["ingress"][1:]
+            if {p["port"] for p in rule["ports"]} >= {8265}
+            for peer in rule["from"]
+        )
 
 
 # --- versions ------------------------------------------------------------------------------
