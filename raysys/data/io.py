@@ -38,19 +38,26 @@ def write_csv(path: Path, df: pd.DataFrame) -> None:
 
 
 def copy_tree_atomic(src: Path, dst: Path) -> None:
-    """Replace the folder `dst` with a copy of `src`. Rename, then delete: the old copy
-    is moved aside, the new one (copied whole under a temporary name) renamed in, then
-    the old one removed, so a crash at any point leaves a whole copy at `dst` or at its
-    aside name, which the next call (`recover_tree`) puts back."""
+    """Replace the folder `dst` with a copy of `src`, copied whole under a temporary name
+    first, then put in place by `replace_tree`."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     recover_tree(dst)
     tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(src, tmp)
+    replace_tree(tmp, dst)
+
+
+def replace_tree(new: Path, dst: Path) -> None:
+    """Put the whole folder `new` (on the same filesystem) at `dst`. Rename, then delete:
+    the old copy is moved aside, the new one renamed in, then the old one removed, so a
+    crash at any point leaves a whole copy at `dst` or at its aside name, which the next
+    call (`recover_tree`) puts back."""
+    recover_tree(dst)
     aside = _aside(dst)
     if dst.exists():
         os.replace(dst, aside)
-    os.replace(tmp, dst)
+    os.replace(new, dst)
     shutil.rmtree(aside, ignore_errors=True)
 
 
