@@ -66,9 +66,7 @@ def join_uri(uri: str, *parts: str) -> str:
 # A URI as it appears in free text (a log line, an error): up to whitespace or a quote.
 # A trailing `)`, `,` or `.` is the sentence's, not the URI's. The scheme starts a word
 # (the lookbehind): a scan from every letter of a long word would be quadratic.
-_URI_IN_TEXT = re.compile(
-    r"(?<![A-Za-z0-9+.-])[A-Za-z0-9+.-]+://[^\s'\"<>`]*[^\s'\"<>`),.;:]"
-)
+_URI_IN_TEXT = re.compile(r"(?<![A-Za-z0-9+.-])[A-Za-z0-9+.-]+://[^\s'\"<>`]*[^\s'\"<>`),.;:]")
 _SECRET_KEY = re.compile(
     r"key|secret|token|passw|pwd|signature|credential|auth|^sig$", re.IGNORECASE
 )
