@@ -1,6 +1,10 @@
 """The pipeline report: per stage x task, the synthesis yield, the DPO gate, stage times;
 with a sweep as the SFT stage, the sweep's sections (transfer, leaderboard, scaling).
 
+Every stage's score stands next to the task's majority and random baselines, is marked
+`constant` where the model predicts one value, and is compared, paired on the same test
+rows, with the base model and with the stage before it (`analysis.stages`).
+
 Same style and files as the sweep report: report.md, a self-contained report.html,
 plots/*.png and pipeline.csv, all written atomically under the run directory.
 """
@@ -14,7 +18,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from raysys.analysis.render import MISSING, Document, Heading, Para, fmt, table
+from raysys.analysis import render
+from raysys.analysis.render import (
+    MISSING,
+    Document,
+    Heading,
+    Para,
+    constant_mark,
+    fmt,
+    fmt_ci,
+    fmt_p,
+    table,
+)
+from raysys.analysis.sections import BASELINE_RULE, CONSTANT_RULE, PAIRED_RULE
 
 STAGE_COLUMNS = [
     "stage",
@@ -79,19 +95,46 @@ def synthesis_table(summary: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def headline(summary: dict[str, Any]) -> str:
-    """The terminal table: main metric per task, one column per evaluated stage."""
-    frame = stage_table(summary)
+def report_table(summary: dict[str, Any], run_dir: Path | None) -> pd.DataFrame:
+    """`stage_table` with the baselines, `constant` and the paired comparisons (read from
+    the evaluation stages' predictions under `run_dir`; NaN without it): pipeline.csv."""
+    from raysys.analysis.stages import stage_evidence, stage_predictions
+
+    stages = stage_table(summary)
+    preds = stage_predictions(run_dir, summary) if run_dir is not None else None
+    return stage_evidence(stages, preds)
+
+
+def headline(summary: dict[str, Any], run_dir: Path | None = None) -> str:
+    """The terminal tables: main metric per task, one column per evaluated stage (marked
+    `constant` where it is one), the task's baselines and test n; then each stage vs the
+    base model and vs the stage before it, paired (Holm-adjusted p). The baselines and
+    comparisons need the predictions under `run_dir`."""
+    frame = report_table(summary, run_dir)
     if frame.empty:
         return "(no stage was evaluated)"
-    wide = frame.pivot_table(index="task", columns="stage", values="main", sort=False)
     order = list(dict.fromkeys(frame["stage"]))
-    wide = wide[order]
-    head = "| task | " + " | ".join(order) + " |"
-    lines = [head, "| --- |" + " ---: |" * len(order)]
-    for task, row in wide.iterrows():
-        lines.append(f"| {task} | " + " | ".join(fmt(v) for v in row.to_numpy()) + " |")
-    return "\n".join(lines)
+    cells = frame.assign(
+        cell=[
+            fmt(m) + constant_mark(c) for m, c in zip(frame["main"], frame["constant"], strict=True)
+        ]
+    )
+    wide = cells.pivot(index="task", columns="stage", values="cell").loc[
+        list(dict.fromkeys(frame["task"])), order
+    ]
+    wide = wide.fillna(MISSING).reset_index()
+    if frame["majority"].isna().all():
+        return render.md_table(table(wide))
+    per_task = frame.drop_duplicates("task").set_index("task")
+    wide["majority"] = wide["task"].map(per_task["majority"]).map(fmt)
+    wide["random"] = wide["task"].map(per_task["random"]).map(fmt)
+    wide["n"] = wide["task"].map(per_task["n"]).map(_count)
+    cols = ["task", "comparison", "Δ [95% CI]", "p (Holm)", "significant", "MDE"]
+    return (
+        render.md_table(table(wide))
+        + "\n\n"
+        + render.md_table(table(_comparison_cells(frame)[cols]))
+    )
 
 
 def write_pipeline_report(run_dir: Path, summary: dict[str, Any]) -> tuple[Path, Path]:
@@ -100,7 +143,7 @@ def write_pipeline_report(run_dir: Path, summary: dict[str, Any]) -> tuple[Path,
     doc = Document(title=f"Pipeline report: {run_dir.name}")
     csvs: dict[str, pd.DataFrame] = {}
     _header(doc, summary)
-    stages = stage_table(summary)
+    stages = report_table(summary, run_dir)
     csvs["pipeline"] = stages
     doc.add(
         Heading(2, "Stages x tasks (test split)"),
@@ -108,12 +151,13 @@ def write_pipeline_report(run_dir: Path, summary: dict[str, Any]) -> tuple[Path,
             "`main` is the task's main metric on the strict `Answer:` extraction; `change` is "
             "against the previous evaluated stage (points, and % of the previous score; no % "
             "when that was 0); `missing` = no extractable answer; `overlength` = outputs that "
-            "hit the token limit without EOS or loop."
+            "hit the token limit without EOS or loop. " + BASELINE_RULE + " " + CONSTANT_RULE
         ),
         table(_stage_cells(stages)),
     )
     if not stages.empty:
         doc.image("pipeline", _stage_plot(stages), "main metric per stage and task")
+    _comparisons(doc, stages)
     _dpo(doc, summary)
     _synthesis(doc, summary)
     _times(doc, summary)
@@ -126,6 +170,56 @@ def write_pipeline_report(run_dir: Path, summary: dict[str, Any]) -> tuple[Path,
         add_sweep_sections(doc, csvs, results, preds)
     paths = write_document(run_dir, doc, csvs)
     return paths.markdown, paths.html
+
+
+def _comparisons(doc: Document, frame: pd.DataFrame) -> None:
+    doc.add(Heading(2, "Is a stage better? (paired tests)"))
+    cells = _comparison_cells(frame)
+    if cells.empty or cells["p"].eq(MISSING).all():
+        doc.add(Para("No test predictions found for the evaluated stages: no paired test."))
+        return
+    doc.add(
+        Para(
+            "Each stage against the base model and against the stage evaluated before it "
+            "(e.g. `dpo vs sft`: what DPO changed). " + PAIRED_RULE
+        ),
+        table(cells),
+    )
+
+
+def _comparison_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per stage after the base model: its tasks vs base, then vs the previous stage."""
+    rows = []
+    for stage in dict.fromkeys(frame["stage"]):
+        records = frame[frame["stage"] == stage].to_dict("records")
+        for prefix in ("vs_base", "vs_prev"):
+            for r in records:
+                other = "base" if prefix == "vs_base" else r["vs_prev_stage"]
+                if stage != "base" and isinstance(other, str):
+                    rows.append(_comparison_row(r, prefix, f"{stage} vs {other}"))
+    cols = ["task", "comparison", "Δ [95% CI]", "test", "n", "p", "p (Holm)", "significant", "MDE"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _comparison_row(r: dict[str, Any], prefix: str, name: str) -> dict[str, str]:
+    ran = not pd.isna(r[f"{prefix}_p"])
+    return {
+        "task": r["task"],
+        "comparison": name,
+        "Δ [95% CI]": fmt_ci(
+            r[f"{prefix}_diff"], r[f"{prefix}_lo"], r[f"{prefix}_hi"], signed=True
+        ),
+        "test": render.text(r[f"{prefix}_test"]),
+        "n": _count(r[f"{prefix}_n"]),
+        "p": fmt_p(r[f"{prefix}_p"]),
+        "p (Holm)": fmt_p(r[f"{prefix}_p_adj"]),
+        "significant": fmt(bool(r[f"{prefix}_significant"])) if ran else MISSING,
+        "MDE": fmt(r["mde"]),
+    }
+
+
+def _count(v: Any) -> str:
+    return MISSING if v is None or pd.isna(v) else fmt(int(v))
 
 
 def _metric_name(task: str) -> str:
@@ -156,13 +250,18 @@ def _stage_cells(frame: pd.DataFrame) -> pd.DataFrame:
             "stage": frame["stage"],
             "task": frame["task"],
             "metric": frame["metric"],
-            "n": frame["n"].map(lambda v: fmt(int(v)) if pd.notna(v) else MISSING),
-            "main": frame["main"].map(fmt),
+            "n": frame["n"].map(_count),
+            "main": [
+                fmt(m) + constant_mark(c)
+                for m, c in zip(frame["main"], frame["constant"], strict=True)
+            ],
             "change": frame["change"].map(lambda v: fmt(v, signed=True)),
             "change %": frame["change_pct"].map(lambda v: "—" if pd.isna(v) else f"{v:+.1f}%"),
             "missing": frame["missing_rate"].map(fmt),
             "overlength": frame["overlength_ratio"].map(fmt),
             "mean tokens": frame["mean_generated_tokens"].map(lambda v: fmt(v, 1)),
+            "majority": frame["majority"].map(fmt),
+            "random": frame["random"].map(fmt),
         }
     )
     return out
