@@ -75,7 +75,9 @@ def transfer(
         for r in cells.itertuples()
     ]
     shown = cells.assign(text=text).pivot(index="trained_on", columns="evaluated", values="text")
-    shown = pd.concat([shown.loc[matrix.index, matrix.columns], _baseline_rows(cells, relative)])
+    shown = shown.loc[matrix.index, matrix.columns]
+    if cells["majority"].notna().any():  # baselines need the test predictions
+        shown = pd.concat([shown, _baseline_rows(cells, relative)])
     doc.add(
         Para(
             f"Rows: the task a singleton cocktail trained on; columns: the evaluated task; "
