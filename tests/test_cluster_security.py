@@ -79,7 +79,8 @@ SECRETS = [
     "raysys-aws.token",
     "auth_token",
 ]
-MARK = "PLANTED-SECRET-"
+# Random per run: this file travels in the uploads too, so the marker may not be in it.
+MARK = f"planted-{secrets.token_hex(8)}-"
 
 
 def _tracked() -> list[str]:
