@@ -12,7 +12,12 @@ from raysys.errors import UserError
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # `raysys sweep CFG --dry-run a.b=c`: overrides after a flag are overrides too
+    if extra and hasattr(args, "overrides") and all("=" in a and a[0] != "-" for a in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)[:200]}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -24,20 +29,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("ray", "transformers", "datasets", "filelock", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from raysys.errors import one_line
+    from raysys.storage import install_log_redaction, redact
+
+    install_log_redaction()  # a URI logged anywhere leaves without its credentials
     try:
         return args.func(args)
     except UserError as e:
-        print(f"raysys: error: {e}", file=sys.stderr)
+        print(f"raysys: error: {one_line(redact(str(e)))}", file=sys.stderr)
         return e.exit_code
     except OSError as e:
-        from raysys.storage import is_storage_error, one_line
+        from raysys.storage import is_storage_error
+        from raysys.storage import one_line as storage_line
 
         if not is_storage_error(e):
             raise
         # Storage trouble mid-run (full, read-only, permissions): every finished stage and
         # checkpoint was written atomically and stays; the run resumes once it is fixed.
         print(
-            f"raysys: error: storage not writable: {one_line(e)}; what finished is kept; fix "
+            f"raysys: error: storage not writable: {storage_line(e)}; what finished is kept; fix "
             "the storage (space, permissions, mount) and run the same command again (--resume "
             "for sweeps and pipelines) to continue",
             file=sys.stderr,
@@ -225,7 +235,7 @@ def _run_pipeline(cfg, resume: bool) -> int:
     s = out.summary
     print()
     print(f"Test main metric per task and stage (model {cfg.model.source}):")
-    print(headline(s))
+    print(headline(s, out.run_dir))
     if s.get("dpo"):
         print(f"\nDPO {'ran' if s['dpo']['run'] else 'skipped'}: {s['dpo']['why']}")
     for rnd in s.get("synthesis", []):
@@ -355,18 +365,22 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from raysys.sweep.run import write_sweep_report
 
     if is_remote(args.sweep_dir):  # a run in an object store: fetched, rewritten, sent back
-        sweep_dir = local_root(args.sweep_dir)
+        sweep_dir = local_root(args.sweep_dir, field="SWEEP_DIR")
         pull(args.sweep_dir, sweep_dir, exclude=("tune/*",))
     else:
         sweep_dir = Path(args.sweep_dir)
     if (sweep_dir / "pipeline.json").is_file():
-        import json
-
+        from raysys.data.io import read_json
         from raysys.pipeline.report import headline, write_pipeline_report
 
-        summary = json.loads((sweep_dir / "pipeline.json").read_text())
+        summary = read_json(sweep_dir / "pipeline.json", "SWEEP_DIR")
+        if not isinstance(summary, dict) or "models" not in summary:
+            raise UserError(
+                f"{sweep_dir / 'pipeline.json'} is not a pipeline summary; rerun the pipeline "
+                "with --resume to rewrite it"
+            )
         _, html = write_pipeline_report(sweep_dir, summary)
-        print(headline(summary))
+        print(headline(summary, sweep_dir))
         push(sweep_dir)
         print(f"Report: {_where(html)}")
         return 0
@@ -383,11 +397,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _headline(sweep_dir) -> str:
-    import pandas as pd
+    from raysys.analysis.report import sweep_headline
 
-    from raysys.analysis.report import headline
-
-    return headline(pd.read_parquet(sweep_dir / "results.parquet"))
+    return sweep_headline(sweep_dir)
 
 
 def _config_args(p: argparse.ArgumentParser, example: str) -> None:
@@ -458,23 +470,18 @@ def _label_text(counts: dict[str, int]) -> str:
 def _cmd_data_mix(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from raysys.config import read_yaml_file
-    from raysys.data.cocktail import parse_spec
-    from raysys.data.mixing import materialize_cocktail
+    from raysys.data.mixing import materialize_cocktail, read_cocktail_file
 
-    spec_path = Path(args.spec)
-    if not spec_path.is_file():
-        raise UserError(f"cocktail file not found: {spec_path} (pass a cocktail YAML file)")
     if not 0 < args.fraction <= 1:
         raise UserError(f"--fraction must be in (0, 1], got {args.fraction}")
     if args.train_size < 1:
         raise UserError(f"--train-size must be >= 1, got {args.train_size}")
-    spec = parse_spec(read_yaml_file(spec_path) or {})
+    spec = read_cocktail_file(Path(args.spec), "cocktail file")
     from raysys.runs import check_job_storage, publish
     from raysys.storage import local_root
 
-    check_job_storage(args.storage)  # an object store is probed first
-    root = local_root(args.storage)
+    check_job_storage(args.storage, field="--storage")  # an object store is probed first
+    root = local_root(args.storage, field="--storage")
     path, counts = materialize_cocktail(spec, args.fraction, args.seed, root, args.train_size)
     where = publish(Path(path).parent)  # s3:// or gs://: sent to the store
     print(f"{'task':18s} rows")
@@ -492,8 +499,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             f"--kind: unknown config kind {args.kind!r}; choose one of {', '.join(CONFIG_KINDS)}"
         )
     cfg = load_config(CONFIG_KINDS[args.kind], args.config, args.overrides)
+    from raysys.storage import redact
+
     print(f"{args.config}: valid {args.kind} config")
-    print(dump_config(cfg), end="")
+    print(redact(dump_config(cfg)), end="")
     return 0
 
 

@@ -10,12 +10,12 @@ import datetime as _dt
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from raysys.errors import ConfigError
+from raysys.errors import ConfigError, clip
 
 _NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
@@ -31,6 +31,10 @@ def _lookup_task(name: str) -> Any:
         raise ValueError(str(e)) from None
 
 
+def _task_name(ref: str) -> str:
+    return _lookup_task(ref).name
+
+
 def known_task_list(v: list[str] | None) -> list[str] | None:
     """A list of registered tasks, each once (a field validator's body)."""
     for name in v or []:
@@ -41,7 +45,12 @@ def known_task_list(v: list[str] | None) -> list[str] | None:
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    # inf/NaN are refused everywhere: `.inf` as a learning rate would fail after Ray started
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
+
+
+MAX_SEED = 2**32 - 1  # numpy's and torch's seeds must fit; 10**23 failed inside a worker
+MAX_ROWS = 10**8  # split sizes: larger is a typo, and would be allocated up front
 
 
 def share_problem(v: float) -> str | None:
@@ -51,23 +60,14 @@ def share_problem(v: float) -> str | None:
     return None
 
 
-STORAGE_SCHEMES = ("file", "s3", "gs")
-
-
 def storage_problem(value: str) -> str | None:
-    """Why `value` is not a storage location raysys can write to, or None.
+    """Why `value` is not a storage location raysys can write to, or None: credentials in
+    it (URIs get logged; they go in the environment or a role), a scheme other than a
+    local path, file://, s3:// or gs:// (`ftp://x` would become a local folder `./ftp:`),
+    an object-store URI without a bucket (it would reach every bucket)."""
+    from raysys.storage import location_problem
 
-    A local path, `file://`, `s3://` or `gs://` (what pyarrow/fsspec and Ray Train
-    read); anything else would otherwise become a local folder named after the URI
-    (`./ftp:/host/...`) and fail, or write, far from where the user pointed.
-    """
-    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", value)
-    if scheme and scheme.group(1).lower() not in STORAGE_SCHEMES:
-        return (
-            f"unsupported scheme '{scheme.group(1)}://' in {value!r}; use a local path, "
-            "file://, s3:// or gs://"
-        )
-    return None
+    return location_problem(value)
 
 
 class RunSection(Section):
@@ -78,7 +78,7 @@ class RunSection(Section):
     run_id: str | None = Field(
         None, pattern=_NAME_RE, description="defaults to a UTC timestamp; reuse one to resume"
     )
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
 
     @field_validator("storage_path")
     @classmethod
@@ -111,9 +111,9 @@ class ModelSection(Section):
 
 class TaskSection(Section):
     name: str = "news_sentiment"
-    train_size: int = Field(400, ge=1)
-    validation_size: int = Field(60, ge=1)
-    test_size: int = Field(120, ge=1)
+    train_size: int = Field(400, ge=1, le=MAX_ROWS)
+    validation_size: int = Field(60, ge=1, le=MAX_ROWS)
+    test_size: int = Field(120, ge=1, le=MAX_ROWS)
 
     @field_validator("name")
     @classmethod
@@ -183,8 +183,8 @@ class TrainSection(Section):
     learning_rate: float = Field(5e-5, gt=0)
     batch_size: int = Field(64, ge=1, description="effective batch: per-device × accum × workers")
     per_device_batch_size: int = Field(8, ge=1)
-    epochs: float = Field(1.0, gt=0)
-    max_steps: int | None = Field(None, ge=1, description="overrides epochs when set")
+    epochs: float = Field(1.0, gt=0, le=10_000)
+    max_steps: int | None = Field(None, ge=1, le=10**9, description="overrides epochs when set")
     max_seq_length: int = Field(512, ge=16)
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
@@ -279,7 +279,9 @@ class DataSection(Section):
     )
     cocktail: str | None = Field(None, description="cocktail YAML mixed from the task registry")
     fraction: float = Field(1.0, gt=0, le=1, description="nested data fraction of the cocktail")
-    train_size: int = Field(400, ge=1, description="train rows per generated task (cocktail)")
+    train_size: int = Field(
+        400, ge=1, le=MAX_ROWS, description="train rows per generated task (cocktail)"
+    )
 
 
 class TrainConfig(Section):
@@ -312,7 +314,7 @@ class EvalSection(Section):
         default_factory=lambda: ["news_sentiment"], min_length=1, description="names or YAML paths"
     )
     split: Literal["train", "validation", "test"] = "test"
-    size: int = Field(120, ge=1, description="rows per generated task (file tasks: all rows)")
+    size: int = Field(120, ge=1, le=MAX_ROWS, description="rows per task (a stratified sample)")
     include_base: bool = True
     adapters: dict[str, str] = Field(
         default_factory=dict, description="name -> PEFT adapter dir; all served in one pass"
@@ -360,9 +362,13 @@ class SynthSection(Section):
         description="parquet/jsonl of {id, input[, gold]} to label; None: generate a pool "
         "from the task's generator, disjoint from its test split",
     )
-    size: int = Field(200, ge=1, description="inputs in a generated pool")
-    pool_seed: int = Field(1000, ge=0, description="generator seed of the pool (not the test's)")
-    test_size: int = Field(120, ge=1, description="test split size the pool must not overlap")
+    size: int = Field(200, ge=1, le=MAX_ROWS, description="inputs in a generated pool")
+    pool_seed: int = Field(
+        1000, ge=0, le=MAX_SEED, description="generator seed of the pool (not the test's)"
+    )
+    test_size: int = Field(
+        120, ge=1, le=MAX_ROWS, description="test split size the pool must not overlap"
+    )
     adapter: str | None = Field(None, description="LoRA adapter the labeler runs with")
     samples: int = Field(5, ge=1, le=64, description="samples per input")
     temperature: float = Field(0.7, ge=0)
@@ -437,15 +443,21 @@ class SweepSection(Section):
     fractions: list[float] = Field(
         default_factory=lambda: [1.0], min_length=1, description="nested data fractions"
     )
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Annotated[int, Field(ge=0, le=MAX_SEED)]] = Field(
+        default_factory=lambda: [0], min_length=1
+    )
     learning_rates: list[float] | None = Field(None, description="None: train.learning_rate")
     lora_ranks: list[int] | None = Field(None, description="None: train.lora.r")
     eval_tasks: list[str] | None = Field(
         None, description="tasks every adapter is scored on; None: sweep.tasks"
     )
-    train_size: int = Field(400, ge=1, description="train rows generated per task")
-    validation_size: int = Field(60, ge=1, description="validation rows per task (selection)")
-    test_size: int = Field(120, ge=1, description="test rows per task (the final pass)")
+    train_size: int = Field(400, ge=1, le=MAX_ROWS, description="train rows generated per task")
+    validation_size: int = Field(
+        60, ge=1, le=MAX_ROWS, description="validation rows per task (selection)"
+    )
+    test_size: int = Field(
+        120, ge=1, le=MAX_ROWS, description="test rows per task (the final pass)"
+    )
     max_concurrent_trials: int | None = Field(
         None, ge=1, description="None: as many as the cluster's CPUs/GPUs hold"
     )
@@ -573,22 +585,43 @@ class DpoGateSection(Section):
     force: bool = Field(False, description="run DPO whatever the rates (if any pair was mined)")
 
 
+class SynthTaskEntry(Section):
+    """A task synthesis labels, and where its unlabeled inputs come from."""
+
+    task: str = Field(min_length=1, description="task name or YAML path")
+    pool: str | None = Field(
+        None,
+        description="file of unlabeled inputs (csv/tsv/jsonl/parquet/xlsx; `input` or the "
+        "task's input column, optional gold held back to score the kept labels); None: the "
+        "task's pool split, or its generator",
+    )
+
+
+def synth_ref(entry: str | SynthTaskEntry) -> str:
+    return entry if isinstance(entry, str) else entry.task
+
+
 class PipelineSection(Section):
     tasks: list[str] = Field(
         default_factory=lambda: ["news_sentiment", "price_direction"],
         min_length=1,
         description="tasks with training data: SFT on their gold rows",
     )
-    synth_tasks: list[str] = Field(
+    synth_tasks: list[str | SynthTaskEntry] = Field(
         default_factory=lambda: ["fomc_stance"],
-        description="tasks labeled by CoT synthesis (test-only tasks welcome)",
+        description="tasks labeled by CoT synthesis (test-only tasks welcome): names, YAML "
+        "paths, or {task: ..., pool: unlabeled.csv}",
     )
     eval_tasks: list[str] | None = Field(
         None, description="tasks every stage's model is scored on; None: tasks + synth_tasks"
     )
-    train_size: int = Field(400, ge=1, description="gold train rows per task")
-    validation_size: int = Field(60, ge=1, description="held out (and out of training)")
-    test_size: int = Field(120, ge=1, description="test rows per task, every eval stage")
+    train_size: int = Field(400, ge=1, le=MAX_ROWS, description="gold train rows per task")
+    validation_size: int = Field(
+        60, ge=1, le=MAX_ROWS, description="held out (and out of training)"
+    )
+    test_size: int = Field(
+        120, ge=1, le=MAX_ROWS, description="test rows per task, every eval stage"
+    )
     rounds: int = Field(1, ge=0, le=20, description="synthesis -> SFT(+synthetic) rounds")
     synth_max_new_tokens: int = Field(96, ge=1, le=8192, description="CoT sample length")
     round_from: Literal["base", "current"] = Field(
@@ -602,10 +635,16 @@ class PipelineSection(Section):
     dpo: TrainSection = TrainSection(method="dpo", batch_size=8, max_steps=8)
     synth: SynthSection = SynthSection(size=64, samples=3)
 
-    @field_validator("tasks", "synth_tasks", "eval_tasks")
+    @field_validator("tasks", "eval_tasks")
     @classmethod
     def _known(cls, v: list[str] | None) -> list[str] | None:
         return known_task_list(v)
+
+    @field_validator("synth_tasks")
+    @classmethod
+    def _known_synth(cls, v: list[str | SynthTaskEntry]) -> list[str | SynthTaskEntry]:
+        known_task_list([synth_ref(e) for e in v])
+        return v
 
     @field_validator("tasks")
     @classmethod
@@ -618,13 +657,23 @@ class PipelineSection(Section):
 
     @field_validator("synth_tasks")
     @classmethod
-    def _synthesizable(cls, v: list[str]) -> list[str]:
-        for name in v:
+    def _synthesizable(cls, v: list[str | SynthTaskEntry]) -> list[str | SynthTaskEntry]:
+        for name in map(synth_ref, v):
             if _lookup_task(name).kind != "classification":
                 raise ValueError(
                     f"{name} is not a classification task; majority voting needs a label set"
                 )
         return v
+
+    def synth_task_refs(self) -> list[str]:
+        return [synth_ref(e) for e in self.synth_tasks]
+
+    def pool_file(self, ref: str) -> str | None:
+        """The pool file named for a synthesised task (by name or path), if any."""
+        for e in self.synth_tasks:
+            if isinstance(e, SynthTaskEntry) and ref in (e.task, _task_name(e.task)):
+                return e.pool
+        return None
 
     @field_validator("dpo")
     @classmethod
@@ -695,7 +744,8 @@ class PipelineConfig(Section):
 
     def eval_task_names(self) -> list[str]:
         p = self.pipeline
-        names = p.eval_tasks or [*p.tasks, *[t for t in p.synth_tasks if t not in p.tasks]]
+        synth = p.synth_task_refs()
+        names = p.eval_tasks or [*p.tasks, *[t for t in synth if t not in p.tasks]]
         return list(dict.fromkeys(names))
 
 
@@ -712,11 +762,19 @@ CONFIG_KINDS: dict[str, type[BaseModel]] = {
 
 
 def load_config(cls: type[C], path: str | os.PathLike | None, overrides: list[str] = ()) -> C:
-    """Read `path` (optional), apply `a.b=c` overrides, validate into `cls`."""
+    """Read `path` (optional), apply `a.b=c` overrides, validate into `cls`.
+
+    Input files a config names (task YAMLs, data, cocktails, pools, adapters) are made
+    absolute here: relative to the YAML file that names them, or for an override to the
+    working directory. Trials and workers run elsewhere; the path must not depend on it.
+    """
     # Start from the kind's explicit defaults (e.g. the quickstart's lr), so setting one
     # field of a section keeps the kind's other defaults for that section; everything
     # else (including method-dependent defaults) is resolved by validation.
-    data = _merge(_explicit_defaults(cls), _read_yaml(path) if path is not None else {})
+    file_data = _read_yaml(path) if path is not None else {}
+    if path is not None:
+        resolve_paths(file_data, Path(path).resolve().parent)
+    data = _merge(_explicit_defaults(cls), file_data)
     for item in overrides:
         _apply_override(data, item)
     try:
@@ -727,6 +785,13 @@ def load_config(cls: type[C], path: str | os.PathLike | None, overrides: list[st
 
 def resolve_run_id(cfg: Any) -> str:
     return cfg.run.run_id or _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+
+
+def with_run_id(cfg: C) -> C:
+    """`cfg` with its run id fixed once (a timestamp when none was given), so every
+    place that derives the run directory names the same one."""
+    run = cfg.run.model_copy(update={"run_id": resolve_run_id(cfg)})  # type: ignore[attr-defined]
+    return cfg.model_copy(update={"run": run})
 
 
 def dump_config(cfg: BaseModel) -> str:
@@ -767,7 +832,45 @@ class DuplicateKeyError(yaml.constructor.ConstructorError):
     """A mapping key given twice: PyYAML would silently keep the last value."""
 
 
+# A config, task or cocktail file is a few KB; these bounds keep a hostile one (a "billion
+# laughs" of aliases, a 20,000-deep list) from taking minutes, gigabytes or the stack.
+MAX_YAML_BYTES = 1 * 2**20
+MAX_YAML_DEPTH = 64
+
+
+class YamlShapeError(yaml.YAMLError):
+    """An alias, anchor or nesting depth raysys does not accept."""
+
+    def __init__(self, problem: str, mark: Any) -> None:
+        super().__init__(problem)
+        self.problem, self.problem_mark = problem, mark
+
+
 class _StrictLoader(yaml.SafeLoader):
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise YamlShapeError(
+                f"YAML aliases (*{event.anchor}) are not accepted; write the value out",
+                event.start_mark,
+            )
+        if getattr(event, "anchor", None):
+            raise YamlShapeError(
+                f"YAML anchors (&{event.anchor}) are not accepted; write the value out",
+                event.start_mark,
+            )
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise YamlShapeError(
+                    f"nested more than {MAX_YAML_DEPTH} levels deep; flatten it", event.start_mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         first: dict[Any, int] = {}
         for key_node, _ in node.value:
@@ -793,7 +896,12 @@ class _StrictLoader(yaml.SafeLoader):
 
 
 def load_yaml_text(text: str) -> Any:
-    """`yaml.safe_load`, except that a key given twice in a mapping is a `DuplicateKeyError`."""
+    """`yaml.safe_load`, except that a key given twice in a mapping is a `DuplicateKeyError`
+    and aliases, anchors and deep nesting are a `YamlShapeError`."""
+    if len(text) > MAX_YAML_BYTES:
+        raise YamlShapeError(
+            f"{len(text):,} characters, over the {MAX_YAML_BYTES:,} a config may hold", None
+        )
     return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: no arbitrary objects
 
 
@@ -801,6 +909,8 @@ def read_yaml_file(p: Path) -> Any:
     """A YAML file's data; a missing or non-UTF-8 file or bad YAML is a one-line ConfigError."""
     if not p.is_file():
         raise ConfigError(f"config file not found: {p} (pass the path of a YAML file)")
+    if p.stat().st_size > MAX_YAML_BYTES:
+        raise ConfigError(f"{p}: {p.stat().st_size:,} bytes; a YAML config is at most 1 MiB")
     try:
         return load_yaml_text(p.read_text(encoding="utf-8"))
     except UnicodeDecodeError as e:
@@ -810,6 +920,9 @@ def read_yaml_file(p: Path) -> Any:
         ) from None
     except DuplicateKeyError as e:
         raise ConfigError(f"{p} line {e.problem_mark.line + 1}: {e.problem}") from None
+    except YamlShapeError as e:
+        mark = e.problem_mark
+        raise ConfigError(f"{p}{f' line {mark.line + 1}' if mark else ''}: {e.problem}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -836,9 +949,12 @@ def _apply_override(data: dict[str, Any], item: str) -> None:
             f"override {item!r} must look like section.key=value, e.g. train.learning_rate=1e-4"
         )
     try:
-        value = yaml.safe_load(raw) if raw != "" else None
+        value = load_yaml_text(raw) if raw != "" else None
+    except YamlShapeError as e:
+        raise ConfigError(f"override {key}: {e.problem}") from None
     except yaml.YAMLError:
         value = raw
+    value = _resolved(key, value, Path.cwd())
     node = data
     parts = key.split(".")
     for part in parts[:-1]:
@@ -849,7 +965,101 @@ def _apply_override(data: dict[str, Any], item: str) -> None:
     node[parts[-1]] = value
 
 
+# ------------------------------------------------------------------- input paths
+
+# Config fields that name input files, and how their values hold paths. Relative paths
+# are read relative to the YAML file that names them (an override: the working dir);
+# run.storage_path stays relative to the working directory: it is where outputs go.
+_TASK, _TASKS, _FILE, _FILES, _SYNTH, _COCKTAILS = range(6)
+PATH_FIELDS: dict[str, int] = {
+    "task.name": _TASK,
+    "data.path": _FILE,
+    "data.cocktail": _FILE,
+    "train.init_adapter": _FILE,
+    "eval.tasks": _TASKS,
+    "eval.adapters": _FILES,
+    "synth.task": _TASK,
+    "synth.inputs": _FILE,
+    "synth.adapter": _FILE,
+    "sweep.tasks": _TASKS,
+    "sweep.eval_tasks": _TASKS,
+    "sweep.cocktails": _COCKTAILS,
+    "pipeline.tasks": _TASKS,
+    "pipeline.eval_tasks": _TASKS,
+    "pipeline.synth_tasks": _SYNTH,
+}
+
+
+def resolve_paths(data: dict[str, Any], base: Path) -> None:
+    """Make every input path in a config mapping absolute against `base`, in place."""
+    for key in PATH_FIELDS:
+        section, _, field = key.partition(".")
+        node = data.get(section)
+        if isinstance(node, dict) and field in node:
+            node[field] = _resolved(key, node[field], base)
+
+
+def _resolved(key: str, value: Any, base: Path) -> Any:
+    """`value` of the field `key` (or of a section holding path fields) with its paths
+    made absolute; anything that is not a relative path is returned as it is."""
+    if isinstance(value, dict) and key in {k.partition(".")[0] for k in PATH_FIELDS}:
+        return {k: _resolved(f"{key}.{k}", v, base) for k, v in value.items()}
+    how = PATH_FIELDS.get(key)
+    if how is None or value is None:
+        return value
+    if how == _TASK:
+        return task_path(value, base)
+    if how == _FILE:
+        return file_path(value, base)
+    if how == _FILES and isinstance(value, dict):
+        return {k: file_path(v, base) for k, v in value.items()}
+    if how in (_TASKS, _SYNTH, _COCKTAILS) and isinstance(value, list):
+        return [_item(how, v, base) for v in value]
+    return value
+
+
+def _item(how: int, value: Any, base: Path) -> Any:
+    if isinstance(value, str):  # a cocktail file or a generator name; a task path or name
+        return task_path(value, base)
+    if how == _SYNTH and isinstance(value, dict):
+        out = dict(value)
+        out["task"] = task_path(out.get("task"), base)
+        out["pool"] = file_path(out.get("pool"), base)
+        return out
+    if how == _COCKTAILS and isinstance(value, dict):
+        return cocktail_paths(value, base)
+    return value
+
+
+def cocktail_paths(spec: Any, base: Path) -> Any:
+    """A cocktail mapping whose component tasks named by YAML path are made absolute."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("components"), list):
+        return spec
+    comps = [
+        {**c, "task": task_path(c.get("task"), base)} if isinstance(c, dict) else c
+        for c in spec["components"]
+    ]
+    return {**spec, "components": comps}
+
+
+def task_path(value: Any, base: Path) -> Any:
+    """A task reference: YAML paths (`*.yaml`) are made absolute, names stay names."""
+    if isinstance(value, str) and value.endswith((".yaml", ".yml")):
+        return file_path(value, base)
+    return value
+
+
+def file_path(value: Any, base: Path) -> Any:
+    """A relative local path made absolute against `base`; URIs and absolute paths stay."""
+    if not isinstance(value, str) or not value or re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", value):
+        return value
+    p = Path(value).expanduser()
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
 def _format_errors(cls: type[BaseModel], err: ValidationError, path: Any) -> str:
+    from raysys.storage import redact
+
     msgs = []
     for e in err.errors(include_url=False):
         loc = ".".join(str(p) for p in e["loc"]) or "<top>"
@@ -859,9 +1069,9 @@ def _format_errors(cls: type[BaseModel], err: ValidationError, path: Any) -> str
         elif e["type"] in ("value_error", "assertion_error"):
             msgs.append(f"{loc}: {e['msg'].removeprefix('Value error, ')}")
         else:
-            msgs.append(f"{loc}: {e['msg']} (got {e.get('input')!r})")
+            msgs.append(f"{loc}: {e['msg']} (got {redact(clip(e.get('input'), 120))})")
     where = f"{path}: " if path else ""
-    return where + "; ".join(msgs)
+    return redact(where + "; ".join(msgs))
 
 
 def _allowed_keys(cls: type[BaseModel], loc: tuple) -> list[str]:

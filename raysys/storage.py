@@ -137,9 +137,8 @@ def credentials_problem(uri: str) -> str | None:
     if "://" not in uri or (what := _credentials_in(uri)) is None:
         return None
     return (
-        f"credentials in the URI ({what}) are refused, URIs get logged; set "
-        "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or GOOGLE_APPLICATION_CREDENTIALS on every "
-        "node, or use an instance role, workload identity or a KubeRay Secret"
+        f"credentials in the URI ({what}) are refused; set AWS_ACCESS_KEY_ID/.. or "
+        "GOOGLE_APPLICATION_CREDENTIALS on every node, or use an instance role or a KubeRay Secret"
     )
 
 

@@ -219,13 +219,13 @@ CASES = [
     Case(
         "task-file-empty",
         [*EVAL, "eval.tasks=[{in}/t5.yaml]"],
-        ("task bi_t5: split test (bi_t5.csv) holds no rows",),
+        ("task bi_t5: split test (bi_t5.csv) holds no usable rows",),
         {"t5.yaml": _task_yaml("bi_t5"), "bi_t5.csv": "headline,tone\n"},
     ),
     Case(
         "task-file-not-utf8",
         [*EVAL, "eval.tasks=[{in}/t6.yaml]"],
-        ("bi_t6.csv", "not UTF-8", "save it as UTF-8"),
+        ("bi_t6.csv line 2", "not UTF-8", "set source.encoding (e.g. latin-1"),
         {
             "t6.yaml": _task_yaml("bi_t6"),
             "bi_t6.csv": "headline,tone\nCaf\xe9 chain beats,positive\n".encode("latin-1"),
@@ -240,7 +240,7 @@ CASES = [
     Case(
         "numeric-task-gold-not-a-number",
         [*EVAL, "eval.tasks=[{in}/t8.yaml]"],
-        ("task bi_t8: split test row 1", "'n/a' is not a number", "kind: freetext"),
+        ("task bi_t8: bi_t8.csv row 3", "'n/a' is not a number", "kind: freetext"),
         {
             "t8.yaml": _task_yaml("bi_t8", kind="numeric", labels=[]),
             "bi_t8.csv": "headline,tone\nGrowth?,12.5\nMargin?,n/a\n",
@@ -554,12 +554,16 @@ def test_file_uri_storage_path_is_the_local_path(tmp_path):
         assert cfg.run.storage_path == uri
 
 
-def test_yaml_merge_keys_are_not_duplicates(tmp_path):
-    """A `<<:` merge followed by an override is how YAML shares settings, not a mistake."""
-    from raysys.config import load_yaml_text
+def test_yaml_anchors_and_aliases_are_refused():
+    """Aliases are how a 464-byte "billion laughs" file expands to gigabytes; configs write
+    values out instead (merge keys need an alias, so they go too)."""
+    from raysys.config import YamlShapeError, load_yaml_text
 
-    data = load_yaml_text("base: &b {a: 1, b: 2}\nuse:\n  <<: *b\n  b: 3\n")
-    assert data["use"] == {"a": 1, "b": 3}
+    for text in ("base: &b {a: 1, b: 2}\nuse:\n  <<: *b\n  b: 3\n", "a: &x 1\n", "a: *x\n"):
+        with pytest.raises(YamlShapeError, match="not accepted; write the value out"):
+            load_yaml_text(text)
+    with pytest.raises(YamlShapeError, match="nested more than 64 levels"):
+        load_yaml_text("a: " + "[" * 20000 + "]" * 20000)
 
 
 @pytest.mark.parametrize(
@@ -567,7 +571,9 @@ def test_yaml_merge_keys_are_not_duplicates(tmp_path):
     [
         (r"Answer:\s*(\w+)", False),
         (r"Final answer:\s*([\d,]+(?:\.\d+)?)", False),
-        (r"answer:((?:\d{1,3},)+\d{3})", False),  # bounded inner repeat: linear here
+        (r"answer:(\d{1,3}(?:,\d{3})+)", False),  # a fixed count inside: one way to split
+        (r"answer:((?:\d{1,3},)+\d{3})", True),  # a varying count inside a repeat
+        (r"Answer:((?:.*a){12}b)", True),  # a bounded outer repeat backtracks all the same
         (r"(a+)+$", True),
         (r"((?:\s*\w+)+)$", True),
         (r"(.*)*x", True),

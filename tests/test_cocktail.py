@@ -400,7 +400,8 @@ def test_materialize_writes_reuses_and_keys_by_seed_and_fraction(tmp_path: Path)
     spec = _spec({"a": 1.0, "b": 3.0}, name="mini", general=0.1)
     pools = _pools({"a": 40, "b": 90})
     path, counts = materialize(spec, pools, 0.5, 0, tmp_path, _messages)
-    key = spec_hash(spec, 0.5, 0, {"pools": pools_fingerprint(pools)})
+    extra = {"pools": pools_fingerprint(pools), "stratify": [], "ranking": 2}
+    key = spec_hash(spec, 0.5, 0, extra)
     assert path == tmp_path / "cocktails" / key / "train.parquet"
     df = pd.read_parquet(path)
     assert list(df.columns) == ["id", "task", "messages", "gold", "source"]
@@ -436,3 +437,20 @@ def test_materialize_failure_leaves_nothing_behind(tmp_path: Path):
     with pytest.raises(UserError):
         materialize(spec, {"a": list(_rows("a", 20))}, 1.0, 0, tmp_path, _messages)
     assert not [p for p in (tmp_path / "cocktails").iterdir() if p.is_dir()]
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.25, 0.5, 1.0])
+def test_stratified_fractions_keep_each_labels_share_of_a_sorted_pool(fraction):
+    """A classification pool sorted by label (60/25/15): every fraction keeps each
+    label within one row of its share, and smaller fractions nest in larger ones."""
+    labels = ["pos"] * 120 + ["neg"] * 50 + ["neu"] * 30
+    pool = [
+        {"id": f"a-{i:04d}", "task": "a", "input": f"x{i}", "gold": g} for i, g in enumerate(labels)
+    ]
+    spec = _spec({"a": 1.0})
+    rows, _ = mix(spec, {"a": pool}, fraction, 0, stratify=frozenset({"a"}))
+    n = len(rows)
+    for lab, share in (("pos", 0.6), ("neg", 0.25), ("neu", 0.15)):
+        assert abs(sum(r["gold"] == lab for r in rows) - share * n) <= 1, lab
+    half, _ = mix(spec, {"a": pool}, fraction / 2, 0, stratify=frozenset({"a"}))
+    assert set(_ids(half)) <= set(_ids(rows))

@@ -249,7 +249,6 @@ _CONFIG_CASES = [
 ]
 
 
-@pytest.mark.xfail(reason="needs config wiring", strict=False)
 @pytest.mark.parametrize("command, config, override", _CONFIG_CASES)
 def test_configs_with_credentials_or_no_bucket_are_refused(scratch, command, config, override):
     args = [command, str(REPO / config), override, "model.source=tiny-random"]

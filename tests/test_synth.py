@@ -93,7 +93,7 @@ def test_user_pool_overlapping_the_test_split_is_refused(tmp_path):
     test = build_splits("fomc_stance", {"test": 5}, 0)["test"]
     p = tmp_path / "in.jsonl"
     pd.DataFrame([{"id": "x", "input": test[2]["input"]}]).to_json(p, orient="records", lines=True)
-    with pytest.raises(UserError, match="also appear in the fomc_stance test split"):
+    with pytest.raises(UserError, match="also in the fomc_stance test split"):
         build_pool(TASK, _cfg(f"synth.inputs={p}", "synth.test_size=5"), 0)
 
 

@@ -45,16 +45,22 @@ def quirky_rows(n: int = 400, seed: int = 0, start: int = 0) -> pd.DataFrame:
     rng = random.Random(seed)
     counts = {"positive": n * 60 // 100, "negative": n * 25 // 100}
     counts["neutral"] = n - sum(counts.values())
-    spelled = {"positive": [" Positive", "POSITIVE ", "positive"], "negative": ["Negative "],
-               "neutral": [" neutral"]}
+    spelled = {
+        "positive": [" Positive", "POSITIVE ", "positive"],
+        "negative": ["Negative "],
+        "neutral": [" neutral"],
+    }
     rows, k = [], start
     for label, c in counts.items():
         for _ in range(c):
             k += 1
             word = rng.choice(["Société", "Café Corp", "Müller AG", "Crédit"])
             rows.append(
-                {"uid": f"{k:05d}", "sentence": f"{word} report number {k} ({label} news).",
-                 "tone": rng.choice(spelled[label])}
+                {
+                    "uid": f"{k:05d}",
+                    "sentence": f"{word} report number {k} ({label} news).",
+                    "tone": rng.choice(spelled[label]),
+                }
             )
     return pd.DataFrame(rows)
 
@@ -85,9 +91,15 @@ def test_each_local_format_loads(tmp_path, fmt):
             df.to_excel(f, index=False)
         else:
             f.write_text("\n".join(f"{t}@{g}" for t, g in df.itertuples(index=False)) + "\n")
-    cols = {} if fmt == "sentence_at_label" else {"columns": {"input": "sentence", "gold": "sentiment"}}
+    cols = (
+        {}
+        if fmt == "sentence_at_label"
+        else {"columns": {"input": "sentence", "gold": "sentiment"}}
+    )
     path = _task_yaml(
-        tmp_path, f"t_{fmt}", {"splits": {"train": f"train.{suffix}", "test": f"test.{suffix}"}},
+        tmp_path,
+        f"t_{fmt}",
+        {"splits": {"train": f"train.{suffix}", "test": f"test.{suffix}"}},
         **cols,
     )
     task = get_task(path)
@@ -108,7 +120,7 @@ def test_latin1_file_is_refused_with_the_setting_that_fixes_it(tmp_path):
     with pytest.raises(UserError) as err:
         build_splits(bad, {"test": 10}, 0)
     msg = str(err.value)
-    assert "fpb.txt line 1: not utf-8 text (byte 0xe9" in msg
+    assert "fpb.txt line 1: not UTF-8 text (byte 0xe9" in msg
     assert "source.encoding (e.g. latin-1" in msg and "\n" not in msg
     good = _task_yaml(tmp_path, "fpb_latin1", {**src, "encoding": "latin-1"})
     rows = build_splits(good, {"train": 45, "test": 15}, 0)
@@ -205,8 +217,9 @@ def test_tasks_show_reports_source_and_sample_label_counts(tmp_path, capsys):
 
     quirky_rows(400).to_csv(tmp_path / "sorted.csv", index=False)
     cols = {"input": "sentence", "gold": "tone", "id": "uid"}
-    path = _task_yaml(tmp_path, "shown", {"file": "sorted.csv", "split_fractions": {"test": 0.5}},
-                      columns=cols)
+    path = _task_yaml(
+        tmp_path, "shown", {"file": "sorted.csv", "split_fractions": {"test": 0.5}}, columns=cols
+    )
     assert main(["tasks", "show", path]) == 0
     out = capsys.readouterr().out
     assert "train: 200 rows in the source, 200 used" in out
@@ -233,10 +246,9 @@ def test_empty_rows_refused_with_row_or_dropped_and_counted(tmp_path):
     rows = build_splits(path, {"train": 5}, 0)["train"]
     assert sorted(r["input"] for r in rows) == ["Flat quarter", "Revenue rose"]
     assert "nan" not in {r["gold"] for r in rows}
-    assert entry(path).source.notes == ["train: dropped 1 empty input, 1 empty label rows"
-                                        " (source.drop_invalid)"] or any(
-        "dropped" in n for n in entry(path).source.notes
-    )
+    assert entry(path).source.notes == [
+        "train: dropped 1 empty input, 1 empty label rows (source.drop_invalid)"
+    ] or any("dropped" in n for n in entry(path).source.notes)
 
 
 def test_duplicate_ids_refused_duplicate_texts_reported(tmp_path):
@@ -253,7 +265,11 @@ def test_duplicate_ids_refused_duplicate_texts_reported(tmp_path):
     )
     path = _task_yaml(tmp_path, "duptext", src, columns=cols)
     rows = build_splits(path, {"train": 3}, 0)["train"]
-    assert {r["id"] for r in rows} == {"duptext-train-007", "duptext-train-1e3", "duptext-train-008"}
+    assert {r["id"] for r in rows} == {
+        "duptext-train-007",
+        "duptext-train-1e3",
+        "duptext-train-008",
+    }
     assert "train: 1 duplicate input(s)" in entry(path).source.notes
 
 
@@ -270,7 +286,9 @@ def test_leakage_between_train_and_test_is_refused_unless_allowed(tmp_path):
 def test_finben_rows_and_label_map(tmp_path):
     recs = [
         {"id": f"fpb{i}", "query": "q", "answer": a, "choices": LABELS, "gold": g, "text": t}
-        for i, (t, a, g) in enumerate([("Sales rose.", "positive", 2), ("Sales fell.", "negative", 0)])
+        for i, (t, a, g) in enumerate(
+            [("Sales rose.", "positive", 2), ("Sales fell.", "negative", 0)]
+        )
     ]
     (tmp_path / "fpb.jsonl").write_text("\n".join(json.dumps(r) for r in recs))
     path = _task_yaml(tmp_path, "fpb_local", {"format": "finben", "splits": {"test": "fpb.jsonl"}})
@@ -314,8 +332,10 @@ def test_hub_unreachable_is_one_clear_error(tmp_path):
         ({"source": {"format": "hub", "splits": {"test": "test"}}}, "format hub needs hub_id"),
         ({"source": {"file": "x.csv", "splits": {"test": "x.csv"}}}, "either source.splits"),
         ({"source": {"file": "x.csv", "split_fractions": {"test": 1.5}}}, "each be in"),
-        ({"source": {"file": "x.csv", "split_fractions": {"test": 0.6, "validation": 0.5}}},
-         "sum < 1"),
+        (
+            {"source": {"file": "x.csv", "split_fractions": {"test": 0.6, "validation": 0.5}}},
+            "sum < 1",
+        ),
         ({"colour": "red"}, "colour: Extra inputs are not permitted"),
     ],
 )
@@ -338,7 +358,10 @@ def test_bad_task_files_name_the_field(tmp_path, change, message):
 def test_missing_column_unknown_label_one_table_without_fractions(tmp_path):
     (tmp_path / "d.csv").write_text("text,label\nA rose,positive\nB fell,bearish\n")
     wrong_col = _task_yaml(
-        tmp_path, "wc", {"splits": {"test": "d.csv"}}, columns={"input": "sentence", "gold": "label"}
+        tmp_path,
+        "wc",
+        {"splits": {"test": "d.csv"}},
+        columns={"input": "sentence", "gold": "label"},
     )
     with pytest.raises(UserError, match="column 'sentence' not in split test"):
         build_splits(wrong_col, {"test": 5}, 0)

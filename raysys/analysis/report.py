@@ -22,6 +22,7 @@ from raysys.analysis.leaderboard import leaderboard
 from raysys.analysis.render import Document, Heading, Para, fmt, table
 from raysys.analysis.results import MissingInput, is_base, require_columns, trained
 from raysys.analysis.sections import REFERENCE_ALPHA, arm_cells, base_cells, marked
+from raysys.data.io import read_json, read_parquet
 from raysys.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def write_report(
     sweep_dir = Path(sweep_dir)
     results = _read_results(sweep_dir) if results is None else results
     if predictions is None and (sweep_dir / PREDICTIONS).exists():
-        predictions = pd.read_parquet(sweep_dir / PREDICTIONS)
+        predictions = read_parquet(sweep_dir / PREDICTIONS)
     meta = _read_meta(sweep_dir) if meta is None else meta
     require_columns(results, ["trial_id", "cocktail", "cocktail_kind", "task"], "the report")
     if results.empty:
@@ -98,7 +99,7 @@ def sweep_headline(sweep_dir: Path) -> str:
     """`headline` of a sweep directory: its results and, where written, its test predictions."""
     sweep_dir = Path(sweep_dir)
     preds = sweep_dir / PREDICTIONS
-    predictions = pd.read_parquet(preds) if preds.is_file() else None
+    predictions = read_parquet(preds) if preds.is_file() else None
     return headline(_read_results(sweep_dir), predictions)
 
 
@@ -211,14 +212,14 @@ def _read_results(sweep_dir: Path) -> pd.DataFrame:
     path = sweep_dir / RESULTS
     if not path.exists():
         raise UserError(f"{path} does not exist; run the sweep first or pass the results table")
-    return pd.read_parquet(path)
+    return read_parquet(path)
 
 
 def _read_meta(sweep_dir: Path) -> dict[str, Any]:
     path = sweep_dir / META
     if not path.exists():
         return {}
-    meta = json.loads(path.read_text(encoding="utf-8"))
+    meta = read_json(path)
     if not isinstance(meta, dict):
         raise UserError(f"{path} must hold a JSON object, got {type(meta).__name__}")
     return meta

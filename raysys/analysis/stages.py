@@ -28,6 +28,7 @@ from raysys.analysis.evidence import (
     task_rows,
 )
 from raysys.analysis.paired import NO_TEST
+from raysys.data.io import read_parquet
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ def _model_predictions(
         wanted = ["", BASE] if model["stage"] == BASE else [model["stage"]]
     if not path.is_file():
         raise OSError(f"{path} does not exist")
-    preds = pd.read_parquet(path)
+    preds = read_parquet(path)
     return preds.loc[preds["adapter"].isin(wanted), _KEEP]
 
 

@@ -312,6 +312,14 @@ def _targets(spec: CocktailSpec, pools: dict[str, list[Row]]) -> dict[str, int]:
     return targets
 
 
+def _ranking(pool: list[Row], seed: int, stratified: bool) -> list[Row]:
+    if not stratified:
+        return stable_ranking(pool, seed)
+    from raysys.tasks.sampling import stratified_order
+
+    return stratified_order(pool, seed, "gold")
+
+
 def _take(ranked: list[Row], n: int) -> list[Row]:
     """The first n rows of the ranking repeated as often as needed; repeat r gets `#r<r>`."""
     if n > 0 and not ranked:  # validate_spec refuses this; guard the loop below anyway
@@ -352,9 +360,16 @@ def _final_order(rows: list[Row], spec: CocktailSpec, seed: int) -> list[Row]:
 
 
 def mix(
-    spec: CocktailSpec, pools: dict[str, list[Row]], fraction: float, seed: int
+    spec: CocktailSpec,
+    pools: dict[str, list[Row]],
+    fraction: float,
+    seed: int,
+    stratify: frozenset[str] = frozenset(),
 ) -> tuple[list[Row], dict[str, int]]:
-    """The cocktail's rows at `fraction`, and rows per task (components, then regularisers)."""
+    """The cocktail's rows at `fraction`, and rows per task (components, then regularisers).
+
+    Tasks in `stratify` (classification) take their rows in the stratified order of
+    `raysys.tasks.sampling`: every fraction keeps each label's share of the pool."""
     _check_fraction(fraction)
     validate_spec(spec, {t: len(rows) for t, rows in pools.items()}, set())
     targets = _targets(spec, pools)
@@ -362,7 +377,7 @@ def mix(
     counts: dict[str, int] = {}
     for task in sorted(targets):  # sorted: nothing depends on dict or spec order
         n = round_half_up(Fraction(fraction) * targets[task])
-        rows.extend(_take(stable_ranking(pools[task], seed), n))
+        rows.extend(_take(_ranking(pools[task], seed, task in stratify), n))
         counts[task] = n
     for task, n in _regulariser_counts(spec, len(rows)).items():
         rows.extend(_draw_regulariser(task, n, pools, seed))
@@ -421,6 +436,7 @@ def materialize(
     root: Path,
     to_messages: Callable[[Row], list[dict]],
     stats: dict[str, Any] | None = None,
+    stratify: frozenset[str] = frozenset(),
 ) -> tuple[Path, dict[str, int]]:
     """Write the cocktail once to root/cocktails/<key>/; later calls reuse it.
 
@@ -431,7 +447,8 @@ def materialize(
     stats = {} if stats is None else stats
     from filelock import FileLock
 
-    key = spec_hash(spec, fraction, seed, {"pools": pools_fingerprint(pools)})
+    extra = {"pools": pools_fingerprint(pools), "stratify": sorted(stratify), "ranking": 2}
+    key = spec_hash(spec, fraction, seed, extra)
     target = Path(root) / "cocktails" / key
     stats.update(key=key, built=False)
     if found := _existing(target):
@@ -440,7 +457,7 @@ def materialize(
     with FileLock(str(target) + ".lock"):  # one builder; the others wait, then reuse
         if found := _existing(target):
             return found
-        rows, counts = mix(spec, pools, fraction, seed)
+        rows, counts = mix(spec, pools, fraction, seed, stratify)
         source = f"cocktail:{spec.name or key}"
         manifest = {"spec": spec.model_dump(mode="json"), "fraction": fraction, "seed": seed}
         manifest.update(key=key, counts=counts, rows=len(rows))

@@ -90,3 +90,31 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # someone else's process
         return True
     return True
+
+
+def read_parquet(path: Path, what: str = "") -> pd.DataFrame:
+    """A parquet file raysys or a user wrote; one that is not parquet, or truncated, is a
+    one-line `UserError` naming it (a crash mid-copy, a renamed CSV), not a traceback."""
+    from raysys.errors import UserError
+
+    try:
+        return pd.read_parquet(path)
+    except (ValueError, OSError) as e:  # pyarrow's ArrowInvalid is a ValueError
+        first = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        raise UserError(
+            f"{what + ': ' if what else ''}{path} is not a readable parquet file ({first}); "
+            "point it at a parquet file, or rerun the step that writes it"
+        ) from None
+
+
+def read_json(path: Path, what: str = "") -> Any:
+    """A JSON file raysys wrote; an empty or truncated one is a one-line `UserError`."""
+    from raysys.errors import UserError
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UserError(
+            f"{what + ': ' if what else ''}{path} is not whole JSON ({str(e)[:80]}); it was cut "
+            "short (a crash while copying it?); rerun the step that writes it (--resume)"
+        ) from None

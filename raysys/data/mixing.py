@@ -72,4 +72,18 @@ def materialize_cocktail(
     """Chat-format parquet for (spec, fraction, seed) under `storage`, reused when asked again."""
     spec = resolve_spec(spec)
     pools = build_pools(spec, train_size, seed, holdout)
-    return materialize(spec, pools, fraction, seed, storage, to_messages, stats)
+    stratify = frozenset(t for t in pools if get_task(t).kind == "classification")
+    return materialize(spec, pools, fraction, seed, storage, to_messages, stats, stratify)
+
+
+def read_cocktail_file(path: Path, field: str) -> CocktailSpec:
+    """A cocktail YAML; components named by task YAML path are read relative to it."""
+    from raysys.config import cocktail_paths, read_yaml_file
+    from raysys.data.cocktail import parse_spec
+    from raysys.errors import UserError
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserError(f"{field}: {path} not found; point it at a cocktail YAML")
+    data = read_yaml_file(path) or {}
+    return parse_spec(cocktail_paths(data, path.resolve().parent))

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from raysys.config import EvalConfig
+from raysys.config import EvalConfig, with_run_id
 from raysys.data.io import write_text
 from raysys.errors import UserError
 
@@ -34,6 +34,12 @@ def check_adapters(adapters: dict[str, str]) -> dict[str, str]:
             )
         out[name] = str(p.resolve())
     return out
+
+
+def task_needs(cfg: EvalConfig) -> list[Any]:
+    from raysys.tasks.store import Need
+
+    return [Need(name, {cfg.eval.split: cfg.eval.size}) for name in cfg.eval.tasks]
 
 
 def task_rows(cfg: EvalConfig) -> dict[str, tuple[Any, list[dict[str, Any]]]]:
@@ -81,6 +87,8 @@ def run_eval_job(cfg: EvalConfig) -> tuple[Path, pd.DataFrame]:
     from raysys.models import resolve_model
     from raysys.runs import check_job_storage, open_run, publish, stage
     from raysys.runtime import init_ray
+    from raysys.storage import local_root
+    from raysys.tasks.store import prepare
 
     check_job_storage(cfg.run.storage_path)  # before anything is built or written
     from raysys.engines import check_fits
@@ -89,10 +97,16 @@ def run_eval_job(cfg: EvalConfig) -> tuple[Path, pd.DataFrame]:
 
     model_path = resolve_model(cfg.model.source)
     adapters = check_adapters(cfg.eval.adapters)
-    tasks = task_rows(cfg)
     if not adapters and not cfg.eval.include_base:
         raise UserError("eval: nothing to evaluate; add eval.adapters or set eval.include_base")
+    cfg = with_run_id(cfg)
+    run = cfg.run
+    prepared = prepare(
+        local_root(run.storage_path) / run.name / str(run.run_id), task_needs(cfg), run.seed
+    )  # every task's rows read and checked: a bad file is refused before any write
     run_dir = open_run(cfg)
+    prepared.write()  # <run>/tasks: the rows evaluated, next to their scores
+    tasks = task_rows(cfg)
     init_ray(cfg.ray.address, cfg.ray.num_cpus)
     from raysys.engines import resolve_engine
 

@@ -32,6 +32,7 @@ from raysys.config import PipelineConfig, SweepConfig, SynthConfig, dump_config,
 from raysys.data.io import write_json, write_parquet, write_text
 from raysys.errors import UserError
 from raysys.tasks.base import MISSING
+from raysys.tasks.store import TASKS_DIR, Need, prepare
 
 log = logging.getLogger(__name__)
 
@@ -113,9 +114,12 @@ def run_pipeline(cfg: PipelineConfig, resume: bool = False) -> PipelineOutcome:
     model_path = resolve_model(cfg.model.source)  # before any output: a bad source writes nothing
     _preflight(cfg)
     run_dir = run_root(cfg.run.storage_path, cfg.run.name, cfg.run.run_id)
+    tasks = prepare(run_dir, task_needs(cfg), cfg.run.seed)  # bad rows or pools refused now
     check_writable(run_dir)
     write_text(run_dir / "config.yaml", dump_config(cfg))  # the config of the latest run
     push(run_dir / "config.yaml")
+    tasks.write()  # <run>/tasks: every stage (and the sweep's trials) reads these rows
+    push(run_dir / TASKS_DIR)
     log.info("pipeline run directory: %s", shown(run_dir))
     init_ray(cfg.ray.address, cfg.ray.num_cpus)
     start = time.perf_counter()
@@ -129,6 +133,29 @@ def run_pipeline(cfg: PipelineConfig, resume: bool = False) -> PipelineOutcome:
     paths = write_pipeline_report(run_dir, summary)
     publish(run_dir)  # object-store runs: the summary and report up to the store
     return PipelineOutcome(run_dir, summary, {"markdown": str(paths[0]), "html": str(paths[1])})
+
+
+def task_needs(cfg: PipelineConfig) -> list[Need]:
+    """Every task's rows the pipeline uses: gold train rows, held-out splits, the pools
+    synthesis labels (and regulariser rows a sweep stage mixes in)."""
+    from raysys.synth.cot import synth_need
+    from raysys.tasks import REGULARISERS, get_task
+
+    p = cfg.pipeline
+    hold = {"validation": p.validation_size, "test": p.test_size}
+    trained = list(p.tasks)
+    if cfg.sweep is not None:
+        shares = (cfg.sweep.general, cfg.sweep.math)
+        trained += [t for t, s in zip(REGULARISERS, shares, strict=True) if max(s) > 0]
+    needs = []
+    for ref in dict.fromkeys([*trained, *cfg.eval_task_names()]):
+        sizes = {s: n for s, n in hold.items() if s in get_task(ref).splits}
+        needs.append(Need(ref, sizes | ({"train": p.train_size} if ref in trained else {})))
+    if p.stages.synth and p.rounds:
+        for ref in p.synth_task_refs():
+            sc = p.synth.model_copy(update={"task": ref, "test_size": p.test_size})
+            needs.append(synth_need(sc, p.pool_file(ref)))
+    return needs
 
 
 def _preflight(cfg: PipelineConfig) -> None:
@@ -371,10 +398,11 @@ class Pipeline:
         after = tuple(s for s in (f"sft_r{r - 1}", "dpo", "sft") if s in self.st.records)[:1]
         synth = self.st.run(
             f"synth_r{r}",
-            f"round {r}: label {', '.join(p.synth_tasks)} by CoT voting ({labeler_stage} model)",
+            f"round {r}: label {', '.join(_names(p.synth_task_refs()))} by CoT voting "
+            f"({labeler_stage} model)",
             {
                 "synth": _j(p.synth),
-                "tasks": p.synth_tasks,
+                "tasks": [_j(t) if not isinstance(t, str) else t for t in p.synth_tasks],
                 "max_new_tokens": p.synth_max_new_tokens,
                 "generate": _j(cfg.generate),
                 "model": _j(cfg.model),
@@ -423,7 +451,7 @@ class Pipeline:
         adapters = {"synth": labeler} if labeler else {}
         out: dict[str, Any] = {}
         frames = []
-        for name in p.synth_tasks:
+        for name in p.synth_task_refs():
             task = get_task(name)
             scfg = SynthConfig(
                 run=cfg.run,
@@ -492,7 +520,7 @@ class Pipeline:
         out: dict[str, Any] = {
             "model": self.cfg.model.source,
             "tasks": self.cfg.pipeline.tasks,
-            "synth_tasks": self.cfg.pipeline.synth_tasks,
+            "synth_tasks": _names(self.cfg.pipeline.synth_task_refs()),
             "eval_tasks": self.cfg.eval_task_names(),
             "stages": stages,
             "models": self.models,
@@ -523,6 +551,12 @@ def dpo_decision(over: float, miss: float, n: int, pairs: int, gate: Any) -> dic
     if (triggered or gate.force) and not pairs:
         why += "; but no pair could be mined (no rejected candidate)"
     return {"run": run, "triggered": triggered, "forced": gate.force, "why": why}
+
+
+def _names(refs: list[str]) -> list[str]:
+    from raysys.tasks import get_task
+
+    return [get_task(r).name for r in refs]
 
 
 def _nan(v: Any) -> bool:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from raysys.config import COCKTAIL_GENERATORS, SweepConfig
-from raysys.errors import UserError
+from raysys.errors import UserError, clip
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def expand_grid(cfg: SweepConfig) -> list[Trial]:
     cocktails = _cocktails(sw.cocktails, _trainable(sw.tasks))
     lrs = sw.learning_rates or [cfg.train.learning_rate]
     ranks = sw.lora_ranks or [cfg.train.lora.r]
-    trials, checked = [], set()
+    trials, checked, ids = [], set(), {}
     for (name, kind, comps), g, m, f, seed, lr, r in itertools.product(
         cocktails, sw.general, sw.math, sw.fractions, sw.seeds, lrs, ranks
     ):
@@ -69,11 +69,25 @@ def expand_grid(cfg: SweepConfig) -> list[Trial]:
         parts += [f"lr{_num(lr)}"] if sw.learning_rates else []
         parts += [f"r{r}"] if sw.lora_ranks else []
         trial = Trial("-".join(parts), name, kind, comps, g, m, f, seed, lr, r)
+        if (other := ids.get(trial.trial_id)) is not None:
+            raise UserError(_collision(trial, other))
+        ids[trial.trial_id] = trial
         if (comps, g, m) not in checked:  # once per mixture, not once per trial
             _check_cocktail(trial)
             checked.add((comps, g, m))
         trials.append(trial)
     return trials  # never empty: the config requires a cocktail and a value on every axis
+
+
+def _collision(a: Trial, b: Trial) -> str:
+    """Two parameter sets that would share a trial id (its folder, data and results),
+    named by the parameters in which they differ."""
+    pa, pb = b.params(), a.params()
+    diff = [f"{k} {clip(pa[k], 40)} vs {clip(pb[k], 40)}" for k in pa if pa[k] != pb[k]]
+    return (
+        f"sweep: two trials would share the id {clip(a.trial_id, 60)} ({'; '.join(diff)[:120]}); "
+        "rename a cocktail or make the values differ in their first 6 digits"
+    )
 
 
 def _trainable(tasks: list[str]) -> list[str]:
@@ -129,17 +143,14 @@ def _generate(gen: str, tasks: list[str]) -> list[Cocktail]:
 
 
 def _explicit(item: str | dict[str, Any]) -> Cocktail:
-    from raysys.config import read_yaml_file
     from raysys.data.cocktail import parse_spec
-    from raysys.data.mixing import resolve_spec
+    from raysys.data.mixing import read_cocktail_file, resolve_spec
 
     where = item if isinstance(item, str) else "an inline cocktail"
     if isinstance(item, str):
-        path = Path(item).expanduser()
-        if not path.is_file():
-            raise UserError(f"sweep.cocktails: {path} not found; point it at a cocktail YAML")
-        item = read_yaml_file(path) or {}
-    spec = resolve_spec(parse_spec(item))
+        spec = resolve_spec(read_cocktail_file(Path(item), "sweep.cocktails"))
+    else:
+        spec = resolve_spec(parse_spec(item))
     if spec.general or spec.math:
         raise UserError(
             f"sweep.cocktails: {where} sets general/math; set the shares on the sweep's "

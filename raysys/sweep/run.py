@@ -34,6 +34,7 @@ from raysys.data.io import write_csv, write_json, write_parquet
 from raysys.errors import UserError
 from raysys.sweep.grid import Plan, Trial, expand_grid, plan_resources
 from raysys.sweep.trial import eval_rows, eval_task_names, sweep_trial
+from raysys.tasks.store import TASKS_DIR, Need, Prepared
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +78,14 @@ def run_sweep(cfg: SweepConfig, resume: bool = False, retry_errored: bool = Fals
     check_fits(cfg.generate, cfg.ray)
     check_writable(local_root(cfg.run.storage_path))
     model_path = resolve_model(cfg.model.source)
+    tasks = prepare_tasks(cfg, resume)  # every task's rows read and checked; nothing written
     data, data_stats = prepare_data(cfg, trials, model_path)  # bad data: refused here too
     init_ray(cfg.ray.address, cfg.ray.num_cpus)
     plan = plan_resources(cfg, len(trials), _cluster_resources())
     trial_resources(cfg, plan.available)  # a resource no node has: refused now
     sweep_dir = open_run(cfg)
+    tasks.write()  # <sweep_dir>/tasks: what trials read, never the users' files
+    publish(sweep_dir / TASKS_DIR)
     log.info("sweep: %d trials, %d at a time (%s)", len(trials), plan.concurrency, plan.why)
     write_json(sweep_dir / "grid.json", [t.params() for t in trials])
     publish(sweep_dir / "grid.json")
@@ -168,6 +172,38 @@ def prepare_data(
     )
     stats = {"datasets": len(datasets), "data_built": built, "data_cached": len(datasets) - built}
     return by_trial, stats
+
+
+def task_needs(cfg: SweepConfig) -> list[Need]:
+    """Every task's rows the sweep uses: train (trainable tasks and regularisers in use)
+    and the held-out splits each task has."""
+    from raysys.tasks import REGULARISERS, get_task
+
+    sw = cfg.sweep
+    hold = {"validation": sw.validation_size, "test": sw.test_size}
+    regs = [t for t, s in zip(REGULARISERS, (sw.general, sw.math), strict=True) if max(s) > 0]
+    needs = []
+    for ref in [*sw.tasks, *regs, *(sw.eval_tasks or [])]:
+        splits = get_task(ref).splits
+        sizes = {s: n for s, n in hold.items() if s in splits}
+        if ref in sw.tasks or ref in regs:
+            sizes["train"] = sw.train_size
+        needs.append(Need(ref, sizes))
+    return needs
+
+
+def prepare_tasks(cfg: SweepConfig, resume: bool) -> Prepared:
+    """Read and check every task's rows (a resumed sweep reuses the rows it started with,
+    fetched from its object store first); `write()` puts them in the sweep directory."""
+    from raysys.runs import run_root
+    from raysys.storage import local_root
+    from raysys.tasks.store import prepare
+
+    run = cfg.run
+    sweep_dir = local_root(run.storage_path) / run.name / str(run.run_id)
+    if resume:
+        sweep_dir = run_root(run.storage_path, run.name, str(run.run_id))
+    return prepare(sweep_dir, task_needs(cfg), run.seed)
 
 
 def locate_sweep(cfg: SweepConfig, resume: bool) -> SweepConfig:
@@ -291,6 +327,7 @@ def run_tune(
         "sweep_dir": str(sweep_dir),
         "model_path": model_path,
         "data": data,  # trial id -> its prepared training data (path, rows per task)
+        "tasks_dir": str(sweep_dir / TASKS_DIR),  # every task's rows: trials read only these
         "threads": _threads(cfg, plan),
     }
     faults = faults_from_env(("sweep_exit_after_trials", "sweep_fail_trial"))
@@ -355,12 +392,32 @@ def trial_failures(grid: Any) -> dict[str, list[str]]:
 _FAILURE_HEADER = re.compile(r"^Failure # \d+ \(occurred at [^)]*\)$", re.M)
 
 
-def _cause(text: str) -> str:
-    """One line for a failure: a trial's exception text ends with the original
-    `Type: message` line of the remote traceback."""
+_EXC_LINE = re.compile(
+    r"^(?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt)): (.+)$"
+)
+_PYDANTIC_MSG = re.compile(r"^(?:Value error, )?(.*?) \[type=\w+.*\]$")
+
+
+def cause(text: str) -> str:
+    """One line that says why a trial failed: the traceback's last `Type: message` line
+    without the module path; for a pydantic error the field and its message (its own last
+    line is a documentation URL)."""
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    lines = [ln for ln in lines if not ln.startswith("For further information visit")]
     line = lines[-1] if lines else "unknown error"
+    for i in range(len(lines) - 1, -1, -1):
+        if (m := _PYDANTIC_MSG.match(lines[i])) and i > 0:
+            line = f"ValidationError: {lines[i - 1]}: {m.group(1)}"
+            break
+        if m := _EXC_LINE.match(lines[i]):
+            if "validation error" in m.group(2) and i + 2 < len(lines):
+                continue  # its detail lines follow; the loop met them already
+            line = f"{m.group(1)}: {m.group(2)}"
+            break
     return line if len(line) <= 300 else line[:297] + "..."
+
+
+_cause = cause
 
 
 def _first_cause(errored: list[str], failures: dict[str, list[str]]) -> str:

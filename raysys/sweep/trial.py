@@ -42,9 +42,11 @@ def sweep_trial(config: dict[str, Any], ctx: dict[str, Any]) -> None:
 
     from raysys.runs import stage
     from raysys.runtime import _quiet_ray_data
+    from raysys.tasks.store import load_run_tasks
 
     trial = Trial.from_params(config["trial"])
-    cfg = SweepConfig.model_validate(ctx["config"])
+    load_run_tasks(Path(ctx["tasks_dir"]))  # the run's rows; never the users' files
+    cfg = trial_config(ctx["config"])
     trial_dir = Path(ctx["sweep_dir"]) / "trials" / trial.trial_id
     done = trial_dir / "result.json"
     if done.is_file():  # finished before the driver restarted: report it, do nothing else
@@ -83,6 +85,23 @@ def sweep_trial(config: dict[str, Any], ctx: dict[str, Any]) -> None:
 
     push(trial_dir)  # object-store sweeps: a finished trial is kept even if the driver dies
     tune.report(tune_metrics(result))
+
+
+class TrialError(RuntimeError):
+    """A trial's cause in one line (Tune records the exception's last line)."""
+
+
+def trial_config(data: dict[str, Any]) -> SweepConfig:
+    """The sweep's config inside a trial: a validation error becomes its first line with
+    the field, not pydantic's multi-line text (whose last line is a documentation URL)."""
+    from pydantic import ValidationError
+
+    try:
+        return SweepConfig.model_validate(data)
+    except ValidationError as e:
+        err = e.errors(include_url=False)[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "config"
+        raise TrialError(f"{loc}: {err['msg'].removeprefix('Value error, ')}") from None
 
 
 def _fail_once(marker: Path, trial_id: str) -> None:

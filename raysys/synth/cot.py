@@ -10,7 +10,7 @@ one).
 
 Never trains on evaluation inputs: a generated pool comes from another generator
 seed with every input that also appears in the task's test split dropped; a
-user-provided pool that overlaps the test split is refused.
+user-provided pool that overlaps the test split is refused (`raysys.tasks.store`).
 
 Resumable: inputs are processed in shards; each shard is written atomically as
 `shards/<index>.parquet` keyed by input id, and a re-run skips the ids already
@@ -29,7 +29,6 @@ from typing import Any
 import pandas as pd
 
 from raysys.data.io import write_json, write_parquet
-from raysys.errors import UserError
 from raysys.storage import push
 from raysys.tasks.base import MISSING, Task
 
@@ -38,63 +37,33 @@ log = logging.getLogger(__name__)
 Row = dict[str, Any]
 
 
-def _norm(text: str) -> str:
-    return " ".join(str(text).lower().split())
+def synth_need(sc: Any, pool_file: str | None = None) -> Any:
+    """What synthesis needs of its task: the test rows (never labeled for training) and
+    `sc.size` pool inputs from `pool_file`, `sc.inputs`, the task's pool split or its
+    generator (see `raysys.tasks.store`)."""
+    from raysys.tasks import get_task
+    from raysys.tasks.store import Need
+
+    task = get_task(sc.task)
+    sizes = {"test": sc.test_size} if "test" in task.splits else {}
+    return Need(sc.task, sizes, sc.size, pool_file or sc.inputs, sc.pool_seed)
 
 
 def build_pool(task: Task, cfg: Any, seed: int) -> tuple[list[Row], dict[str, int]]:
-    """The inputs to label, disjoint from the task's test split (by normalised text)."""
-    from raysys.tasks import build_splits
+    """The inputs to label, disjoint from the task's test split (by normalised text): the
+    run's stored pool once materialised, else read and checked now."""
+    from raysys.tasks import entry
+    from raysys.tasks.store import POOL, pool_rows
 
     sc = cfg.synth
-    test = (
-        build_splits(sc.task, {"test": sc.test_size}, seed)["test"] if "test" in task.splits else []
-    )
-    test_texts = {_norm(r["input"]) for r in test}
-    if sc.inputs:
-        rows = _read_inputs(sc.inputs)
-        overlap = [r["id"] for r in rows if _norm(r["input"]) in test_texts]
-        if overlap:
-            raise UserError(
-                f"synth.inputs: {len(overlap)} input(s) also appear in the {task.name} test split "
-                f"(first: id {overlap[0]}); remove them so no evaluation input is trained on"
-            )
-        return rows, {"pool": len(rows), "dropped_test_overlap": 0}
-    split = "test" if "train" not in task.splits else "train"
-    # Oversample, then drop what the test split holds (templated generators repeat texts).
-    raw = build_splits(sc.task, {split: sc.size * 2}, sc.pool_seed)[split]
-    seen: set[str] = set()
-    rows, dropped = [], 0
-    for r in raw:
-        key = _norm(r["input"])
-        if key in test_texts:
-            dropped += 1
-            continue
-        if key in seen:
-            continue
-        seen.add(key)
-        rows.append({"id": f"pool-{r['id']}", "input": r["input"], "gold": r.get("gold")})
-        if len(rows) == sc.size:
-            break
-    return rows, {"pool": len(rows), "dropped_test_overlap": dropped}
+    if entry(sc.task).pool and isinstance(entry(sc.task).source, Path):
+        from raysys.tasks import build_splits
 
-
-def _read_inputs(path: str) -> list[Row]:
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise UserError(f"synth.inputs: {p} not found; point it at a parquet or jsonl file")
-    df = pd.read_json(p, lines=True) if p.suffix in (".jsonl", ".json") else pd.read_parquet(p)
-    missing = [c for c in ("id", "input") if c not in df.columns]
-    if missing:
-        raise UserError(f"synth.inputs: {p} lacks column(s) {', '.join(missing)}")
-    if df["id"].duplicated().any():
-        raise UserError(f"synth.inputs: {p} has duplicate ids; ids key the outputs")
-    if "gold" not in df.columns:
-        df["gold"] = None
-    return [
-        {"id": str(r["id"]), "input": str(r["input"]), "gold": r["gold"]}
-        for r in df[["id", "input", "gold"]].to_dict("records")
-    ]
+        rows = build_splits(sc.task, {POOL: sc.size}, seed)[POOL]
+    else:
+        rows = pool_rows(synth_need(sc), seed)
+    pool = [{"id": str(r["id"]), "input": str(r["input"]), "gold": r.get("gold")} for r in rows]
+    return pool, {"pool": len(pool)}
 
 
 def cot_messages(task: Task, row: Row, instruction: str) -> list[dict[str, str]]:

@@ -20,12 +20,14 @@ log = logging.getLogger(__name__)
 
 
 def run_synth_job(cfg: SynthConfig) -> tuple[Path, dict[str, Any]]:
+    from raysys.config import with_run_id
     from raysys.models import resolve_model
     from raysys.runs import check_job_storage, open_run, publish, stage
     from raysys.runtime import faults_from_env, init_ray
-    from raysys.storage import localize
-    from raysys.synth.cot import build_pool, run_synthesis
+    from raysys.storage import local_root, localize
+    from raysys.synth.cot import build_pool, run_synthesis, synth_need
     from raysys.tasks import get_task
+    from raysys.tasks.store import prepare
 
     check_job_storage(cfg.run.storage_path)  # before anything is built or written
     from raysys.engines import check_fits
@@ -43,10 +45,15 @@ def run_synth_job(cfg: SynthConfig) -> tuple[Path, dict[str, Any]]:
                 f"synth.adapter: {p} is not a PEFT adapter dir (no adapter_config.json)"
             )
         adapters = {"synth": str(p.resolve())}
-    pool, pool_stats = build_pool(task, cfg, cfg.run.seed)
-    if not pool:
-        raise UserError("synth: the input pool is empty; raise synth.size or check synth.inputs")
+    cfg = with_run_id(cfg)
+    run = cfg.run
+    # the pool and the test rows read and checked (a bad file is refused before any write)
+    tasks = prepare(
+        local_root(run.storage_path) / run.name / str(run.run_id), [synth_need(cfg.synth)], run.seed
+    )
     run_dir = open_run(cfg)
+    tasks.write()  # <run>/tasks: the pool labeled and the test rows it must not contain
+    pool, pool_stats = build_pool(task, cfg, run.seed)
     init_ray(cfg.ray.address, cfg.ray.num_cpus)
     stats = stage(
         run_dir / "synth",

@@ -34,6 +34,61 @@ MAIN_METRIC = {
 ANSWER_LINE_RE = re.compile(r"answer[\s*_]*[:：][ \t*_`\"']*([^\n]*)", re.IGNORECASE)
 
 
+# A user's answer_regex runs on every generated output, on the driver: it gets this long
+# per output (the `regex` module's timeout), then the evaluation stops with one line.
+ANSWER_REGEX_TIMEOUT_S = 0.5
+
+
+class BoundedPattern:
+    """A user's answer regex compiled by the `regex` module, matched with a time bound:
+    a pattern that backtracks for seconds on one output fails loudly instead of hanging."""
+
+    def __init__(self, pattern: str, timeout: float = ANSWER_REGEX_TIMEOUT_S) -> None:
+        import regex
+
+        self.pattern, self.timeout = pattern, timeout
+        self._re = regex.compile(pattern, regex.IGNORECASE | regex.VERSION0)
+
+    @property
+    def groups(self) -> int:
+        return self._re.groups
+
+    def findall(self, text: str) -> list[Any]:
+        from raysys.errors import UserError, clip
+
+        try:
+            return self._re.findall(text, timeout=self.timeout)
+        except TimeoutError:
+            raise UserError(
+                f"answer_regex {clip(self.pattern, 80)} took over {self.timeout:g} s on one "
+                f"output of {len(text):,} characters; simplify it (one repeat, no nested or "
+                r"adjacent repeats), e.g. 'Answer:\s*(\w+)'"
+            ) from None
+
+
+def prompt_problem(template: str) -> str | None:
+    """Why a prompt template cannot be filled with a row (`{input}` is its one field, with
+    no format spec: `{label}` would fail inside the engine, `{input:>99999999}` would
+    allocate gigabytes), or None."""
+    import string
+
+    try:
+        fields = [f for f in string.Formatter().parse(template) if f[1] is not None]
+    except ValueError as e:
+        return f"prompt: {e}; write a literal brace as {{{{ or }}}}"
+    for _, name, spec, conversion in fields:
+        if name != "input":
+            return (
+                f"prompt: unknown field {{{name[:40]}}}; only {{input}} is filled in (write a "
+                "literal brace as {{ or }})"
+            )
+        if spec or conversion:
+            return "prompt: {input} takes no format spec or conversion; write it as {input}"
+    if not fields:
+        return "prompt must contain {input} where the row's text goes"
+    return None
+
+
 def split_rng(seed: int, task: str, split: str) -> random.Random:
     """A generator stream per (seed, task, split), stable across Python runs and machines."""
     return random.Random(zlib.crc32(f"{seed}:{task}:{split}".encode()))
@@ -54,15 +109,15 @@ class Task:
     labels: tuple[str, ...] = ()
     splits: tuple[str, ...] = SPLITS
     description: str = ""
-    answer_re: re.Pattern[str] | None = field(default=None, compare=False)
+    answer_re: re.Pattern[str] | BoundedPattern | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"task {self.name}: kind must be one of {KINDS}, got {self.kind!r}")
         if self.kind == "classification" and len(self.labels) < 2:
             raise ValueError(f"task {self.name}: a classification task needs >= 2 labels")
-        if "{input}" not in self.prompt_template:
-            raise ValueError(f"task {self.name}: the prompt template must contain {{input}}")
+        if problem := prompt_problem(self.prompt_template):
+            raise ValueError(f"task {self.name}: {problem}")
         if self.answer_re is None:
             default = answer_regex(self.labels) if self.labels else ANSWER_LINE_RE
             object.__setattr__(self, "answer_re", default)

@@ -40,8 +40,8 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from raysys.config import DuplicateKeyError, Section, load_yaml_text
-from raysys.errors import UserError
-from raysys.tasks.base import SPLITS, Task
+from raysys.errors import UserError, clip
+from raysys.tasks.base import SPLITS, BoundedPattern, Task, prompt_problem
 from raysys.tasks.sources import FORMATS
 
 # A split of unlabeled inputs for synthesis (gold optional: held back for scoring labels).
@@ -156,12 +156,13 @@ class TaskSpec(Section):
                 r"e.g. 'Answer:\s*(\w+)'"
             )
         if has_nested_repeat(v):
-            # Python's re has no timeout: rejecting the pattern is the only bound.
             raise ValueError(
-                f"'{v}' has a nested repeat (an unbounded repeat inside another, like "
-                "(a+)+), which can backtrack exponentially on an output that almost "
-                r"matches; repeat only once, e.g. 'Answer:\s*(.+)'"
+                f"{clip(v, 80)} has a nested repeat (a repeat inside a repeated group, like "
+                "(a+)+ or (?:.*a){12}), which can backtrack exponentially on an output that "
+                r"almost matches; repeat only once, e.g. 'Answer:\s*(.+)'"
             )
+        if problem := slow_regex_problem(v):
+            raise ValueError(problem)
         return v
 
     @field_validator("labels")
@@ -175,8 +176,8 @@ class TaskSpec(Section):
 
     @model_validator(mode="after")
     def _check(self) -> TaskSpec:
-        if "{input}" not in self.prompt:
-            raise ValueError("prompt must contain {input} where the row's text goes")
+        if problem := prompt_problem(self.prompt):
+            raise ValueError(problem)
         if self.kind == "classification" and len(self.labels) < 2:
             raise ValueError("a classification task needs labels: [a, b, ...] (at least 2)")
         return self
@@ -202,12 +203,12 @@ class TaskSpec(Section):
             splits=tuple(s for s in SPLITS if s in names),
             description=self.description
             or f"{self.kind} task from {self.source.format or 'files'}",
-            answer_re=re.compile(self.answer_regex, re.IGNORECASE) if self.answer_regex else None,
+            answer_re=BoundedPattern(self.answer_regex) if self.answer_regex else None,
         )
 
 
 def has_nested_repeat(pattern: str) -> bool:
-    r"""True when an unbounded repeat sits inside another (`(a+)+`, `(\s*\w+)*`, `(.*)*`).
+    r"""True when a repeat sits inside a repeated group (`(a+)+`, `(\s*\w+)*`, `(?:.*a){12}`).
 
     That shape is what backtracks exponentially (catastrophic backtracking) on text
     that almost matches. A heuristic on the parsed pattern: it does not see overlapping
@@ -229,8 +230,11 @@ def has_nested_repeat(pattern: str) -> bool:
     def walk(items: Any, inside: bool) -> bool:
         for op, av in items:
             if op in repeats:
-                unbounded = av[1] == sre.MAXREPEAT
-                if (unbounded and inside) or walk(av[2], inside or unbounded):
+                # A repeat whose length varies, inside a repeated group (bounded or not):
+                # `(?:.*a){12}` backtracks like `(?:.*a)+`; a fixed count (`(?:,\d{3})+`)
+                # splits text one way only.
+                variable, repeating = av[0] != av[1], av[1] > 1
+                if (variable and inside) or walk(av[2], inside or repeating):
                     return True
             elif op in barriers:
                 if walk(av[-1] if isinstance(av, tuple) else av, False):
@@ -246,6 +250,28 @@ def has_nested_repeat(pattern: str) -> bool:
         return False
 
     return walk(sre.parse(pattern), False)
+
+
+# Outputs that make a backtracking pattern slow: long runs that almost match.
+_PROBES = ("answer:" + " a" * 3000, "Answer: " + "a" * 6000 + "!", ("answer " * 800) + ":")
+
+
+def slow_regex_problem(pattern: str, timeout: float = 0.2) -> str | None:
+    """Why `pattern` is too slow to run on every output (it takes over `timeout` seconds on
+    an adversarial probe of a few thousand characters), or None."""
+    import regex
+
+    compiled = regex.compile(pattern, regex.IGNORECASE | regex.VERSION0)
+    for probe in _PROBES:
+        try:
+            compiled.findall(probe, timeout=timeout)
+        except TimeoutError:
+            return (
+                f"{clip(pattern, 80)} takes over {timeout:g} s on a {len(probe):,}-character "
+                "output (adjacent or nested repeats backtrack); use one repeat, e.g. "
+                r"'Answer:\s*(\w+)'"
+            )
+    return None
 
 
 def load_task_spec(path: str | Path) -> TaskSpec:

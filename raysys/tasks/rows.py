@@ -114,7 +114,7 @@ class FileTask:
                 return {s: read_dataset_dict(path, s, opts) for s in names if s in _KNOWN}
             if not src.split_fractions:
                 raise UserError(
-                    f"{self._field}.file: {path.name} is one table; add "
+                    f"{self._field}: source.file: {path.name} is one table; add "
                     "source.split_fractions (e.g. {validation: 0.1, test: 0.2}) to split it"
                 )
             return {"train": read_table(path, opts)}
@@ -122,7 +122,7 @@ class FileTask:
 
     @property
     def _field(self) -> str:
-        return f"task {self.spec.name}: source"
+        return f"task {self.spec.name}"
 
     def _rows_of(self, split: str, records: list[Record]) -> list[Row]:
         rows, dropped, seen = [], Counter(), {}
@@ -146,9 +146,11 @@ class FileTask:
             self.notes.append(f"{split}: dropped {what} (source.drop_invalid)")
             log.warning("task %s: %s split: dropped %s rows", self.spec.name, split, what)
         if not rows:
+            src = self.spec.source
+            where = Path(src.splits.get(split) or src.file or split).name
             raise UserError(
-                f"task {self.spec.name}: split {split} holds no usable rows; add rows or "
-                f"remove {split} from source.splits"
+                f"task {self.spec.name}: split {split} ({where}) holds no usable rows; add "
+                f"rows or remove {split} from source.splits"
             )
         return _content_ids(rows)
 

@@ -64,7 +64,7 @@ class ReadOptions:
     encoding: str = "utf-8"
     delimiter: str | None = None  # None: sniffed for csv, tab for tsv
     sheet: str | int = 0
-    field: str = "source"  # how errors name the config, e.g. "task fpb: source"
+    field: str = "source"  # how errors name what is read, e.g. "task fpb"
 
 
 def infer_format(path: Path) -> str | None:
@@ -108,24 +108,22 @@ def decode(path: Path, opts: ReadOptions) -> str:
     """The file's text in the task's encoding; a byte it cannot decode is one line naming
     the byte, its line and the setting that fixes it."""
     raw = path.read_bytes()
-    encoding = (
-        "utf-8-sig"
-        if opts.encoding.lower().replace("_", "-") in ("utf-8", "utf8")
-        else opts.encoding
-    )
+    utf8 = opts.encoding.lower().replace("_", "-") in ("utf-8", "utf8")
+    encoding = "utf-8-sig" if utf8 else opts.encoding  # a byte-order mark is not text
     try:
         return raw.decode(encoding)
     except LookupError:
         raise UserError(
-            f"{opts.field}.encoding: unknown encoding {opts.encoding!r}; use e.g. utf-8, "
-            "latin-1 or cp1252"
+            f"{opts.field}: source.encoding: unknown encoding {opts.encoding[:40]!r}; use e.g. "
+            "utf-8, latin-1 or cp1252"
         ) from None
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
+        name = "UTF-8" if utf8 else opts.encoding
         raise UserError(
-            f"{path.name} line {line}: not {opts.encoding} text (byte {raw[e.start]:#04x} at "
-            f"offset {e.start}); set {opts.field}.encoding (e.g. latin-1 or cp1252) in the "
-            "task file, or save it as UTF-8"
+            f"{opts.field}: {path.name} line {line}: not {name} text (byte {raw[e.start]:#04x} "
+            f"at offset {e.start}); set source.encoding (e.g. latin-1 or cp1252) in the task "
+            "file, or save it as UTF-8"
         ) from None
 
 
@@ -173,7 +171,7 @@ def _read_xlsx(path: Path, opts: ReadOptions) -> list[Record]:
     except ValueError as e:
         if "Worksheet" in str(e) or "sheet" in str(e).lower():
             raise UserError(
-                f"{opts.field}.sheet: {path.name} has no sheet {opts.sheet!r} ({e}); name a "
+                f"{opts.field}: source.sheet: {path.name} has no sheet {opts.sheet!r}; name a "
                 "sheet by name or by index from 0"
             ) from None
         raise

@@ -161,6 +161,16 @@ def _holds(folder: Path, need: Need, seed: int) -> bool:
     return all(manifest["asked"].get(k) == v for k, v in asked.items())
 
 
+def pool_rows(need: Need, seed: int) -> list[Row]:
+    """The pool `need` asks for, read and checked (nothing written)."""
+    test = (
+        build_splits(need.ref, {"test": need.sizes["test"]}, seed)["test"]
+        if "test" in need.sizes
+        else None
+    )
+    return _pool(entry(need.ref), need, test, seed)
+
+
 def _rows(need: Need, seed: int) -> dict[str, list[Row]]:
     found = entry(need.ref)
     rows = build_splits(need.ref, need.sizes, seed) if need.sizes else {}
@@ -366,6 +376,6 @@ class _Stored:
 
 
 def _compile(pattern: str | None) -> Any:
-    import re
+    from raysys.tasks.base import BoundedPattern
 
-    return re.compile(pattern, re.IGNORECASE) if pattern else None
+    return BoundedPattern(pattern) if pattern else None

@@ -28,14 +28,9 @@ def training_data(cfg: TrainConfig, storage: Path) -> str:
         if not path.exists():
             raise UserError(f"data.path: {path} not found; point it at a training parquet")
         return str(path.resolve())
-    from raysys.config import read_yaml_file
-    from raysys.data.cocktail import parse_spec
-    from raysys.data.mixing import materialize_cocktail
+    from raysys.data.mixing import materialize_cocktail, read_cocktail_file
 
-    spec_path = Path(cfg.data.cocktail).expanduser()  # type: ignore[arg-type]
-    if not spec_path.is_file():
-        raise UserError(f"data.cocktail: {spec_path} not found; point it at a cocktail YAML")
-    spec = parse_spec(read_yaml_file(spec_path) or {})
+    spec = read_cocktail_file(Path(cfg.data.cocktail), "data.cocktail")  # type: ignore[arg-type]
     path, counts = materialize_cocktail(
         spec, cfg.data.fraction, cfg.run.seed, storage, cfg.data.train_size
     )

@@ -29,7 +29,7 @@ from typing import Any
 
 from ray.train import UserCallback
 
-from raysys.data.io import copy_tree_atomic, write_json
+from raysys.data.io import copy_tree_atomic, replace_tree, write_json
 from raysys.errors import UserError
 from raysys.train.guards import DataGuardError, TrainingDivergedError, check_columns, check_eos
 
@@ -136,8 +136,7 @@ def run_training(
         for f in TOKENIZER_FILES:
             if (trained / f).is_file():
                 shutil.copy2(trained / f, tmp / f)
-        shutil.rmtree(out_dir / "adapter", ignore_errors=True)
-        tmp.rename(out_dir / "adapter")
+        replace_tree(tmp, out_dir / "adapter")  # a crash leaves the old adapter or the new
     write_json(
         out_dir / "metrics.json",
         {"final": final, "history": history, "checkpoint": result.checkpoint.path},
@@ -160,7 +159,13 @@ def preflight(train_path: str, model_path: str, train_cfg: Any) -> dict[str, int
             f"train.init_adapter: {train_cfg.init_adapter} is not a PEFT adapter dir "
             "(no adapter_config.json); point it at a finished run's adapter/"
         )
-    table = pq.read_table(train_path)
+    try:
+        table = pq.read_table(train_path)
+    except (ValueError, OSError) as e:  # not parquet, truncated: ArrowInvalid is a ValueError
+        raise DataGuardError(
+            f"data.path: {train_path} is not a readable parquet file "
+            f"({str(e).strip()[:100]}); point it at training parquet (e.g. a synth sft.parquet)"
+        ) from None
     check_columns(table.column_names, table.num_rows, train_cfg.method, train_path)
     tok = AutoTokenizer.from_pretrained(model_path)
     found = check_eos(tok, table.to_pylist(), train_cfg.method, train_cfg.max_seq_length)
@@ -384,7 +389,7 @@ def _latest_checkpoint_step(storage: str, name: str) -> int | None:
 
 
 def _explain(exc: Exception, storage: str, name: str) -> UserError:
-    from raysys.storage import is_storage_error, one_line
+    from raysys.storage import bare, is_storage_error, one_line
 
     causes = _causes(exc)
     for e in causes:
@@ -392,7 +397,7 @@ def _explain(exc: Exception, storage: str, name: str) -> UserError:
             return DataGuardError(str(e).splitlines()[0])
     step = _latest_checkpoint_step(storage, name)
     kept = (
-        f"the last good checkpoint (step {step}) is kept in {storage}/{name}"
+        f"the last good checkpoint (step {step}) is kept in {bare(storage)}/{name}"
         if step is not None
         else "no checkpoint was registered yet"
     )
