@@ -16,6 +16,7 @@ import pandas as pd
 from raysys.config import EvalConfig, with_run_id
 from raysys.data.io import write_text
 from raysys.errors import UserError
+from raysys.tasks import scoped
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ def vllm_parity(
     log.info("vLLM LoRA canary: every adapter matches PEFT on %d probes", len(probes))
 
 
+@scoped  # this run's task rows are registered for the run only
 def run_eval_job(cfg: EvalConfig) -> tuple[Path, pd.DataFrame]:
     from raysys.evaluate.run import evaluate_tasks, format_results
     from raysys.models import resolve_model

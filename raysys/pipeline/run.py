@@ -31,6 +31,7 @@ import pandas as pd
 from raysys.config import PipelineConfig, SweepConfig, SynthConfig, dump_config, resolve_run_id
 from raysys.data.io import write_json, write_parquet, write_text
 from raysys.errors import UserError
+from raysys.tasks import scoped
 from raysys.tasks.base import MISSING
 from raysys.tasks.store import TASKS_DIR, Need, prepare
 
@@ -102,6 +103,7 @@ def locate_run(cfg: PipelineConfig, resume: bool) -> PipelineConfig:
     return cfg.model_copy(update={"run": cfg.run.model_copy(update={"run_id": run_id})})
 
 
+@scoped  # this run's task rows are registered for the run only
 def run_pipeline(cfg: PipelineConfig, resume: bool = False) -> PipelineOutcome:
     """Run (or continue) every enabled stage; write pipeline.json and the report."""
     from raysys.models import resolve_model

@@ -34,6 +34,7 @@ from raysys.data.io import write_csv, write_json, write_parquet
 from raysys.errors import UserError
 from raysys.sweep.grid import Plan, Trial, expand_grid, plan_resources
 from raysys.sweep.trial import eval_rows, eval_task_names, sweep_trial
+from raysys.tasks import scoped
 from raysys.tasks.store import TASKS_DIR, Need, Prepared
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class SweepOutcome:
     report: dict[str, str] = field(default_factory=dict)
 
 
+@scoped  # this run's task rows are registered for the run only
 def run_sweep(cfg: SweepConfig, resume: bool = False, retry_errored: bool = False) -> SweepOutcome:
     """Run (or resume) the grid, score every adapter on test in one pass, write the report."""
     from raysys.engines import check_fits

@@ -21,6 +21,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from raysys.config import SweepConfig
 from raysys.data.io import write_json
 from raysys.sweep.grid import Trial
+from raysys.tasks import scoped
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class TrainToTune(TuneReportCallback):
         super().after_report(run_context, slim, checkpoint)
 
 
+@scoped  # this run's task rows are registered for the run only
 def sweep_trial(config: dict[str, Any], ctx: dict[str, Any]) -> None:
     """Tune trial function: `config["trial"]` is one `Trial.params()`."""
     from ray import tune

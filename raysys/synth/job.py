@@ -15,10 +15,12 @@ from typing import Any
 
 from raysys.config import SynthConfig
 from raysys.errors import UserError
+from raysys.tasks import scoped
 
 log = logging.getLogger(__name__)
 
 
+@scoped  # this run's task rows are registered for the run only
 def run_synth_job(cfg: SynthConfig) -> tuple[Path, dict[str, Any]]:
     from raysys.config import with_run_id
     from raysys.models import resolve_model

@@ -91,6 +91,23 @@ def register_file(path: str) -> Task:
     return task
 
 
+def scoped(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run `fn` with registrations it makes (a run's materialised rows) undone afterwards,
+    so one run's rows never stand in for a task in the next run of the same process."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        saved = dict(_REGISTRY)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _REGISTRY.clear()
+            _REGISTRY.update(saved)
+
+    return wrapper
+
+
 def register(entry_: Entry, *aliases: str) -> None:
     """Put a task in the registry under its name and any aliases (e.g. its YAML path)."""
     for key in (entry_.task.name, *aliases):
