@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from raysys.config import GenerateSection, TrainConfig, load_config
-from raysys.data.io import write_parquet
+from raysys.io import write_parquet
 from raysys.evaluate.run import evaluate
 from raysys.models import resolve_model
 from raysys.runtime import init_ray

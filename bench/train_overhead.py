@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from raysys.config import TrainConfig, load_config
-from raysys.data.io import write_parquet
+from raysys.io import write_parquet
 from raysys.models import resolve_model
 from raysys.runtime import init_ray
 from raysys.tasks import build_splits, get_task

@@ -19,8 +19,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from raysys.config import dump_config, resolve_run_id
-from raysys.data.io import write_json, write_text
 from raysys.errors import UserError
+from raysys.io import write_json, write_text
 
 log = logging.getLogger(__name__)
 

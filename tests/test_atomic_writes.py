@@ -1,6 +1,6 @@
 """Output writes are atomic: a reader (a resumed run included) sees no file or a whole one.
 
-Two checks: every raw file write in `raysys/` either goes through `raysys.data.io`
+Two checks: every raw file write in `raysys/` either goes through `raysys.io`
 (temporary name + `os.replace`) or says on its line why it is safe (`# atomic: ...`);
 and the helpers themselves leave the old file intact when the writer dies mid-write.
 """
@@ -46,7 +46,7 @@ def _raw_writes(path: Path) -> list[tuple[int, str]]:
         f = node.func
         if isinstance(f, ast.Attribute):  # path.write_text(...), df.to_parquet(path)
             name, target = f.attr, f.value if f.attr.startswith("write_") else None
-        else:  # save_file(obj, path), open(path, "w"); write_text(...) is raysys.data.io's
+        else:  # save_file(obj, path), open(path, "w"); write_text(...) is raysys.io's
             name, target = getattr(f, "id", ""), None
             if name not in ("open", "save_file"):
                 continue
@@ -74,11 +74,11 @@ def _raw_writes(path: Path) -> list[tuple[int, str]]:
 def test_every_raw_write_is_atomic_or_says_why():
     offenders = []
     for path in sorted(ROOT.rglob("*.py")):
-        if path == ROOT / "data" / "io.py":
+        if path == ROOT / "io.py":
             continue  # the atomic helpers
         offenders += [f"{path.relative_to(ROOT.parent)}:{n}: {s}" for n, s in _raw_writes(path)]
-    assert not offenders, (
-        "write through raysys.data.io, or justify with '# atomic:':\n" + "\n".join(offenders)
+    assert not offenders, "write through raysys.io, or justify with '# atomic:':\n" + "\n".join(
+        offenders
     )
 
 

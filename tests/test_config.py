@@ -114,8 +114,10 @@ def test_overrides_are_typed_and_nested(tmp_path):
     ],
 )
 def test_errors_name_the_field(tmp_path, data, overrides, expected):
+    from raysys.tasks.checks import load  # the config's own checks, then the tasks it names
+
     with pytest.raises(ConfigError) as e:
-        load_config(PipelineConfig, _write(tmp_path, data), overrides)
+        load(PipelineConfig, _write(tmp_path, data), overrides)
     assert expected in str(e.value)
     assert "\n" not in str(e.value)
 

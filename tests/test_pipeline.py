@@ -201,7 +201,7 @@ def test_sweep_as_the_sft_stage(ray_local, tmp_path):
 
 def test_dpo_gate_decision():
     from raysys.config import DpoGateSection
-    from raysys.pipeline.run import dpo_decision
+    from raysys.pipeline.dpo import dpo_decision
 
     gate = DpoGateSection(overlength_threshold=0.1, missing_threshold=0.2)
     assert dpo_decision(0.5, 0.0, 10, 3, gate)["run"] is True  # overlong

@@ -269,7 +269,7 @@ def test_a_second_sweep_in_the_same_directory_is_refused(killed_and_resumed):
 
 
 def test_trial_drivers_hold_no_cpu_and_can_be_pinned():
-    from raysys.sweep.run import trial_resources
+    from raysys.sweep.tune import trial_resources
 
     assert "CPU" not in trial_resources(_cfg(), {"CPU": 2.0})
     pinned = trial_resources(_cfg("sweep.driver_resource=raysys_driver"), {"raysys_driver": 100})
@@ -281,7 +281,7 @@ def test_trial_drivers_hold_no_cpu_and_can_be_pinned():
 def test_asha_stops_learning_rates_on_the_training_loss():
     from ray.tune.schedulers import ASHAScheduler
 
-    from raysys.sweep.run import _scheduler
+    from raysys.sweep.tune import _scheduler
 
     assert _scheduler(_cfg()) is None  # grids run FIFO
     asha = _scheduler(_cfg("sweep.scheduler=asha", "sweep.learning_rates=[1e-4,1e-3]"))
@@ -301,7 +301,7 @@ def test_an_unwritable_storage_path_is_refused_before_any_work(capsys):
 
 def test_trials_start_longest_first_ties_in_grid_order():
     from raysys.sweep.grid import Trial
-    from raysys.sweep.run import longest_first
+    from raysys.sweep.tune import longest_first
 
     def t(tid: str) -> Trial:
         return Trial(tid, "c", "singleton", (("news_sentiment", 1.0),), 0.0, 0.0, 1.0, 0, 1e-4, 8)

@@ -46,8 +46,8 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from raysys.config import Section, share_problem
-from raysys.data.io import write_json, write_parquet
 from raysys.errors import UserError
+from raysys.io import write_json, write_parquet
 
 log = logging.getLogger(__name__)
 

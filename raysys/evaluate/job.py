@@ -14,8 +14,8 @@ from typing import Any
 import pandas as pd
 
 from raysys.config import EvalConfig, with_run_id
-from raysys.data.io import write_text
 from raysys.errors import UserError
+from raysys.io import write_text
 from raysys.tasks import scoped
 
 log = logging.getLogger(__name__)

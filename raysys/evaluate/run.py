@@ -15,9 +15,9 @@ from typing import Any
 
 import pandas as pd
 
-from raysys.data.io import write_csv, write_json, write_parquet
 from raysys.engines.hf import BASE
 from raysys.evaluate.overlength import is_overlength
+from raysys.io import write_csv, write_json, write_parquet
 from raysys.tasks.base import Task
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from typing import Any
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from raysys.config import SweepConfig
-from raysys.data.io import write_json
+from raysys.io import write_json
 from raysys.sweep.grid import Trial
 from raysys.tasks import scoped
 
@@ -187,15 +187,10 @@ def eval_task_names(cfg: SweepConfig) -> list[str]:
 
 def eval_rows(cfg: SweepConfig, split: str) -> dict[str, tuple[Any, list[dict[str, Any]]]]:
     """Every evaluation task that has `split`, with the same rows in every trial."""
-    from raysys.tasks import build_splits, get_task
+    from raysys.tasks import held_out_rows
 
-    out = {}
-    for name in eval_task_names(cfg):
-        task = get_task(name)
-        sizes = {s: n for s, n in holdout_sizes(cfg).items() if s in task.splits}
-        if split in sizes:
-            out[task.name] = (task, build_splits(name, sizes, cfg.run.seed)[split])
-    return out
+    refs = cfg.sweep.eval_tasks or cfg.sweep.tasks
+    return held_out_rows(refs, holdout_sizes(cfg), cfg.run.seed, split)
 
 
 def _validate(

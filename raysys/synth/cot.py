@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from raysys.data.io import write_json, write_parquet
+from raysys.io import write_json, write_parquet
 from raysys.storage import push
 from raysys.tasks.base import MISSING, Task
 

@@ -13,29 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from raysys.config import TrainConfig
-from raysys.errors import UserError
 
 log = logging.getLogger(__name__)
-
-
-def training_data(cfg: TrainConfig, storage: Path) -> str:
-    """The parquet this config trains on: `data.path`, or its cocktail materialised."""
-    if cfg.data.path is not None:
-        from raysys.storage import localize
-
-        # s3:// or gs://: fetched into the cache first
-        path = Path(localize(cfg.data.path, "data.path")).expanduser()
-        if not path.exists():
-            raise UserError(f"data.path: {path} not found; point it at a training parquet")
-        return str(path.resolve())
-    from raysys.data.mixing import materialize_cocktail, read_cocktail_file
-
-    spec = read_cocktail_file(Path(cfg.data.cocktail), "data.cocktail")  # type: ignore[arg-type]
-    path, counts = materialize_cocktail(
-        spec, cfg.data.fraction, cfg.run.seed, storage, cfg.data.train_size
-    )
-    log.info("cocktail rows: %s", counts)
-    return str(path)
 
 
 def run_train_job(cfg: TrainConfig) -> tuple[Path, dict[str, Any]]:
@@ -43,6 +22,7 @@ def run_train_job(cfg: TrainConfig) -> tuple[Path, dict[str, Any]]:
     from raysys.runs import check_job_storage, open_run, publish, stage
     from raysys.runtime import TRAIN_FAULTS, faults_from_env, init_ray
     from raysys.storage import local_root, push
+    from raysys.train.data import training_data
     from raysys.train.launch import (
         check_checkpoint_storage,
         check_local_budget,
@@ -56,7 +36,7 @@ def run_train_job(cfg: TrainConfig) -> tuple[Path, dict[str, Any]]:
 
     model_path = resolve_model(cfg.model.source)
     storage = local_root(cfg.run.storage_path)
-    train_path = training_data(cfg, storage)
+    train_path = training_data(cfg, storage)  # bad data is refused before any write
     faults = faults_from_env(TRAIN_FAULTS)
     # Bad data is refused before a run directory or a Ray instance exists.
     preflight(train_path, model_path, cfg.train)

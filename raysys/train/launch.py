@@ -29,8 +29,8 @@ from typing import Any
 
 from ray.train import UserCallback
 
-from raysys.data.io import copy_tree_atomic, replace_tree, write_json
 from raysys.errors import UserError
+from raysys.io import copy_tree_atomic, replace_tree, write_json
 from raysys.train.guards import DataGuardError, TrainingDivergedError, check_columns, check_eos
 
 log = logging.getLogger(__name__)

@@ -6,9 +6,10 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -26,6 +27,8 @@ def write_text(path: Path, text: str) -> None:
 
 
 def write_parquet(path: Path, rows: pd.DataFrame | list[dict[str, Any]]) -> None:
+    import pandas as pd
+
     df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -95,6 +98,8 @@ def _alive(pid: int) -> bool:
 def read_parquet(path: Path, what: str = "") -> pd.DataFrame:
     """A parquet file raysys or a user wrote; one that is not parquet, or truncated, is a
     one-line `UserError` naming it (a crash mid-copy, a renamed CSV), not a traceback."""
+    import pandas as pd
+
     from raysys.errors import UserError
 
     try:

@@ -1,0 +1,67 @@
+"""`raysys report DIR`: (re)write a sweep's or a pipeline's report."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from raysys.cli._common import where
+from raysys.errors import UserError
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    rp = sub.add_parser(
+        "report",
+        help="(re)write a sweep's or a pipeline's report (transfer, leaderboard, scaling, stages)",
+        description="Read <SWEEP_DIR>/results.parquet (or a pipeline's pipeline.json) and write "
+        "report.md, report.html (plots embedded, readable offline), plots/*.png and the analysis "
+        "CSVs next to it. An s3:// or gs:// run is fetched, rewritten and sent back.",
+    )
+    rp.add_argument(
+        "sweep_dir", help="a sweep directory (results.parquet) or a pipeline run (pipeline.json)"
+    )
+    rp.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from raysys.storage import is_remote, local_root, pull, push
+
+    if is_remote(args.sweep_dir):  # a run in an object store: fetched, rewritten, sent back
+        run_dir = local_root(args.sweep_dir, field="SWEEP_DIR")
+        pull(args.sweep_dir, run_dir, exclude=("tune/*",))
+    else:
+        run_dir = Path(args.sweep_dir)
+    if (run_dir / "pipeline.json").is_file():
+        html, text = _pipeline(run_dir)
+    elif (run_dir / "results.parquet").is_file():
+        html, text = _sweep(run_dir)
+    else:
+        raise UserError(
+            f"{run_dir}: no results.parquet or pipeline.json; point it at a finished sweep or "
+            "pipeline directory (<run.storage_path>/<run.name>/<run_id>)"
+        )
+    print(text)
+    push(run_dir)
+    print(f"Report: {where(html)}")
+    return 0
+
+
+def _pipeline(run_dir: Path) -> tuple[Path, str]:
+    from raysys.io import read_json
+    from raysys.pipeline.report import headline, write_pipeline_report
+
+    summary = read_json(run_dir / "pipeline.json", "SWEEP_DIR")
+    if not isinstance(summary, dict) or "models" not in summary:
+        raise UserError(
+            f"{run_dir / 'pipeline.json'} is not a pipeline summary; rerun the pipeline with "
+            "--resume to rewrite it"
+        )
+    _, html = write_pipeline_report(run_dir, summary)
+    return html, headline(summary, run_dir)
+
+
+def _sweep(run_dir: Path) -> tuple[Path, str]:
+    from raysys.analysis.report import sweep_headline, write_report
+
+    write_report(run_dir)
+    return run_dir / "report.html", sweep_headline(run_dir)
