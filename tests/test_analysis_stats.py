@@ -24,7 +24,6 @@ from raysys.analysis.baselines import (
 )
 from raysys.analysis.paired import adjust, mcnemar_p, paired_compare, row_bootstrap_ci
 from raysys.analysis.rowscore import RowScorer, scorer_for
-from raysys.evaluate.metrics import score_kind
 from raysys.tasks import get_task
 
 LABELS = ("positive", "negative", "neutral")
@@ -54,7 +53,7 @@ def test_row_counts_reproduce_the_task_scorer(task):
     # a mix of right answers, other rows' answers and missing ones
     preds = [g if rng.random() < 0.5 else str(rng.choice([*golds, "missing"])) for g in golds]
     scorer = scorer_for(task)
-    want = score_kind(t, golds, preds, inputs)[t.main_metric]
+    want = t.behaviour.score(t, golds, preds, inputs)[t.main_metric]
     assert scorer.score(golds, preds, inputs) == pytest.approx(want, abs=1e-12)
 
 

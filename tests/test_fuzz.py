@@ -24,9 +24,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from raysys.evaluate import metrics
 from raysys.evaluate.overlength import is_overlength, is_repetitive
-from raysys.tasks import build_splits, get_task, task_names
+from raysys.tasks import build_splits, get_task, metrics, task_names
 from raysys.tasks.base import Task
 from raysys.tasks.gen import GENERATORS
 

@@ -8,6 +8,7 @@ from collections import Counter
 
 import pytest
 
+from raysys.tasks import answers, metrics
 from raysys.tasks.gen import (
     GENERATORS,
     arith_math,
@@ -156,18 +157,18 @@ def test_ner_gold_round_trips_and_aligns():
     for r in rows:
         assert r["input"].startswith("Sentence: ")
         sentence = r["input"].removeprefix("Sentence: ")
-        ents = fin_ner.parse_entities(r["gold"])
+        ents = answers.parse_entities(r["gold"])
         counts[len(ents)] += 1
-        assert fin_ner.format_entities(ents) == r["gold"]
+        assert answers.format_entities(ents) == r["gold"]
         assert (r["gold"] == "none") == (not ents)
-        tokens, tags = fin_ner.to_bio(sentence, ents)
+        tokens, tags = metrics.to_bio(sentence, ents)
         assert tokens == sentence.split() and len(tags) == len(tokens)
         spans = _spans(tokens, tags)
         assert [t for t, _ in spans] == [t for t, _ in ents]  # every entity found, in order
         for (_, got), (_, want) in zip(spans, ents, strict=True):
             assert got.replace("'s", "").rstrip(".,;'") == want
     assert set(counts) == {0, 1, 2, 3, 4} and min(counts.values()) == 40
-    assert any(" " in s for r in rows for _, s in fin_ner.parse_entities(r["gold"]))
+    assert any(" " in s for r in rows for _, s in answers.parse_entities(r["gold"]))
 
 
 def _spans(tokens, tags):
@@ -202,7 +203,7 @@ def _spans(tokens, tags):
     ],
 )
 def test_parse_entities(text, expected):
-    assert fin_ner.parse_entities(text) == expected
+    assert answers.parse_entities(text) == expected
 
 
 def test_to_bio_handles_punctuation_possessives_case_and_misses():
@@ -213,23 +214,23 @@ def test_to_bio_handles_punctuation_possessives_case_and_misses():
         ("PER", "Nobody Here"),  # hallucinated: tags nothing
         ("LOC", "Port Meridian"),
     ]
-    tokens, tags = fin_ner.to_bio(sentence, ents)
+    tokens, tags = metrics.to_bio(sentence, ents)
     assert tokens[-1] == "Meridian." and tokens[5] == "Bank's"
     assert tags == [
         "B-PER", "I-PER", "O", "O", "B-ORG", "I-ORG", "O", "O", "O", "O", "O", "B-LOC", "I-LOC",
     ]  # fmt: skip
-    assert fin_ner.to_bio(sentence, []) == (tokens, ["O"] * len(tokens))
+    assert metrics.to_bio(sentence, []) == (tokens, ["O"] * len(tokens))
 
 
 def test_to_bio_repeated_and_out_of_order_entities():
     sentence = "Velden beat Eastmere, and Velden rallied."
-    tokens, tags = fin_ner.to_bio(sentence, [("LOC", "Velden"), ("LOC", "Velden")])
+    tokens, tags = metrics.to_bio(sentence, [("LOC", "Velden"), ("LOC", "Velden")])
     assert tags == ["B-LOC", "O", "O", "O", "B-LOC", "O"]
-    _, tags = fin_ner.to_bio(sentence, [("LOC", "Eastmere"), ("LOC", "Velden")])
+    _, tags = metrics.to_bio(sentence, [("LOC", "Eastmere"), ("LOC", "Velden")])
     assert tags == ["O", "O", "B-LOC", "O", "B-LOC", "O"]  # the next match after Eastmere
-    _, tags = fin_ner.to_bio("Velden beat Eastmere.", [("LOC", "Eastmere"), ("LOC", "Velden")])
+    _, tags = metrics.to_bio("Velden beat Eastmere.", [("LOC", "Eastmere"), ("LOC", "Velden")])
     assert tags == ["B-LOC", "O", "B-LOC"]  # nothing after Eastmere: fall back to the start
-    assert fin_ner.to_bio("", [("PER", "A B")]) == ([], [])
+    assert metrics.to_bio("", [("PER", "A B")]) == ([], [])
 
 
 # ---------------------------------------------------------------- numeric
@@ -257,12 +258,11 @@ def test_to_bio_repeated_and_out_of_order_entities():
     ],
 )
 def test_normalize_number(text, value):
-    assert numeric_qa.normalize_number(text) == value
-    assert arith_math.normalize_number is numeric_qa.normalize_number
+    assert answers.normalize_number(text) == value
 
 
 def test_numbers_match():
-    match = numeric_qa.numbers_match
+    match = answers.numbers_match
     assert match(12.5, 12.5) and match(12.6, 12.5)  # within 1%
     assert not match(13.0, 12.5)
     assert match(0.005, 0.0) and not match(0.05, 0.0)  # absolute tolerance near zero
@@ -285,7 +285,7 @@ def test_numeric_golds_are_plain_rounded_numbers(mod):
         assert re.fullmatch(r"-?\d+(\.\d{1,2})?", r["gold"]), r["gold"]
         value = float(r["gold"])
         assert numeric_qa.format_number(value) == r["gold"]
-        assert mod.numbers_match(mod.normalize_number(r["gold"]), value)
+        assert answers.numbers_match(answers.normalize_number(r["gold"]), value)
     assert any(r["gold"].startswith("-") for r in rows)  # signs matter
 
 
@@ -294,7 +294,7 @@ def _cells(table: str) -> dict[str, list[float]]:
     for line in table.splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]
         if len(cells) > 2 and cells[0] not in ("Item", "---"):
-            out[cells[0].lower()] = [numeric_qa.normalize_number(c) for c in cells[1:]]
+            out[cells[0].lower()] = [answers.normalize_number(c) for c in cells[1:]]
     return out
 
 
@@ -309,7 +309,7 @@ def test_numeric_qa_gold_recomputes_from_the_table():
         if m:
             metric, a, b = m.groups()
             old, new = cells[metric][years.index(a)], cells[metric][years.index(b)]
-            assert numeric_qa.numbers_match(float(r["gold"]), (new - old) / old * 100)
+            assert answers.numbers_match(float(r["gold"]), (new - old) / old * 100)
             checked += 1
         m = re.search(r"net debt .* in (.+), in", question)
         if m:

@@ -6,9 +6,9 @@ from collections import Counter
 
 import pytest
 
-from raysys.evaluate.metrics import classification_metrics
 from raysys.tasks import build_splits, get_task
 from raysys.tasks.base import MISSING
+from raysys.tasks.metrics import classification_metrics
 
 TASK = get_task("news_sentiment")
 
