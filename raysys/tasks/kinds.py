@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from raysys.tasks import metrics
@@ -264,4 +265,118 @@ class Freetext(Kind):
         return metrics.freetext_hits(golds, preds)
 
 
-KINDS: dict[str, Kind] = {k.name: k for k in (Classification(), Ner(), Numeric(), Freetext())}
+class Multilabel(Kind):
+    """A set of labels per row: `Answer: inflation, rates` (commas, semicolons or "and").
+
+    Answers and golds are written canonically: the labels as spelled in `labels`, in
+    that order, joined by ", ", so equal sets are equal strings (and vote together).
+    """
+
+    name = "multilabel"
+    main_metric = "micro_f1"
+    min_labels = 2
+
+    def answer_re(self, labels: Labels) -> re.Pattern[str]:
+        return ANSWER_LINE_RE  # the whole line: the set is parsed by extract_post
+
+    def extract_post(self, task: TaskLike, answer: str) -> str:
+        return self._canonical(task.labels, self.label_set(task.labels, answer))
+
+    def lenient(self, task: TaskLike, text: str) -> str:
+        """Every label mentioned anywhere (whole words)."""
+        return self._canonical(task.labels, self.label_set(task.labels, text)) or MISSING
+
+    def agrees(self, task: TaskLike, pred: str, gold: str) -> bool:
+        return self.label_set(task.labels, pred) == self.label_set(task.labels, str(gold))
+
+    def score(
+        self, task: TaskLike, golds: list[str], preds: list[str], inputs: list[str] | None
+    ) -> dict[str, float]:
+        from sklearn.metrics import f1_score
+
+        metrics.check_rows(golds, preds)
+        y_true, y_pred = self._binarized(task.labels, golds, preds)
+        hits = self.row_correct(task.labels, golds, preds)
+        return {
+            "micro_f1": float(f1_score(y_true, y_pred, average="micro", zero_division=0)),
+            "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+            "exact_match": sum(hits) / len(hits),
+            "missing_rate": metrics.missing_rate(preds),
+        }
+
+    def read_gold(self, labels: Labels, gold: str, written: str) -> str:
+        """Comma- or semicolon-separated labels, each checked as a classification gold."""
+        canonical = {lab.casefold(): lab for lab in labels}
+        items = [s.strip() for s in re.split(r"[,;]", gold) if s.strip()]
+        if unknown := [s for s in items if s.casefold() not in canonical]:
+            raise _unknown_label(unknown[0], labels)
+        if not items:
+            raise GoldError("empty label", f"no label in {written!r}")
+        return self._canonical(labels, {canonical[s.casefold()] for s in items})
+
+    def labels_from_golds(self, golds: Sequence[str]) -> Labels:
+        items = {s.strip() for g in golds for s in re.split(r"[,;]", str(g))}
+        return tuple(sorted(items - {""}))
+
+    def row_correct(self, labels: Labels, golds: Sequence[str], preds: Sequence[str]) -> list[bool]:
+        return [
+            p != MISSING and self.label_set(labels, str(p)) == self.label_set(labels, str(g))
+            for g, p in zip(golds, preds, strict=True)
+        ]
+
+    def row_counts(
+        self,
+        metric: str,
+        labels: Labels,
+        golds: Sequence[str],
+        preds: Sequence[str],
+        inputs: Sequence[str] | None,
+    ) -> np.ndarray:
+        if metric not in ("micro_f1", "macro_f1"):
+            return super().row_counts(metric, labels, golds, preds, inputs)
+        y_true, y_pred = self._binarized(labels, golds, preds)
+        return metrics.membership_counts(y_true.astype(bool), y_pred.astype(bool))
+
+    def row_value(self, metric: str, sums: np.ndarray) -> np.ndarray:
+        if metric == "macro_f1":
+            return metrics.f1_of(sums).mean(axis=-1)
+        if metric == "micro_f1":  # counts pooled over labels before the F1
+            tp, fp, fn = (sums[..., i::3].sum(axis=-1) for i in range(3))
+            return metrics.ratio(2 * tp, 2 * tp + fp + fn)
+        return super().row_value(metric, sums)
+
+    @staticmethod
+    def label_set(labels: Labels, text: str) -> frozenset[str]:
+        """The labels (as spelled in `labels`) named in `text`, case-insensitive, whole words."""
+        if not labels:  # an empty alternation would match everywhere
+            return frozenset()
+        canonical = {lab.casefold(): lab for lab in labels}
+        return frozenset(canonical[m.casefold()] for m in _labels_re(labels).findall(text))
+
+    @staticmethod
+    def _canonical(labels: Labels, found: set[str] | frozenset[str]) -> str:
+        return ", ".join(lab for lab in labels if lab in found)
+
+    def _binarized(
+        self, labels: Labels, golds: Sequence[str], preds: Sequence[str]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, labels) 0/1 matrices; a missing answer is the empty set (costs recall)."""
+        from sklearn.preprocessing import MultiLabelBinarizer
+
+        binarizer = MultiLabelBinarizer(classes=list(labels))
+        y_true = binarizer.fit_transform([self.label_set(labels, str(g)) for g in golds])
+        found = [frozenset() if p == MISSING else self.label_set(labels, str(p)) for p in preds]
+        return y_true, binarizer.transform(found)
+
+
+@lru_cache(maxsize=64)
+def _labels_re(labels: Labels) -> re.Pattern[str]:
+    # Longest first, so "interest rates" wins over "rates"; lookarounds rather than \b,
+    # which fails next to a label's own punctuation ("c++", "M&A.").
+    alts = "|".join(re.escape(lab) for lab in sorted(labels, key=len, reverse=True))
+    return re.compile(rf"(?<!\w)(?:{alts})(?!\w)", re.IGNORECASE)
+
+
+KINDS: dict[str, Kind] = {
+    k.name: k for k in (Classification(), Ner(), Numeric(), Freetext(), Multilabel())
+}
