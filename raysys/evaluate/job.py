@@ -60,7 +60,7 @@ def vllm_parity(
     model_path: str, adapters: dict[str, str], cfg: EvalConfig, tasks: dict, run_dir: Path
 ) -> None:
     """The vLLM canary: each adapter's greedy outputs on probe prompts equal PEFT's."""
-    from raysys.engines.vllm import compare_with_hf
+    from raysys.engines.parity import compare_with_hf
     from raysys.errors import AdapterIgnoredError
 
     task, rows = next(iter(tasks.values()))

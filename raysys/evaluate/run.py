@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from raysys.engines.hf import BASE
+from raysys.engines.base import BASE
 from raysys.evaluate.overlength import is_overlength
 from raysys.io import write_csv, write_json, write_parquet
 from raysys.tasks.base import Task
