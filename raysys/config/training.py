@@ -18,6 +18,17 @@ class LoraSection(Section):
     dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
 
+    def alpha_for(self, r: int) -> int:
+        """The alpha for rank `r` that keeps this section's alpha / r (the study's 2 while
+        alpha is unset), so the LoRA scale, and with it the size of an update, does not
+        change with the rank. The one rule: the section's default and a sweep's
+        `lora_ranks` axis both use it. Never below 1 (alpha 0 would switch LoRA off)."""
+        if self.alpha is None:
+            return STUDY_ALPHA_PER_RANK * r
+        if self.r is None:
+            raise ValueError("train.lora.alpha_for: the section's rank is not resolved yet")
+        return max(1, round(r * self.alpha / self.r))
+
 
 class DpoSection(Section):
     beta: float = Field(1.0, gt=0, description="the study's DPO beta")
@@ -28,6 +39,7 @@ class DpoSection(Section):
 
 
 STUDY_LORA_RANK = {"sft": 128, "dpo": 16}
+STUDY_ALPHA_PER_RANK = 2
 
 
 class TrainSection(Section):
@@ -96,7 +108,7 @@ class TrainSection(Section):
         if lora.r is None:
             object.__setattr__(lora, "r", STUDY_LORA_RANK[self.method])
         if lora.alpha is None:
-            object.__setattr__(lora, "alpha", 2 * lora.r)
+            object.__setattr__(lora, "alpha", lora.alpha_for(lora.r))
         object.__setattr__(self, "lora", lora)
         if self.packing and self.method != "sft":
             raise ValueError("train.packing applies to sft only; set train.packing=false")
