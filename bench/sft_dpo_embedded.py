@@ -31,7 +31,7 @@ from raysys.models import resolve_model
 from raysys.runtime import init_ray
 from raysys.synth.pairs import mine_pairs
 from raysys.tasks import build_splits, get_task
-from raysys.train.job import training_data
+from raysys.train.data import training_data
 from raysys.train.launch import run_training
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -27,9 +27,9 @@ def run_train_job(cfg: TrainConfig) -> tuple[Path, dict[str, Any]]:
         check_checkpoint_storage,
         check_local_budget,
         preflight,
-        run_training,
-        scoped_checkpoint_storage,
+        run_spec,
     )
+    from raysys.train.spec import TrainSpec
 
     check_job_storage(cfg.run.storage_path)  # before anything is built or written
     check_checkpoint_storage(cfg.train)
@@ -37,28 +37,27 @@ def run_train_job(cfg: TrainConfig) -> tuple[Path, dict[str, Any]]:
     model_path = resolve_model(cfg.model.source)
     storage = local_root(cfg.run.storage_path)
     train_path = training_data(cfg, storage)  # bad data is refused before any write
-    faults = faults_from_env(TRAIN_FAULTS)
+    spec = TrainSpec.from_section(
+        cfg.train,
+        model_path=model_path,
+        train_path=train_path,
+        dtype=cfg.model.dtype,
+        seed=cfg.run.seed,
+        attn_implementation=cfg.model.attn_implementation,
+        faults=faults_from_env(TRAIN_FAULTS),
+    )
     # Bad data is refused before a run directory or a Ray instance exists.
-    preflight(train_path, model_path, cfg.train)
+    preflight(train_path, model_path, spec)
     check_local_budget(cfg.train, cfg.ray)
     if cfg.data.path is None:
         push(Path(train_path).parent)  # object-store runs: Train workers read it there
     run_dir = open_run(cfg)
-    train_cfg = scoped_checkpoint_storage(cfg.train, cfg.run.name, run_dir.name)
     init_ray(cfg.ray.address, cfg.ray.num_cpus)
     summary = stage(
         run_dir / "train",
-        f"LoRA {cfg.train.method.upper()} on Ray Train",
-        lambda d: run_training(
-            train_path,
-            model_path,
-            train_cfg,
-            cfg.model.dtype,
-            d,
-            cfg.run.seed,
-            faults,
-            attn_implementation=cfg.model.attn_implementation,
-        ),
+        f"LoRA {spec.method.upper()} on Ray Train",
+        # <name>/<run_id>: another run's checkpoints are never resumed from
+        lambda d: run_spec(spec.scoped(cfg.run.name, run_dir.name), d),
     )
     publish(run_dir)
     return run_dir, summary

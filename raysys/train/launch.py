@@ -1,7 +1,8 @@
 """Driver side of training: checks, the `TorchTrainer`, resume, outputs.
 
-`run_training` checks the data before any worker starts (columns, rows, chat
-template, EOS after truncation), runs Ray Train V2, and leaves in `out_dir`:
+`run_spec` (or `run_training`, from a `train` section) checks the data before any
+worker starts (columns, rows, chat template, EOS after truncation), runs Ray Train V2
+on a `TrainSpec`, and leaves in `out_dir`:
 
 - `adapter/`: PEFT layout, loadable on the raw base (`PeftModel.from_pretrained`,
   vLLM's LoRA loader). With `train.init_adapter` (DPO after SFT) it is the exact
@@ -24,14 +25,25 @@ import logging
 import os
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ray.train import UserCallback
 
 from raysys.errors import UserError
 from raysys.io import copy_tree_atomic, replace_tree, write_json
+from raysys.storage import for_workers, localize, remote_of
 from raysys.train.guards import DataGuardError, TrainingDivergedError, check_columns, check_eos
+from raysys.train.spec import TrainSpec
+
+if TYPE_CHECKING:
+    import pyarrow.fs
+    from ray.train import Checkpoint
+    from ray.train.torch import TorchTrainer
+    from ray.train.v2._internal.execution.context import TrainRunContext
+
+    from raysys.config import RaySection, TrainSection
 
 log = logging.getLogger(__name__)
 
@@ -53,63 +65,43 @@ class TrainingInterruptedError(UserError):
 def run_training(
     train_path: str,
     model_path: str,
-    train_cfg: Any,
+    train_cfg: TrainSection,
     model_dtype: str,
     out_dir: Path,
     seed: int,
-    faults: dict[str, Any] | None = None,
+    faults: dict[str, int] | None = None,
     name: str = "train",
     attn_implementation: str | None = None,
+    callbacks: list[UserCallback] | None = None,
+) -> dict[str, Any]:
+    """`run_spec` for a validated `train` section, one model, dataset and seed."""
+    spec = TrainSpec.from_section(
+        train_cfg,
+        model_path=model_path,
+        train_path=train_path,
+        dtype=model_dtype,
+        seed=seed,
+        attn_implementation=attn_implementation,
+        faults=faults,
+    )
+    return run_spec(spec, out_dir, name=name, callbacks=callbacks)
+
+
+def run_spec(
+    spec: TrainSpec,
+    out_dir: Path,
+    name: str = "train",
     callbacks: list[UserCallback] | None = None,
 ) -> dict[str, Any]:
     """Train a LoRA adapter (SFT or DPO) on Ray Train; return the final summary.
 
     `callbacks`: more Train `UserCallback`s (a sweep passes Tune's report bridge)."""
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-    from ray.train.v2.api.config import LoggingConfig
-
-    from raysys.runtime import WORKER_ENV
-    from raysys.storage import for_workers, localize, remote_of
-    from raysys.train.worker import train_worker, worker_config
-
-    preflight(train_path, model_path, train_cfg)
+    preflight(spec.train_path, spec.model_path, spec)
     # In a mirrored (object-store) run directory the default goes straight to the store.
     local_ckpt = (out_dir / "ray_train").resolve()
-    storage = train_cfg.checkpoint_storage or remote_of(local_ckpt) or str(local_ckpt)
-    # Workers may run on other nodes: mirrored inputs go to them as URIs (see storage).
-    init = for_workers(train_cfg.init_adapter)
-    worker_train_cfg = train_cfg.model_copy(update={"init_adapter": init})
-    _check_cpu_budget(train_cfg)
-    faults = dict(faults or {})
-    faults.setdefault("marker_dir", str((out_dir / "faults").resolve()))
-    trainer = TorchTrainer(
-        train_worker,
-        train_loop_config=worker_config(
-            for_workers(train_path),
-            model_path,
-            worker_train_cfg,
-            model_dtype,
-            seed,
-            faults,
-            attn_implementation,
-        ),
-        scaling_config=ScalingConfig(
-            num_workers=train_cfg.num_workers,
-            use_gpu=train_cfg.use_gpu,
-            resources_per_worker=None if train_cfg.use_gpu else {"CPU": train_cfg.cpus_per_worker},
-        ),
-        run_config=RunConfig(
-            name=name,
-            storage_path=storage,
-            failure_config=FailureConfig(max_failures=train_cfg.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=train_cfg.keep_checkpoints),
-            worker_runtime_env={"env_vars": WORKER_ENV},
-            callbacks=[ReportRecorder(storage, name), *(callbacks or [])],
-            # Ray Train logs every report's full metrics at INFO; ours go to metrics.json.
-            logging_config=LoggingConfig(log_level="WARNING"),
-        ),
-    )
+    storage = spec.checkpoint_storage or remote_of(local_ckpt) or str(local_ckpt)
+    _check_cpu_budget(spec)
+    trainer = _torch_trainer(_worker_spec(spec, out_dir), storage, name, callbacks or [])
     start = time.perf_counter()
     try:
         result = trainer.fit()
@@ -117,26 +109,12 @@ def run_training(
         raise _explain(e, storage, name) from e
     if result.checkpoint is None:
         raise TrainingInterruptedError("training finished without a checkpoint; see the Ray logs")
-    reports = read_reports(storage, name)
-    history, replayed = dedupe_history(reports)
+    history, replayed = dedupe_history(read_reports(storage, name))
     final = {k: v for k, v in (result.metrics or {}).items() if k != "history"}
     final["wall_seconds"] = time.perf_counter() - start
     final["replayed_steps"] = replayed
-    _check_history(history, final, train_cfg)
-    trained = out_dir / ("delta_adapter" if train_cfg.init_adapter else "adapter")
-    with result.checkpoint.as_directory() as ckpt:
-        _copy_adapter(Path(ckpt) / "checkpoint", trained)
-    if train_cfg.init_adapter:
-        from raysys.train.adapters import concat_adapters
-
-        tmp = out_dir / ".adapter.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        init_local = localize(train_cfg.init_adapter, "train.init_adapter")
-        final["combined_adapter"] = concat_adapters([init_local, trained], tmp)
-        for f in TOKENIZER_FILES:
-            if (trained / f).is_file():
-                shutil.copy2(trained / f, tmp / f)
-        replace_tree(tmp, out_dir / "adapter")  # a crash leaves the old adapter or the new
+    _check_history(history, final, spec.logging_steps)
+    final.update(_write_adapter(result.checkpoint, spec.init_adapter, out_dir))
     write_json(
         out_dir / "metrics.json",
         {"final": final, "history": history, "checkpoint": result.checkpoint.path},
@@ -144,15 +122,83 @@ def run_training(
     return {k: v for k, v in final.items() if not isinstance(v, (dict, list))}
 
 
-def preflight(train_path: str, model_path: str, train_cfg: Any) -> dict[str, int]:
+def _worker_spec(spec: TrainSpec, out_dir: Path) -> TrainSpec:
+    """What the workers get: mirrored inputs as URIs (workers may run on other nodes and
+    fetch them with `localize`), and the fault drills' marker folder in this run."""
+    marker_dir = spec.faults.marker_dir or str((out_dir / "faults").resolve())
+    return replace(
+        spec,
+        train_path=for_workers(spec.train_path),
+        init_adapter=for_workers(spec.init_adapter),
+        faults=replace(spec.faults, marker_dir=marker_dir),
+    )
+
+
+def _torch_trainer(
+    spec: TrainSpec, storage: str, name: str, callbacks: list[UserCallback]
+) -> TorchTrainer:
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+    from ray.train.v2.api.config import LoggingConfig
+
+    from raysys.runtime import WORKER_ENV
+    from raysys.train.worker import train_worker
+
+    return TorchTrainer(
+        train_worker,
+        train_loop_config={"spec": spec},
+        scaling_config=ScalingConfig(
+            num_workers=spec.num_workers,
+            use_gpu=spec.use_gpu,
+            resources_per_worker=None if spec.use_gpu else {"CPU": spec.cpus_per_worker},
+        ),
+        run_config=RunConfig(
+            name=name,
+            storage_path=storage,
+            failure_config=FailureConfig(max_failures=spec.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=spec.keep_checkpoints),
+            worker_runtime_env={"env_vars": WORKER_ENV},
+            callbacks=[ReportRecorder(storage, name), *callbacks],
+            # Ray Train logs every report's full metrics at INFO; ours go to metrics.json.
+            logging_config=LoggingConfig(log_level="WARNING"),
+        ),
+    )
+
+
+def _write_adapter(
+    checkpoint: Checkpoint, init_adapter: str | None, out_dir: Path
+) -> dict[str, Any]:
+    """The trained adapter into `out_dir/adapter`; after an init adapter (DPO after SFT)
+    the new one alone goes to `delta_adapter` and `adapter` is the two concatenated."""
+    from raysys.train.worker import HF_CKPT
+
+    trained = out_dir / ("delta_adapter" if init_adapter else "adapter")
+    with checkpoint.as_directory() as ckpt:
+        _copy_adapter(Path(ckpt) / HF_CKPT, trained)
+    if not init_adapter:
+        return {}
+    from raysys.train.adapters import concat_adapters
+
+    tmp = out_dir / ".adapter.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    init_local = localize(init_adapter, "train.init_adapter")
+    combined = concat_adapters([init_local, trained], tmp)
+    for f in TOKENIZER_FILES:
+        if (trained / f).is_file():
+            shutil.copy2(trained / f, tmp / f)
+    replace_tree(tmp, out_dir / "adapter")  # a crash leaves the old adapter or the new
+    return {"combined_adapter": combined}
+
+
+def preflight(
+    train_path: str, model_path: str, train_cfg: TrainSection | TrainSpec
+) -> dict[str, int]:
     """Everything that can be checked before a worker starts; a one-line error else."""
     import pyarrow.parquet as pq
     from transformers import AutoTokenizer
 
     if not Path(train_path).exists():
         raise DataGuardError(f"training data not found: {train_path}; check data.path")
-    from raysys.storage import localize
-
     init = train_cfg.init_adapter and localize(train_cfg.init_adapter, "train.init_adapter")
     if init and not (Path(init) / "adapter_config.json").is_file():
         raise DataGuardError(
@@ -186,10 +232,10 @@ def check_context(model_path: str, longest: int, max_seq_length: int) -> None:
         )
 
 
-def scoped_checkpoint_storage(train_cfg: Any, *parts: str) -> Any:
+def scoped_checkpoint_storage(train_cfg: TrainSection, *parts: str) -> TrainSection:
     """`train_cfg` with `train.checkpoint_storage` narrowed to `<storage>/<parts...>`: one
     folder per run (and sweep trial or pipeline stage), since Ray Train resumes from
-    whatever checkpoint it finds there."""
+    whatever checkpoint it finds there. `TrainSpec.scoped` does the same to a spec."""
     if not train_cfg.checkpoint_storage:
         return train_cfg
     from raysys.storage import join_uri
@@ -198,7 +244,7 @@ def scoped_checkpoint_storage(train_cfg: Any, *parts: str) -> Any:
     return train_cfg.model_copy(update={"checkpoint_storage": scoped})
 
 
-def check_checkpoint_storage(train_cfg: Any) -> None:
+def check_checkpoint_storage(train_cfg: TrainSection) -> None:
     """An object-store `train.checkpoint_storage` answers and takes a write, before any
     work starts (an unreachable endpoint would otherwise fail at the first checkpoint)."""
     if train_cfg.checkpoint_storage:
@@ -207,7 +253,7 @@ def check_checkpoint_storage(train_cfg: Any) -> None:
         probe(train_cfg.checkpoint_storage, "train.checkpoint_storage")
 
 
-def check_local_budget(train_cfg: Any, ray_cfg: Any) -> None:
+def check_local_budget(train_cfg: TrainSection, ray_cfg: RaySection) -> None:
     """Before Ray starts: a new local Ray (no address given) that could never hold the
     workers is refused now, before a run directory exists."""
     import os
@@ -222,7 +268,7 @@ def check_local_budget(train_cfg: Any, ray_cfg: Any) -> None:
         _refuse_if_short(train_cfg, float(ray_cfg.num_cpus or os.cpu_count() or 1))
 
 
-def _check_cpu_budget(train_cfg: Any) -> None:
+def _check_cpu_budget(train_cfg: TrainSection | TrainSpec) -> None:
     """A local Ray that cannot fit the workers would wait forever: say so now."""
     import ray
 
@@ -233,7 +279,7 @@ def _check_cpu_budget(train_cfg: Any) -> None:
     _refuse_if_short(train_cfg, ray.cluster_resources().get("CPU", 0))
 
 
-def _refuse_if_short(train_cfg: Any, have: float) -> None:
+def _refuse_if_short(train_cfg: TrainSection | TrainSpec, have: float) -> None:
     if train_cfg.use_gpu:
         return
     need = train_cfg.num_workers * train_cfg.cpus_per_worker
@@ -255,7 +301,12 @@ class ReportRecorder(UserCallback):
         self.storage = storage
         self.name = name
 
-    def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any):
+    def after_report(
+        self,
+        run_context: TrainRunContext,
+        metrics: list[dict[str, Any]],
+        checkpoint: Checkpoint | None,
+    ) -> None:
         rank0 = dict(metrics[0]) if metrics else {}
         record = {
             "time": time.time(),
@@ -271,11 +322,13 @@ class ReportRecorder(UserCallback):
         name = f"{time.time_ns():020d}-{int(rank0.get('step') or 0):06d}.json"
         _write_whole(fs, folder, name, json.dumps(record, default=str).encode())
 
-    def after_exception(self, run_context: Any, worker_exceptions: dict[int, Exception]):
+    def after_exception(
+        self, run_context: TrainRunContext, worker_exceptions: dict[int, Exception]
+    ) -> None:
         pass
 
 
-def _write_whole(fs: Any, folder: str, name: str, data: bytes) -> None:
+def _write_whole(fs: pyarrow.fs.FileSystem, folder: str, name: str, data: bytes) -> None:
     """A report file that readers see whole or not at all: on a local (or mounted) disk
     under a temporary name, moved into place when written; an object store shows an
     object only once its upload completes, so there it is written in place."""
@@ -334,9 +387,9 @@ def dedupe_history(reports: list[dict[str, Any]]) -> tuple[list[dict[str, Any]],
     return [by_step[s] for s in sorted(by_step)], replayed
 
 
-def _check_history(history: list[dict[str, Any]], final: dict[str, Any], train_cfg: Any) -> None:
+def _check_history(history: list[dict[str, Any]], final: dict[str, Any], every: int) -> None:
+    """`final["history_complete"]`: a history entry every `every` (logging) steps."""
     steps = [int(e["step"]) for e in history]
-    every = train_cfg.logging_steps
     last = int(final.get("step") or 0)
     expected = list(range(every, last + 1, every))
     missing = sorted(set(expected) - set(steps))
@@ -361,7 +414,7 @@ def _copy_adapter(hf_ckpt: Path, dst: Path) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _fs(storage: str) -> tuple[Any, str]:
+def _fs(storage: str) -> tuple[pyarrow.fs.FileSystem, str]:
     import pyarrow.fs
 
     if "://" in storage:
