@@ -330,7 +330,9 @@ def test_a_yaml_task_over_local_csv_trains_and_evaluates(ray_local, tmp_path, cs
     assert by["base"]["missing_rate"] == 1.0 and by["sft"]["missing_rate"] <= 0.2
     assert by["sft"]["task"] == "csv_tone" and by["sft"]["n"] == 16
     preds = pd.read_parquet(next(out.run_dir.glob("eval_sft-*")) / "predictions.parquet")
-    assert sorted(preds["id"]) == [f"csv_tone-test-{i:06d}" for i in range(16)]
+    stored = pd.read_parquet(out.run_dir / "tasks" / "csv_tone" / "test.parquet")
+    assert sorted(preds["id"]) == sorted(stored["id"]) and len(stored) == 16
+    assert all(i.startswith("csv_tone-test-") for i in stored["id"])  # ids from the text
     assert [s["stage"] for s in out.summary["stages"]] == ["data", "eval_base", "sft", "eval_sft"]
 
 
