@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from raysys.data import io
+from raysys import io
 
 ROOT = Path(__file__).parents[1] / "raysys"
 # calls that write a file in place (a reader could see part of it)
