@@ -23,6 +23,6 @@ def load(kind: type, args: argparse.Namespace) -> Any:
 
 def where(path: object) -> str:
     """A path as the user should see it: the object-store URI of a mirrored run."""
-    from raysys.storage import shown
+    from raysys.runs import shown
 
     return shown(str(path))

@@ -24,24 +24,20 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from raysys.storage import is_remote, local_root, pull, push
+    from raysys.runs import RunDir
 
-    if is_remote(args.sweep_dir):  # a run in an object store: fetched, rewritten, sent back
-        run_dir = local_root(args.sweep_dir, field="SWEEP_DIR")
-        pull(args.sweep_dir, run_dir, exclude=("tune/*",))
-    else:
-        run_dir = Path(args.sweep_dir)
-    if (run_dir / "pipeline.json").is_file():
-        html, text = _pipeline(run_dir)
-    elif (run_dir / "results.parquet").is_file():
-        html, text = _sweep(run_dir)
+    run = RunDir.fetched(args.sweep_dir, field="SWEEP_DIR")  # s3:// or gs://: fetched first
+    if (run / "pipeline.json").is_file():
+        html, text = _pipeline(run.path)
+    elif (run / "results.parquet").is_file():
+        html, text = _sweep(run.path)
     else:
         raise UserError(
-            f"{run_dir}: no results.parquet or pipeline.json; point it at a finished sweep or "
+            f"{run.path}: no results.parquet or pipeline.json; point it at a finished sweep or "
             "pipeline directory (<run.storage_path>/<run.name>/<run_id>)"
         )
     print(text)
-    push(run_dir)
+    run.keep()  # rewritten in place: back to the store
     print(f"Report: {where(html)}")
     return 0
 

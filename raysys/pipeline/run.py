@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from raysys.config import PipelineConfig, dump_config, resolve_run_id
+from raysys.config import PipelineConfig, resolve_run_id
 from raysys.errors import UserError
-from raysys.io import write_json, write_text
+from raysys.io import write_json
 from raysys.pipeline.stages import Stages, Study
 from raysys.tasks import scoped
 from raysys.tasks.store import TASKS_DIR, Need, prepare
@@ -48,31 +48,27 @@ def run_pipeline(cfg: PipelineConfig, resume: bool = False) -> PipelineOutcome:
     """Run (or continue) every enabled stage; write pipeline.json and the report."""
     from raysys.models import resolve_model
     from raysys.pipeline.report import write_pipeline_report
-    from raysys.runs import check_job_storage, check_writable, publish, run_root
+    from raysys.runs import RunDir, check_job_storage, open_run
     from raysys.runtime import init_ray
-    from raysys.storage import push, shown
 
     check_job_storage(cfg.run.storage_path)
     cfg = locate_run(cfg, resume)
     model_path = resolve_model(cfg.model.source)  # before any output: a bad source writes nothing
     preflight(cfg)
-    run_dir = run_root(cfg.run.storage_path, cfg.run.name, cfg.run.run_id)
-    tasks = prepare(run_dir, task_needs(cfg), cfg.run.seed)  # bad rows or pools refused now
-    check_writable(run_dir)
-    write_text(run_dir / "config.yaml", dump_config(cfg))  # the config of the latest run
-    push(run_dir / "config.yaml")
+    run = RunDir.of(cfg.run.storage_path, cfg.run.name, str(cfg.run.run_id), fetch=True)
+    tasks = prepare(run.path, task_needs(cfg), cfg.run.seed)  # bad rows or pools refused now
+    run = open_run(cfg, check=False)  # stages are keyed by config: a changed one is fine
     tasks.write()  # <run>/tasks: every stage (and the sweep's trials) reads these rows
-    push(run_dir / TASKS_DIR)
-    log.info("pipeline run directory: %s", shown(run_dir))
+    run.keep(TASKS_DIR)
     init_ray(cfg.ray.address, cfg.ray.num_cpus)
     start = time.perf_counter()
-    study = Study(cfg, model_path, run_dir, Stages(run_dir, stage_count(cfg)))
+    study = Study(cfg, model_path, run.path, Stages(run.path, stage_count(cfg)))
     run_stages(study)
     summary = study.summary(time.perf_counter() - start)
-    write_json(run_dir / SUMMARY, summary)
-    markdown, html = write_pipeline_report(run_dir, summary)
-    publish(run_dir)  # object-store runs: the summary and report up to the store
-    return PipelineOutcome(run_dir, summary, {"markdown": str(markdown), "html": str(html)})
+    write_json(run / SUMMARY, summary)
+    markdown, html = write_pipeline_report(run.path, summary)
+    run.publish()  # object-store runs: the summary and report up to the store
+    return PipelineOutcome(run.path, summary, {"markdown": str(markdown), "html": str(html)})
 
 
 def run_stages(study: Study) -> None:
@@ -96,11 +92,10 @@ def run_stages(study: Study) -> None:
 def locate_run(cfg: PipelineConfig, resume: bool) -> PipelineConfig:
     """`cfg` with its run id fixed: given, new (a UTC timestamp), or with `resume` and
     no id the latest pipeline run of `run.name`."""
-    from raysys.runs import latest_run_id
-    from raysys.storage import local_root, shown
+    from raysys.runs import latest_run_id, shown, storage_root
 
     storage = cfg.run.storage_path
-    where = shown(local_root(storage))  # the path, or the bucket URI without its options
+    where = shown(storage_root(storage))  # the path, or the bucket URI without its options
     run_id = cfg.run.run_id
     if resume and run_id is None:
         run_id = latest_run_id(storage, cfg.run.name, "config.yaml")

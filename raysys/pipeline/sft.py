@@ -101,7 +101,7 @@ def _run_grid(study: Study, d: Path) -> dict[str, Any]:
     scfg = sweep_config(study.cfg, d)
     trials = expand_grid(scfg)
     data = prepare_data(scfg, trials, study.model_path)
-    sweep_dir = open_run(scfg)
+    sweep_dir = open_run(scfg).path
     resume = (sweep_dir / "tune").is_dir()  # an interrupted stage: Tune restores its state
     grid = make_grid(
         scfg,

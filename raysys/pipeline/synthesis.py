@@ -79,6 +79,7 @@ def _label_pools(study: Study, d: Path, labeler: str | None) -> dict[str, Any]:
     import pandas as pd
 
     from raysys.io import write_parquet
+    from raysys.runs import RunDir
     from raysys.runtime import faults_from_env
     from raysys.synth.cot import build_pool, run_synthesis
     from raysys.tasks import get_task
@@ -95,7 +96,8 @@ def _label_pools(study: Study, d: Path, labeler: str | None) -> dict[str, Any]:
         scfg = SynthConfig(run=cfg.run, ray=cfg.ray, model=cfg.model, generate=gen, synth=synth)
         pool, pool_stats = build_pool(task, scfg, cfg.run.seed)
         tdir = d / task.name
-        stats = run_synthesis(task, pool, study.model_path, adapters, scfg, tdir, faults)
+        keep = RunDir.at(tdir).keep  # each shard reaches an object store as it is written
+        stats = run_synthesis(task, pool, study.model_path, adapters, scfg, tdir, faults, keep)
         out[task.name] = {**stats, **pool_stats}
         frames.append(pd.read_parquet(tdir / "sft.parquet"))
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

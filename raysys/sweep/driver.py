@@ -45,7 +45,6 @@ from raysys.sweep.tune import (
     run_tune,
     trial_resources,
     tune_callbacks,
-    tune_location,
 )
 from raysys.tasks import scoped
 from raysys.tasks.store import TASKS_DIR
@@ -87,7 +86,7 @@ class Grid:
 def run_sweep(cfg: SweepConfig, resume: bool = False, retry_errored: bool = False) -> SweepOutcome:
     """Run (or resume) the grid, score every adapter on test in one pass, write the report."""
     from raysys.models import resolve_model
-    from raysys.runs import open_run, publish
+    from raysys.runs import open_run
     from raysys.runtime import init_ray
 
     cfg, trials, callbacks = check_sweep(cfg, resume)  # bad input refused: nothing written
@@ -95,10 +94,10 @@ def run_sweep(cfg: SweepConfig, resume: bool = False, retry_errored: bool = Fals
     tasks = prepare_tasks(cfg, resume)  # every task's rows read and checked; nothing written
     data = prepare_data(cfg, trials, model_path)  # bad training data: refused here too
     init_ray(cfg.ray.address, cfg.ray.num_cpus)
-    sweep_dir = open_run(cfg)
+    run = open_run(cfg)
     tasks.write()  # <sweep_dir>/tasks: what trials read, never the users' files
-    publish(sweep_dir / TASKS_DIR)
-    grid = make_grid(cfg, trials, sweep_dir, model_path, sweep_dir / TASKS_DIR, data, callbacks)
+    run.keep(TASKS_DIR)
+    grid = make_grid(cfg, trials, run.path, model_path, run / TASKS_DIR, data, callbacks)
     return execute(grid, resume, retry_errored)
 
 
@@ -106,8 +105,7 @@ def check_sweep(cfg: SweepConfig, resume: bool) -> tuple[SweepConfig, list[Trial
     """Everything that can be refused before a file is written or Ray starts; returns the
     config with its run id fixed, the trials and the Tune callbacks."""
     from raysys.engines import check_fits
-    from raysys.runs import check_job_storage, check_writable
-    from raysys.storage import local_root
+    from raysys.runs import check_job_storage, check_writable, storage_root
     from raysys.train.launch import check_checkpoint_storage, check_local_budget
 
     check_job_storage(cfg.run.storage_path)
@@ -117,7 +115,7 @@ def check_sweep(cfg: SweepConfig, resume: bool) -> tuple[SweepConfig, list[Trial
     cfg = locate_sweep(cfg, resume)  # nothing to resume, or a sweep in the way: refused now
     check_local_budget(cfg.train, cfg.ray)  # a trial this Ray could never hold: refused now
     check_fits(cfg.generate, cfg.ray)
-    check_writable(local_root(cfg.run.storage_path))
+    check_writable(storage_root(cfg.run.storage_path))
     return cfg, trials, callbacks
 
 
@@ -131,19 +129,19 @@ def make_grid(
     callbacks: list[Any],
 ) -> Grid:
     """Plan the concurrency on the running Ray and record the grid (`grid.json`)."""
-    from raysys.runs import publish
+    from raysys.runs import RunDir
 
     plan = plan_resources(cfg, len(trials), cluster_resources())
     trial_resources(cfg, plan.available)  # a resource no node has: refused now
     log.info("sweep: %d trials, %d at a time (%s)", len(trials), plan.concurrency, plan.why)
     write_json(sweep_dir / "grid.json", [t.params() for t in trials])
-    publish(sweep_dir / "grid.json")
+    RunDir.at(sweep_dir).keep("grid.json")
     return Grid(cfg, trials, sweep_dir, model_path, tasks_dir, *data, plan, callbacks)
 
 
 def execute(grid: Grid, resume: bool, retry_errored: bool) -> SweepOutcome:
     """Every trial through Tune, then one test pass, the results table and the report."""
-    from raysys.runs import publish
+    from raysys.runs import RunDir
 
     start = time.perf_counter()
     failures = run_tune(grid, resume, retry_errored)
@@ -162,7 +160,7 @@ def execute(grid: Grid, resume: bool, retry_errored: bool) -> SweepOutcome:
     meta |= grid.data_stats | {"failures": failures}  # retried ones included
     _write_results(grid.sweep_dir, results, preds, meta)
     report = write_sweep_report(grid.sweep_dir)
-    publish(grid.sweep_dir)  # object-store runs: results, predictions, report up to the store
+    RunDir.at(grid.sweep_dir).keep()  # object-store runs: results and report up to the store
     if errored:
         raise SweepIncompleteError(
             f"{len(errored)} of {len(grid.trials)} trials errored ({', '.join(errored[:3])})"
@@ -184,12 +182,11 @@ def locate_sweep(cfg: SweepConfig, resume: bool) -> SweepConfig:
     state (the latest of `run.name` when no run id is given). Checks only; writes nothing."""
     from ray.tune import Tuner
 
-    from raysys.config import resolve_run_id
-    from raysys.runs import latest_run_id
-    from raysys.storage import exists, local_root, shown
+    from raysys.config import with_run_id
+    from raysys.runs import RunDir, latest_run_id, shown, storage_root
 
     storage, name = cfg.run.storage_path, cfg.run.name
-    where = shown(local_root(storage))  # the path, or the bucket URI without its options
+    where = shown(storage_root(storage))  # the path, or the bucket URI without its options
     run_id = cfg.run.run_id
     if resume and run_id is None:
         run_id = latest_run_id(storage, name, "tune")
@@ -198,15 +195,14 @@ def locate_sweep(cfg: SweepConfig, resume: bool) -> SweepConfig:
                 f"--resume: no sweep found under {where}/{name}; run it without --resume "
                 "first, or set run.storage_path / run.run_id to the sweep to resume"
             )
-    cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"run_id": run_id})})
-    cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"run_id": resolve_run_id(cfg)})})
+    cfg = with_run_id(cfg.model_copy(update={"run": cfg.run.model_copy(update={"run_id": run_id})}))
+    run = RunDir.of(storage, name, str(cfg.run.run_id))
     shown_dir = f"{where}/{name}/{cfg.run.run_id}"
-    tune_dir = tune_location(cfg, local_root(storage) / name / cfg.run.run_id)
-    if resume and not Tuner.can_restore(tune_dir):
+    if resume and not Tuner.can_restore(run.location("tune")):
         raise UserError(
             f"--resume: {shown_dir} holds no sweep to resume; check run.run_id, or drop --resume"
         )
-    if not resume and exists(tune_dir):
+    if not resume and run.exists("tune"):
         raise UserError(
             f"{shown_dir} already holds a sweep; add --resume to continue it, or set a new "
             "run.run_id"

@@ -5,7 +5,6 @@ checked as training would check it."""
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 from raysys.config import SweepConfig
@@ -36,15 +35,12 @@ def task_needs(cfg: SweepConfig) -> list[Need]:
 def prepare_tasks(cfg: SweepConfig, resume: bool) -> Prepared:
     """Read and check every task's rows (a resumed sweep reuses the rows it started with,
     fetched from its object store first); `write()` puts them in the sweep directory."""
-    from raysys.runs import run_root
-    from raysys.storage import local_root
+    from raysys.runs import RunDir
     from raysys.tasks.store import prepare
 
     run = cfg.run
-    sweep_dir = local_root(run.storage_path) / run.name / str(run.run_id)
-    if resume:
-        sweep_dir = run_root(run.storage_path, run.name, str(run.run_id))
-    return prepare(sweep_dir, task_needs(cfg), run.seed)
+    sweep = RunDir.of(run.storage_path, run.name, str(run.run_id), fetch=resume)
+    return prepare(sweep.path, task_needs(cfg), run.seed)
 
 
 def prepare_data(
@@ -53,11 +49,11 @@ def prepare_data(
     """Build every distinct (cocktail, shares, fraction) once and check it as training
     would (columns, chat template, EOS after truncation). Returns each trial's data
     (path, rows per task), which trials only read, and the build counts."""
-    from raysys.storage import local_root, push
+    from raysys.runs import storage_root
     from raysys.sweep.trial import trial_data
     from raysys.train.launch import preflight
 
-    root = local_root(cfg.run.storage_path)
+    root = storage_root(cfg.run.storage_path)
     datasets: dict[tuple, dict[str, Any]] = {}
     by_trial = {}
     for t in trials:
@@ -65,7 +61,6 @@ def prepare_data(
         if key not in datasets:
             datasets[key] = trial_data(cfg, t, root)
             preflight(datasets[key]["path"], model_path, cfg.train)
-            push(Path(datasets[key]["path"]).parent)  # object stores: workers read it there
         by_trial[t.trial_id] = {k: v for k, v in datasets[key].items() if k != "built"}
     built = sum(d["built"] for d in datasets.values())
     log.info(

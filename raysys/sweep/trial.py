@@ -55,7 +55,7 @@ def sweep_trial(config: dict[str, Any], ctx: dict[str, Any]) -> None:
     """Tune trial function: `config["trial"]` is one `Trial.params()`."""
     from ray import tune
 
-    from raysys.runs import stage
+    from raysys.runs import RunDir, stage
     from raysys.runtime import _quiet_ray_data
     from raysys.tasks.store import load_run_tasks
 
@@ -96,9 +96,7 @@ def sweep_trial(config: dict[str, Any], ctx: dict[str, Any]) -> None:
         "adapter": str(trial_dir / "train" / "adapter"),
     }
     write_json(done, result)
-    from raysys.storage import push
-
-    push(trial_dir)  # object-store sweeps: a finished trial is kept even if the driver dies
+    RunDir.at(trial_dir).keep()  # object-store sweeps: kept even if the driver dies
     tune.report(tune_metrics(result))
 
 

@@ -30,17 +30,17 @@ def tune_location(cfg: SweepConfig, sweep_dir: Path) -> str:
     """Where Ray Tune keeps the experiment: `<sweep_dir>/tune`, in the object store itself
     when the run storage is one (Tune syncs its state there; `--resume` restores from it
     on any machine)."""
-    from raysys.storage import join_uri
-
-    return join_uri(tune_parent(cfg, sweep_dir), "tune")
+    return _run(cfg, sweep_dir).location("tune")
 
 
 def tune_parent(cfg: SweepConfig, sweep_dir: Path) -> str:
-    from raysys.storage import is_remote, join_uri
+    return _run(cfg, sweep_dir).location()
 
-    if is_remote(cfg.run.storage_path):
-        return join_uri(cfg.run.storage_path, cfg.run.name, sweep_dir.name)
-    return str(sweep_dir)
+
+def _run(cfg: SweepConfig, sweep_dir: Path) -> Any:
+    from raysys.runs import RunDir
+
+    return RunDir.of(cfg.run.storage_path, cfg.run.name, sweep_dir.name)
 
 
 def cluster_resources() -> dict[str, float]:

@@ -23,13 +23,13 @@ import logging
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from raysys.io import write_json, write_parquet
-from raysys.storage import push
 from raysys.tasks.base import MISSING, Task
 
 log = logging.getLogger(__name__)
@@ -159,8 +159,11 @@ def run_synthesis(
     cfg: Any,
     out_dir: Path,
     faults: dict[str, Any] | None = None,
+    keep: Callable[[Path], None] | None = None,
 ) -> dict[str, Any]:
-    """Label `pool` shard by shard (skipping ids already done), then write the outputs."""
+    """Label `pool` shard by shard (skipping ids already done), then write the outputs.
+    `keep(shard)` is called after each shard is written (the run directory sends it to
+    its object store: a resumed run on another machine finds it)."""
     shards = out_dir / "shards"
     shards.mkdir(parents=True, exist_ok=True)
     done = _done_ids(shards)
@@ -173,7 +176,8 @@ def run_synthesis(
         records = label_shard(task, todo[s : s + size], model_path, adapters, cfg, clock)
         t0 = time.perf_counter()
         write_parquet(shards / f"{start_index + k:05d}.parquet", records)  # atomic
-        push(shards / f"{start_index + k:05d}.parquet")  # object-store runs: resumable there
+        if keep is not None:
+            keep(shards / f"{start_index + k:05d}.parquet")
         clock["writing"] += time.perf_counter() - t0
         log.info(
             "synthesis: shard %d written (%d/%d inputs)",

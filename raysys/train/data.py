@@ -38,8 +38,7 @@ def mix_file(
     """`raysys data mix`: the cocktail file at `fraction` under `storage` (a path, s3:// or
     gs://, probed first); returns where it is (as the user names it) and rows per task."""
     from raysys.data.mixing import materialize_cocktail, read_cocktail_file
-    from raysys.runs import check_job_storage, publish
-    from raysys.storage import local_root
+    from raysys.runs import check_job_storage, publish, storage_root
 
     if not 0 < fraction <= 1:
         raise UserError(f"--fraction must be in (0, 1], got {fraction}")
@@ -47,6 +46,6 @@ def mix_file(
         raise UserError(f"--train-size must be >= 1, got {train_size}")
     cocktail = read_cocktail_file(spec, "cocktail file")
     check_job_storage(storage, field="--storage")  # an object store is probed first
-    root = local_root(storage, field="--storage")
+    root = storage_root(storage, field="--storage")
     path, counts = materialize_cocktail(cocktail, fraction, seed, root, train_size)
     return publish(Path(path).parent), counts  # s3:// or gs://: sent to the store

@@ -19,9 +19,8 @@ log = logging.getLogger(__name__)
 
 def run_train_job(cfg: TrainConfig) -> tuple[Path, dict[str, Any]]:
     from raysys.models import resolve_model
-    from raysys.runs import check_job_storage, open_run, publish, stage
+    from raysys.runs import check_job_storage, open_run, storage_root
     from raysys.runtime import TRAIN_FAULTS, faults_from_env, init_ray
-    from raysys.storage import local_root, push
     from raysys.train.data import training_data
     from raysys.train.launch import (
         check_checkpoint_storage,
@@ -35,7 +34,7 @@ def run_train_job(cfg: TrainConfig) -> tuple[Path, dict[str, Any]]:
     check_checkpoint_storage(cfg.train)
 
     model_path = resolve_model(cfg.model.source)
-    storage = local_root(cfg.run.storage_path)
+    storage = storage_root(cfg.run.storage_path)  # where the cocktail cache lives
     train_path = training_data(cfg, storage)  # bad data is refused before any write
     spec = TrainSpec.from_section(
         cfg.train,
@@ -49,15 +48,13 @@ def run_train_job(cfg: TrainConfig) -> tuple[Path, dict[str, Any]]:
     # Bad data is refused before a run directory or a Ray instance exists.
     preflight(train_path, model_path, spec)
     check_local_budget(cfg.train, cfg.ray)
-    if cfg.data.path is None:
-        push(Path(train_path).parent)  # object-store runs: Train workers read it there
     run_dir = open_run(cfg)
     init_ray(cfg.ray.address, cfg.ray.num_cpus)
-    summary = stage(
-        run_dir / "train",
+    summary = run_dir.stage(
+        "train",
         f"LoRA {spec.method.upper()} on Ray Train",
         # <name>/<run_id>: another run's checkpoints are never resumed from
-        lambda d: run_spec(spec.scoped(cfg.run.name, run_dir.name), d),
+        lambda d: run_spec(spec.scoped(cfg.run.name, run_dir.path.name), d),
     )
-    publish(run_dir)
-    return run_dir, summary
+    run_dir.publish()
+    return run_dir.path, summary
