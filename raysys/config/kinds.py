@@ -14,7 +14,7 @@ from raysys.config.sections import (
     SynthSection,
 )
 from raysys.config.study import PipelineSection, SweepSection
-from raysys.config.training import DataSection, TrainSection, _check_packing
+from raysys.config.training import DataSection, TrainSection, check_packing
 
 
 class TrainConfig(Section):
@@ -28,7 +28,7 @@ class TrainConfig(Section):
 
     @model_validator(mode="after")
     def _data_source(self) -> TrainConfig:
-        _check_packing(self.model, self.train)
+        check_packing(self.model, self.train)
         if (self.data.path is None) == (self.data.cocktail is None):
             raise ValueError(
                 "data: set exactly one of data.path (a parquet file) or data.cocktail "
@@ -74,7 +74,7 @@ class SweepConfig(Section):
 
     @model_validator(mode="after")
     def _sft_only(self) -> SweepConfig:
-        _check_packing(self.model, self.train)
+        check_packing(self.model, self.train)
         if self.train.method != "sft":
             raise ValueError("train.method: sweeps train SFT adapters; set train.method=sft")
         if self.sweep.scheduler == "asha" and not self.sweep.learning_rates:
@@ -103,7 +103,7 @@ class PipelineConfig(Section):
 
     @model_validator(mode="after")
     def _checks(self) -> PipelineConfig:
-        _check_packing(self.model, self.train)
+        check_packing(self.model, self.train)
         if self.train.method != "sft":
             raise ValueError("train.method: the pipeline's train section is its SFT; set sft")
         p = self.pipeline

@@ -122,7 +122,7 @@ class TrainSection(Section):
 FLASH = ("flash_attention_2", "flash_attention_3")
 
 
-def _check_packing(model: ModelSection, train: TrainSection) -> None:
+def check_packing(model: ModelSection, train: TrainSection) -> None:
     # Measured: with sdpa or eager attention, a padding-free packed row lets each
     # sequence attend to the ones before it (max |logit diff| 0.45 on the tiny
     # model); only flash attention honours the sequence boundaries.

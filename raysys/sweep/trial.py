@@ -56,7 +56,7 @@ def sweep_trial(config: dict[str, Any], ctx: dict[str, Any]) -> None:
     from ray import tune
 
     from raysys.runs import RunDir, stage
-    from raysys.runtime import _quiet_ray_data
+    from raysys.runtime import quiet_ray_data
     from raysys.tasks.store import load_run_tasks
 
     trial = Trial.from_params(config["trial"])
@@ -69,7 +69,7 @@ def sweep_trial(config: dict[str, Any], ctx: dict[str, Any]) -> None:
         return
     if ctx.get("fail_trial") == trial.trial_id:
         _fail_once(trial_dir / "faults" / "sweep_fail_trial", trial.trial_id)
-    _quiet_ray_data()
+    quiet_ray_data()
     start = time.perf_counter()
     data = ctx["data"][trial.trial_id]  # built and checked by the driver
     spec, gen_cfg = trial_sections(cfg, trial, ctx["threads"], data["path"], ctx["model_path"])
