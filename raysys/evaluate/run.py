@@ -58,17 +58,33 @@ def evaluate_tasks(
         len(work),
     )
     start = time.perf_counter()
-    df = generate(work, model_path, adapters, gen_cfg, dtype)
+    df = _extracted(generate(work, model_path, adapters, gen_cfg, dtype), tasks)
     seconds = time.perf_counter() - start
-    preds, lenient = [], []
-    for t, text in zip(df["task"], df["generated_text"], strict=True):
-        task = tasks[t][0]
-        preds.append(task.extract(text))
-        lenient.append(task.extract_lenient(text))
-    df["pred"], df["pred_lenient"] = preds, lenient
+    results = _table(df, tasks, names, include_base)
+    write_parquet(out_dir / "predictions.parquet", df.drop(columns=["messages"]))
+    write_parquet(out_dir / "results.parquet", results)
+    write_csv(out_dir / "results.csv", results)
+    summary = {"generations": len(df), "seconds": seconds, "results": results.to_dict("records")}
+    write_json(out_dir / "metrics.json", summary)
+    return results
+
+
+def _extracted(df: pd.DataFrame, tasks: dict[str, tuple[Task, Any]]) -> pd.DataFrame:
+    """Each generation's strict and lenient answers, and whether it ran overlong."""
+    texts = zip(df["task"], df["generated_text"], strict=True)
+    pairs = [(tasks[t][0].extract(x), tasks[t][0].extract_lenient(x)) for t, x in texts]
+    df["pred"] = [p for p, _ in pairs]
+    df["pred_lenient"] = [q for _, q in pairs]
     df["overlength"] = [
         is_overlength(t, o) for t, o in zip(df["generated_text"], df["overlong"], strict=True)
     ]
+    return df
+
+
+def _table(
+    df: pd.DataFrame, tasks: dict[str, tuple[Task, Any]], names: list[str], include_base: bool
+) -> pd.DataFrame:
+    """One row per (model, task): its metrics, and what an adapter changed vs the base."""
     table = []
     for name in names:
         for tname, (task, _) in tasks.items():
@@ -81,15 +97,7 @@ def evaluate_tasks(
                 )
             table.append(rec)
     results = pd.DataFrame(table)
-    results = results[LEAD + [c for c in results.columns if c not in LEAD]]
-    write_parquet(out_dir / "predictions.parquet", df.drop(columns=["messages"]))
-    write_parquet(out_dir / "results.parquet", results)
-    write_csv(out_dir / "results.csv", results)
-    write_json(
-        out_dir / "metrics.json",
-        {"generations": len(df), "seconds": seconds, "results": results.to_dict("records")},
-    )
-    return results
+    return results[LEAD + [c for c in results.columns if c not in LEAD]]
 
 
 def evaluate(
