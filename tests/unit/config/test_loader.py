@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -202,3 +203,162 @@ def test_every_shipped_cocktail_is_valid(path):
 
     assert path.read_text().startswith("#")
     parse_spec(yaml.safe_load(path.read_text()))
+
+
+# --------------------------------------------------------------------------- hostile YAML
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("train: &a {epochs: 2}\nsft: *a\n", "line 1: YAML anchors (&a) are not accepted"),
+        ("run: {name: *x}\n", "line 1: YAML aliases (*x) are not accepted"),
+        ("x: " + "[" * 70 + "]" * 70, "line 1: nested more than 64 levels deep; flatten it"),
+        (
+            "train:\n  epochs: 1\n  epochs: 2\n",
+            "line 3: key 'epochs' is given twice (also on line 2)",
+        ),
+        ("- 1\n- 2\n", ": top level must be a mapping of sections, got list"),
+        ("train: [\n", "line 2: "),
+    ],
+)
+def test_yaml_the_loader_refuses(tmp_path, text, expected):
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as e:
+        load_config(PipelineConfig, path)
+    assert str(e.value).startswith(f"{path}") and expected in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_an_empty_or_comment_only_file_is_the_kinds_defaults(tmp_path):
+    default = load_config(PipelineConfig, None)
+    assert load_config(PipelineConfig, _write(tmp_path, "")) == default
+    assert load_config(PipelineConfig, _write(tmp_path, "# nothing yet\n")) == default
+
+
+def test_a_file_over_1_mib_or_not_utf8_is_refused(tmp_path):
+    big = _write(tmp_path, "run:\n  name: " + "a" * (2**20))
+    with pytest.raises(ConfigError, match=r"bytes; a YAML config is at most 1 MiB$"):
+        load_config(PipelineConfig, big)
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes("run:\n  name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"not UTF-8 text \(byte 0xe9 at offset 16\)"):
+        load_config(PipelineConfig, latin1)
+
+
+def test_load_yaml_text_bounds_the_text_itself():
+    from raysys.config import YamlShapeError, load_yaml_text
+    from raysys.config.loader import MAX_YAML_BYTES
+
+    assert load_yaml_text("a: [1, {b: c}]") == {"a": [1, {"b": "c"}]}
+    with pytest.raises(YamlShapeError, match="over the 1,048,576 a config may hold"):
+        load_yaml_text("a" * (MAX_YAML_BYTES + 1))
+
+
+def test_yaml_tags_build_no_python_objects(tmp_path):
+    path = _write(tmp_path, "run: !!python/object/apply:os.system ['true']\n")
+    with pytest.raises(ConfigError, match="could not determine a constructor"):
+        load_config(PipelineConfig, path)
+
+
+# --------------------------------------------------------------------------- overrides
+
+
+def test_override_values_are_yaml_typed():
+    cfg = load_config(
+        PipelineConfig,
+        None,
+        [
+            "train.epochs=2",
+            "train.use_gpu=yes",
+            "run.name='007'",
+            "pipeline.tasks=[news_sentiment]",
+        ],
+    )
+    assert cfg.train.epochs == 2 and cfg.train.use_gpu is True
+    assert cfg.run.name == "007"  # quoted: YAML would read 007 as the number 7
+    assert cfg.pipeline.tasks == ["news_sentiment"]
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("train.epochs=", "train.epochs: Input should be a valid number (got None)"),
+        ("train.epochs=[1", "train.epochs: Input should be a valid number, unable to parse"),
+        ("train.epochs=*a", "override train.epochs: YAML aliases (*a) are not accepted"),
+        ("train..epochs=1", "override 'train..epochs=1' must look like section.key=value"),
+        ("1train.epochs=1", "must look like section.key=value"),
+        ("=1", "must look like section.key=value"),
+    ],
+)
+def test_bad_overrides_are_one_line(override, expected):
+    with pytest.raises(ConfigError) as e:
+        load_config(PipelineConfig, None, [override])
+    assert expected in str(e.value) and "\n" not in str(e.value)
+
+
+def test_an_override_below_a_value_is_refused():
+    with pytest.raises(ConfigError, match=r"override 'run\.name\.x=2': name is a value, not a"):
+        load_config(PipelineConfig, None, ["run.name=a", "run.name.x=2"])
+
+
+def test_later_overrides_win_and_keep_the_files_other_fields(tmp_path):
+    path = _write(tmp_path, {"train": {"epochs": 3, "learning_rate": 1e-3}})
+    cfg = load_config(PipelineConfig, path, ["train.epochs=1", "train.epochs=2"])
+    assert (cfg.train.epochs, cfg.train.learning_rate) == (2, 1e-3)
+
+
+# --------------------------------------------------------------------------- the errors
+
+
+def test_a_huge_value_is_quoted_in_a_clipped_form():
+    with pytest.raises(ConfigError) as e:
+        load_config(PipelineConfig, None, ["model.source=[" + "a," * 50_000 + "]"])
+    msg = str(e.value)
+    assert msg.startswith("model.source: Input should be a valid string (got ['a', 'a',")
+    assert msg.endswith("…)") and len(msg) < 200
+
+
+def test_every_error_of_a_config_is_in_the_one_line(tmp_path):
+    path = _write(tmp_path, {"train": {"epochs": 0, "learning_rate": "fast"}})
+    with pytest.raises(ConfigError) as e:
+        load_config(PipelineConfig, path)
+    msg = str(e.value)
+    assert msg.startswith(f"{path}: ") and "\n" not in msg
+    assert "train.learning_rate: Input should be a valid number" in msg and "train.epochs" in msg
+
+
+def test_credentials_in_a_bad_value_are_redacted():
+    with pytest.raises(ConfigError) as e:
+        load_config(PipelineConfig, None, ["model.dtype=s3://AKIAX:SECRETX@b/x"])
+    assert "(got 's3://***@b/x')" in str(e.value) and "SECRETX" not in str(e.value)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="an integer of more than 4300 digits in a YAML file or an override escapes "
+    "load_config as a ValueError (Python's int-digit limit inside PyYAML), not a one-line "
+    "ConfigError: the CLI prints a traceback and exits 1",
+)
+@pytest.mark.parametrize("where", ["file", "override"])
+def test_an_integer_too_long_to_convert_is_one_line(tmp_path, where):
+    digits = "9" * 5000
+    path = _write(tmp_path, f"train:\n  epochs: {digits}\n") if where == "file" else None
+    overrides = [f"train.epochs={digits}"] if where == "override" else []
+    with pytest.raises(ConfigError, match="train.epochs"):
+        load_config(PipelineConfig, path, overrides)
+
+
+# --------------------------------------------------------------------------- run ids
+
+
+def test_a_run_id_is_fixed_once():
+    from raysys.config import resolve_run_id, with_run_id
+
+    given = load_config(PipelineConfig, None, ["run.run_id=r1"])
+    assert resolve_run_id(given) == "r1" and with_run_id(given).run.run_id == "r1"
+    unset = load_config(PipelineConfig, None)
+    assert unset.run.run_id is None
+    fixed = with_run_id(unset)
+    assert re.fullmatch(r"\d{8}-\d{6}", fixed.run.run_id)
+    assert resolve_run_id(fixed) == fixed.run.run_id and unset.run.run_id is None
