@@ -46,3 +46,117 @@ def test_trials_start_longest_first_ties_in_grid_order():
     trials = [t("a"), t("b"), t("c"), t("d")]
     rows = {"a": {"rows": 12}, "b": {"rows": 48}, "c": {"rows": 12}, "d": {"rows": 24}}
     assert [x.trial_id for x in longest_first(trials, rows)] == ["b", "d", "a", "c"]
+
+
+# --------------------------------------------------------------------------- trial failures
+
+TRACEBACK = """Traceback (most recent call last):
+  File "/x/raysys/sweep/trial.py", line 60, in sweep_trial
+    cfg = trial_config(ctx["config"])
+raysys.errors.UserError: data.path: /d/train.parquet not found; point it at a parquet
+"""
+
+PYDANTIC = """Traceback (most recent call last):
+  File "/x/raysys/sweep/trial.py", line 60, in sweep_trial
+pydantic_core._pydantic_core.ValidationError: 1 validation error for SweepConfig
+sweep.fractions
+  Value error, fraction 0 must be in (0, 1] [type=value_error, input_value=[0], input_type=list]
+    For further information visit https://errors.pydantic.dev/2.11/v/value_error
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (TRACEBACK, "UserError: data.path: /d/train.parquet not found; point it at a parquet"),
+        (PYDANTIC, "ValidationError: sweep.fractions: fraction 0 must be in (0, 1]"),
+        (
+            "ray::ImplicitFunc.train() (pid=7)\n  File 'x'\n"
+            "raysys.sweep.trial.TrialError: train.learning_rate: Input should be a valid number\n",
+            "TrialError: train.learning_rate: Input should be a valid number",
+        ),
+        ("worker exited\nSystemExit: 1\n", "SystemExit: 1"),
+        ("the node died\n\n", "the node died"),
+        ("", "unknown error"),
+    ],
+)
+def test_a_failure_is_one_line_saying_why(text, expected):
+    from raysys.sweep.tune import cause
+
+    assert cause(text) == expected
+
+
+def test_a_long_cause_is_cut():
+    from raysys.sweep.tune import cause
+
+    line = cause("RuntimeError: " + "x" * 400)
+    assert len(line) == 300 and line.startswith("RuntimeError: xxx") and line.endswith("...")
+
+
+def test_every_failure_of_every_trial_is_read_back_in_order(tmp_path):
+    from ray.tune import Result
+
+    from raysys.sweep.tune import first_cause, trial_failures
+
+    def result(tid: str, error: Exception | None = None, text: str | None = None) -> Result:
+        path = tmp_path / tid
+        path.mkdir()
+        if text is not None:
+            (path / "error.txt").write_text(text)
+        return Result({"config": {"trial": {"trial_id": tid}}}, None, error, str(path))
+
+    twice = (
+        "Failure # 1 (occurred at 2026-01-01_00-00-00)\n"
+        + TRACEBACK
+        + "\nFailure # 2 (occurred at 2026-01-01_00-01-00)\n"
+        + PYDANTIC
+    )
+    grid = [
+        result("t1", RuntimeError("kept by Tune"), twice),
+        result("t2", RuntimeError("no error file\nValueError: bad rows")),
+        result("t3"),  # finished
+    ]
+    failures = trial_failures(grid)
+    assert failures == {
+        "t1": [
+            "UserError: data.path: /d/train.parquet not found; point it at a parquet",
+            "ValidationError: sweep.fractions: fraction 0 must be in (0, 1]",
+        ],
+        "t2": ["ValueError: bad rows"],
+    }
+    assert first_cause(["t3", "t1"], failures) == (
+        "; t1 failed with: ValidationError: sweep.fractions: fraction 0 must be in (0, 1]"
+    )
+    assert first_cause(["t3"], failures) == ""
+
+
+def test_tune_state_lives_with_the_run(tmp_path, monkeypatch):
+    from raysys.sweep.tune import trial_dirname, tune_callbacks, tune_location, tune_parent
+
+    cfg = _cfg(f"run.storage_path={tmp_path}")
+    sweep_dir = tmp_path / "sweep_tiny" / "s1"
+    assert tune_location(cfg, sweep_dir) == str(sweep_dir / "tune")
+    assert tune_parent(cfg, sweep_dir) == str(sweep_dir)
+    monkeypatch.setenv("RAYSYS_CACHE", str(tmp_path / "cache"))
+    remote = _cfg("run.storage_path=s3://bucket/runs?region=us-east-1")
+    assert (
+        tune_location(remote, sweep_dir) == "s3://bucket/runs/sweep_tiny/s1/tune?region=us-east-1"
+    )
+    assert tune_callbacks(cfg) == []
+
+    class _Trial:  # what Tune hands the name creators: a trial with its config
+        config = {"trial": {"trial_id": "news_sentiment-g0-m0-f1-s0"}}
+
+    assert trial_dirname(_Trial()) == "news_sentiment-g0-m0-f1-s0"
+
+
+def test_the_exit_drill_counts_only_when_its_own_environment_asks(monkeypatch):
+    from raysys.sweep.tune import ExitAfterTrials
+
+    drill = ExitAfterTrials(2)
+    monkeypatch.delenv("RAYSYS_FAULTS", raising=False)
+    drill.on_trial_complete(1, [], None)  # a restored driver without the drill
+    assert drill.done == 0
+    monkeypatch.setenv("RAYSYS_FAULTS", "sweep_exit_after_trials=2")
+    drill.on_trial_complete(1, [], None)
+    assert drill.done == 1  # one short of exiting
