@@ -4,6 +4,7 @@ the paired comparisons are in report.md, the CSVs and the terminal headline."""
 
 from __future__ import annotations
 
+import json
 import math
 import zlib
 from pathlib import Path
@@ -16,6 +17,9 @@ from raysys.analysis.leaderboard import leaderboard
 from raysys.analysis.report import headline, sweep_headline, write_report
 from raysys.analysis.rowscore import scorer_for
 from raysys.analysis.scaling import scaling_table
+from raysys.errors import UserError
+from tests.unit.analysis.synthetic import TASKS as SWEEP_TASKS
+from tests.unit.analysis.synthetic import arm_rows, base_row, board_results, full_sweep
 
 NS, PD = "news_sentiment", "price_direction"
 TASKS = (NS, PD)
@@ -186,3 +190,62 @@ def test_three_sizes_fit_with_the_slope_t_interval():
     assert fit["fit"] == "fitted" and fit["n_sizes"] == 3 and fit["n_points"] == 3
     assert fit["ci_method"] == "t"  # one seed per size: the slope's t-interval, df = 1
     assert fit["alpha_lo"] < fit["alpha"] < fit["alpha_hi"]
+
+
+# --- the report of a sweep without predictions ------------------------------------------
+
+
+def test_write_report_writes_a_self_contained_report(tmp_path: Path):
+    results = full_sweep()
+    results.to_parquet(tmp_path / "results.parquet", index=False)
+    (tmp_path / "sweep.json").write_text(json.dumps({"name": "<demo>", "wall_seconds": 12.5}))
+    paths = write_report(tmp_path)
+    assert set(paths.plots) == set(paths.tables) == {"transfer", "leaderboard", "scaling"}
+    for path in [paths.markdown, paths.html, *paths.plots.values(), *paths.tables.values()]:
+        assert path.exists() and path.stat().st_size > 0
+    assert all(p.read_bytes().startswith(b"\x89PNG") for p in paths.plots.values())
+    page = paths.html.read_text(encoding="utf-8")
+    assert page.count('src="data:image/png;base64,') >= 3
+    for external in ('src="http', "href=", "<link", "<script", "@import", "url("):
+        assert external not in page
+    assert "&lt;demo&gt;" in page and "<demo>" not in page  # metadata is escaped
+    md = paths.markdown.read_text(encoding="utf-8")
+    for section in (
+        "## Results summary",
+        "## Transfer matrix",
+        "## Leaderboard",
+        "## Scaling law",
+        "## Trials",
+        "α ≈ 0.28",
+        "(plots/scaling.png)",
+    ):
+        assert section in md
+    assert not list(tmp_path.glob(".*tmp*"))  # no temp files left behind
+    assert len(pd.read_csv(paths.tables["leaderboard"])) == len(SWEEP_TASKS)
+
+
+def test_write_report_says_why_sections_are_missing(tmp_path: Path):
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots" / "scaling.png").write_bytes(b"stale")  # from an earlier report
+    rows = [base_row("t1", 0.3)]
+    rows += arm_rows("all", "all", ("t1", "t2"), {"t1": (0.5, 0.6), "t2": (0.4, 0.5)}, seeds=(0, 1))
+    paths = write_report(tmp_path, results=pd.DataFrame(rows), meta={})
+    md = paths.markdown.read_text(encoding="utf-8")
+    assert "Not available: the sweep has no singleton cocktails" in md
+    assert "Not available: no cocktail was trained at >= 2 data fractions" in md
+    assert set(paths.plots) == {"leaderboard"} and set(paths.tables) == {"leaderboard"}
+    assert not (tmp_path / "plots" / "scaling.png").exists()
+    assert paths.html.read_text(encoding="utf-8").count("data:image/png;base64,") == 1
+
+
+def test_headline_lists_every_task():
+    text = headline(board_results())
+    assert text.splitlines()[0].startswith("| task | base | single-task | best cocktail")
+    assert "| t1 | 0.200 | 0.910 [" in text and "t1+t2" in text
+
+
+def test_bad_inputs_name_the_problem(tmp_path: Path):
+    with pytest.raises(UserError, match="results.parquet does not exist"):
+        write_report(tmp_path)
+    with pytest.raises(UserError, match="needs the results column.*val_main"):
+        leaderboard(board_results().drop(columns=["val_main"]))
