@@ -12,24 +12,20 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from pydantic import ValidationError
 
 from raysys.data.cocktail import (
     GENERAL_TASK,
     MATH_TASK,
-    CocktailComponent,
     CocktailSpec,
     apportion,
     fraction_subset,
     fraction_subset_exact,
     materialize,
     mix,
-    parse_spec,
     pools_fingerprint,
     spec_hash,
     stable_ranking,
     stable_unit,
-    validate_spec,
 )
 from raysys.errors import UserError
 
@@ -306,84 +302,6 @@ def test_fraction_must_be_in_zero_one(bad):
             fn(rows, bad, 0)
     with pytest.raises(ValueError, match="fraction must be in"):
         mix(_spec({"t": 1.0}), {"t": rows}, bad, 0)
-
-
-# ------------------------------------------------------------------ validation
-
-AVAILABLE = {"fpb": 100, "fin_ner": 50, GENERAL_TASK: 100, MATH_TASK: 100}
-TEST_ONLY = {"fomc_stance"}
-
-
-@pytest.mark.parametrize(
-    ("data", "field", "fix"),
-    [
-        ({"components": [{"task": "fpb", "weight": 0}]}, "`cocktail.components`", "weight > 0"),
-        ({"components": [{"task": "fpb"}, {"task": "fpbx"}]}, "components[1].task", "fpb"),
-        ({"components": [{"task": "fomc_stance"}]}, "components[0].task", "only a test"),
-        ({"components": [{"task": "fpb"}], "general": 1.2}, "`cocktail.general`", "[0, 1)"),
-        ({"components": [{"task": "fpb"}], "math": -0.1}, "`cocktail.math`", "[0, 1)"),
-        (
-            {"components": [{"task": "fpb"}], "general": 0.5, "math": 0.5},
-            "`cocktail.general`",
-            "< 1",
-        ),
-        ({"components": [{"task": "fpb"}, {"task": "fpb"}]}, "components[1].task", "once"),
-        ({"components": [{"task": GENERAL_TASK}]}, "components[0].task", "cocktail.general"),
-        ({"components": []}, "`cocktail.components`", "at least one"),
-    ],
-)
-def test_validate_spec_errors_are_one_line_and_name_the_field(data, field, fix):
-    # Pydantic-level problems are caught by parse_spec; validate_spec re-checks an
-    # unvalidated spec (model_construct) so it also guards specs built in code.
-    try:
-        spec = parse_spec(data)
-    except UserError as e:
-        messages = [str(e)]
-        comps = [_comp(c) for c in data["components"]]
-        raw = CocktailSpec.model_construct(**{**data, "components": comps})
-        with pytest.raises(UserError) as again:
-            validate_spec(raw, AVAILABLE, TEST_ONLY)
-        messages.append(str(again.value))
-    else:
-        with pytest.raises(UserError) as e:
-            validate_spec(spec, AVAILABLE, TEST_ONLY)
-        messages = [str(e.value)]
-    for msg in messages:
-        assert "\n" not in msg
-        assert field in msg and fix in msg, msg
-
-
-def _comp(c: dict) -> CocktailComponent:
-    return CocktailComponent.model_construct(**{"weight": 1.0, **c})
-
-
-def test_negative_weight_is_rejected_by_pydantic():
-    with pytest.raises(ValidationError):
-        _spec({"fpb": -1.0})
-    with pytest.raises(UserError) as e:
-        parse_spec({"components": [{"task": "fpb"}, {"task": "fin_ner", "weight": -1}]})
-    assert str(e.value).startswith("`cocktail.components[1].weight`: weight must be")
-    assert "\n" not in str(e.value)
-
-
-def test_unknown_key_and_missing_pool_messages():
-    with pytest.raises(UserError, match=r"^`cocktail\.sise`: Extra inputs"):
-        parse_spec({"components": [{"task": "fpb"}], "sise": 3})
-    spec = _spec({"fpb": 1.0}, math=0.2)
-    with pytest.raises(UserError, match=r"^`cocktail\.math`: no arith_math train rows"):
-        validate_spec(spec, {"fpb": 10}, set())
-    validate_spec(_spec({"fpb": 1.0, "fin_ner": 0.0}), AVAILABLE, TEST_ONLY)  # fine
-
-
-def test_spec_hash_shape_and_sensitivity():
-    spec = _spec({"a": 1.0, "b": 2.0})
-    key = spec_hash(spec, 0.5, 0, {})
-    assert len(key) == 16 and int(key, 16) >= 0
-    assert key == spec_hash(spec, 0.5, 0, {}) == spec_hash(spec, 0.5, 0)
-    assert spec_hash(spec, 1, 0, {}) == spec_hash(spec, 1.0, 0, {})
-    others = {spec_hash(spec, 0.25, 0, {}), spec_hash(spec, 0.5, 1, {})}
-    others.add(spec_hash(spec, 0.5, 0, {"x": 1}))
-    assert key not in others and len(others) == 3
 
 
 # ----------------------------------------------------------------- materialize
