@@ -1,4 +1,5 @@
-"""The built-in news_sentiment task: generator, answer extraction, scoring."""
+"""`raysys.tasks`: the built-in news_sentiment task (generator, answer extraction,
+scoring), every kind scored, and the registry (names, YAML tasks, scoped runs)."""
 
 from __future__ import annotations
 
@@ -156,3 +157,66 @@ def test_pipeline_table_fits_every_kind():
         t = stage_table({"models": [{"stage": "base", "results": res}]})
         assert t["metric"].iloc[0] == task.main_metric and t["main"].iloc[0] == 1.0
         assert t["missing_rate"].iloc[0] == 0.0
+
+
+# --- the registry (raysys.tasks) ---------------------------------------------------------
+
+
+def test_task_names_are_the_builtins_and_yaml_tasks_by_name(csv_task):
+    from raysys.tasks import REGULARISERS, is_task_file, task_names
+
+    builtins = task_names()
+    assert len(builtins) == 8 and set(REGULARISERS) <= set(builtins)
+    path = str(csv_task("my_tone", {"test": 6}))
+    assert is_task_file(path) and is_task_file("x.yml") and not is_task_file("news_sentiment")
+    get_task(path)  # a YAML path registers its task under its name and its path
+    assert task_names() == sorted([*builtins, "my_tone"])
+    assert get_task("my_tone") is get_task(path)
+
+
+def test_an_unknown_task_lists_the_choices():
+    from raysys.errors import UserError
+
+    with pytest.raises(UserError) as e:
+        get_task("nope")
+    assert str(e.value) == (
+        "unknown task 'nope'; choose one of arith_math, causal_detection, fin_ner, fomc_stance, "
+        "general_instruct, news_sentiment, numeric_qa, price_direction, or pass the path of a "
+        "task YAML file"
+    )
+
+
+def test_two_different_task_files_may_not_share_a_name(tmp_path, csv_task):
+    from raysys.errors import UserError
+
+    first = csv_task("tone", {"test": 6})
+    get_task(str(first))
+    other = tmp_path / "other" / "tone.yaml"
+    other.parent.mkdir()
+    other.write_text(first.read_text().replace("Tone?", "Mood?"))
+    with pytest.raises(UserError, match=r"other/tone.yaml: name 'tone' is taken by another task"):
+        get_task(str(other))
+
+
+def test_scoped_undoes_the_registrations_a_run_makes(csv_task):
+    from raysys.tasks import scoped, task_names
+
+    before = task_names()
+    path = str(csv_task("scoped_tone", {"test": 6}))
+    assert scoped(lambda: get_task(path).name)() == "scoped_tone"
+    assert task_names() == before
+
+
+def test_held_out_rows_are_the_same_rows_for_every_model():
+    from raysys.errors import UserError
+    from raysys.tasks import held_out_rows
+
+    holdout = {"validation": 6, "test": 9}
+    got = held_out_rows(["news_sentiment", "fomc_stance"], holdout, 0, "validation")
+    assert list(got) == ["news_sentiment"]  # fomc_stance has no validation split: left out
+    task, rows = got["news_sentiment"]
+    assert (
+        task is TASK and rows == build_splits("news_sentiment", {"validation": 6}, 0)["validation"]
+    )
+    with pytest.raises(UserError, match="fomc_stance has no validation split to evaluate on"):
+        held_out_rows(["fomc_stance"], holdout, 0, "validation", required=True)
