@@ -1,5 +1,7 @@
 """The Tune side of a sweep without running one (`raysys.sweep.tune`): trial driver
-resources, the scheduler, the trial order. No Ray is started."""
+resources, the scheduler, the trial order, every trial's failures read back as one line
+each (from Tune's own `error.txt` and `Result`s), where Tune keeps its state, and the
+exit drill. No Ray is started; `run_tune` itself: tests/integration/test_sweep.py."""
 
 from __future__ import annotations
 
