@@ -12,6 +12,7 @@ from raysys.errors import UserError
 from raysys.train.guards import (
     DataGuardError,
     TrainingDivergedError,
+    _ids,
     check_columns,
     check_eos,
     check_finite,
@@ -82,7 +83,7 @@ def test_completions_split_prompt_and_answer():
 def test_rows_that_end_with_eos_pass(tok):
     rows = [_sft(i) for i in range(4)]
     found = check_eos(tok, rows, "sft", 256)
-    longest = max(len(tok.apply_chat_template(r["messages"])["input_ids"]) for r in rows)
+    longest = max(len(_ids(tok.apply_chat_template(r["messages"]))) for r in rows)
     assert found == {"rows_checked": 4, "longest_tokens": longest}
     dpo = {
         "prompt": rows[0]["messages"][:2],
