@@ -243,7 +243,11 @@ def check_resume(run_dir: Path, cfg: BaseModel) -> None:
     saved = run_dir / "config.yaml"
     if not saved.is_file():
         return
-    old, new = _flatten(yaml.safe_load(saved.read_text())), _flatten(cfg.model_dump(mode="json"))
+    from raysys.storage import redact
+
+    # the saved copy is redacted (see open_run): compare like with like
+    old = _flatten(yaml.safe_load(saved.read_text()))
+    new = _flatten(yaml.safe_load(redact(dump_config(cfg))))
     # run.run_id is the folder's own name: given or not, it names this run.
     changed = sorted(
         k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k != "run.run_id"

@@ -347,8 +347,8 @@ def localize(path: str, field: str = "path") -> str:
     """A local copy of an object-store file or folder (fetched once per node into the
     cache, keyed by the URI and the objects' sizes and times); local paths unchanged.
     What Ray workers call on paths that `for_workers` gave them."""
-    if not is_remote(path):
-        return path
+    if not is_remote(path):  # file:///abs is /abs (Path would read "file:/abs" as relative)
+        return path[len("file://") :] if path.lower().startswith("file://") else path
     import pyarrow.fs as pafs
 
     from raysys.models import cache_dir

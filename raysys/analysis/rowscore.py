@@ -5,7 +5,7 @@ per-label (tp, fp, fn), entity-F1 of the per-sentence entity (tp, fp, fn), exact
 and accuracy of (correct, rows). Scoring a bootstrap resample or a permutation is then a
 sum over an index array, thousands per second, instead of a call into scikit-learn or
 seqeval each time; the counts are the task kind's (`Kind.row_counts`, `Kind.row_value`),
-and `tests/test_analysis_stats.py` checks the values against the kind's scorer.
+and `tests/unit/analysis/test_paired.py` checks the values against the kind's scorer.
 """
 
 from __future__ import annotations

@@ -134,6 +134,16 @@ class _StrictLoader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:  # more than 4300 digits: Python refuses to convert it
+            raise YamlShapeError(
+                f"a number of {len(str(node.value)):,} digits; no setting takes one that "
+                "long, shorten it",
+                node.start_mark,
+            ) from None
+
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         first: dict[Any, int] = {}
         for key_node, _ in node.value:
@@ -158,6 +168,10 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+# the int constructor is looked up by tag, not by method: register the bounded one
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
+
+
 def load_yaml_text(text: str) -> Any:
     """`yaml.safe_load`, except that a key given twice in a mapping is a `DuplicateKeyError`
     and aliases, anchors and deep nesting are a `YamlShapeError`."""
@@ -165,7 +179,14 @@ def load_yaml_text(text: str) -> Any:
         raise YamlShapeError(
             f"{len(text):,} characters, over the {MAX_YAML_BYTES:,} a config may hold", None
         )
-    return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: no arbitrary objects
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: no arbitrary objects
+    except ValueError as e:  # an int of more than 4300 digits: Python refuses to convert it
+        if isinstance(e, yaml.YAMLError):
+            raise
+        raise YamlShapeError(
+            f"a value YAML cannot convert ({str(e)[:80]}); shorten it or quote it", None
+        ) from None
 
 
 def read_yaml_file(p: Path) -> Any:

@@ -233,7 +233,7 @@ def assemble(
 def _labels(shards: Path, pool: list[Row]) -> pd.DataFrame:
     """Every input's labeling record from the shards, once each, in pool order."""
     frames = [pd.read_parquet(f) for f in sorted(shards.glob("*.parquet"))]
-    labels = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    labels = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"id": []})
     labels["id"] = labels["id"].astype(str)
     labels = labels.drop_duplicates("id", keep="last")  # a shard re-done after a crash
     wanted = [r["id"] for r in pool]

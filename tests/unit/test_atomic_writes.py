@@ -268,9 +268,9 @@ def test_reports_are_written_whole_and_a_torn_one_is_skipped(tmp_path, caplog):
 
 
 def test_a_report_writer_dying_before_the_rename_leaves_no_report(tmp_path, monkeypatch):
-    import raysys.train.launch as launch
+    import raysys.train.reports as reports
 
-    real_fs = launch._fs
+    real_fs = reports.filesystem_of
 
     class DiesBeforeTheRename:  # the real local filesystem; the process dies at `move`
         def __init__(self, fs):
@@ -283,10 +283,10 @@ def test_a_report_writer_dying_before_the_rename_leaves_no_report(tmp_path, monk
             raise Crash
 
     monkeypatch.setattr(
-        launch, "_fs", lambda s: (DiesBeforeTheRename(real_fs(s)[0]), real_fs(s)[1])
+        reports, "filesystem_of", lambda s: (DiesBeforeTheRename(real_fs(s)[0]), real_fs(s)[1])
     )
     with pytest.raises(Crash):
         _report(tmp_path, 1)
     monkeypatch.undo()
-    assert launch.read_reports(str(tmp_path), "train") == []
-    assert not list((tmp_path / "train" / launch.REPORTS).glob("*.json"))
+    assert reports.read_reports(str(tmp_path), "train") == []
+    assert not list((tmp_path / "train" / reports.REPORTS).glob("*.json"))

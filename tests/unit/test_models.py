@@ -113,12 +113,6 @@ def test_an_embedded_package_without_its_weights_says_how_to_reinstall(tmp_path,
         _embedded("fake", spec)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="models._tiny_corpus trains the tiny tokenizer on every task registered in the "
-    "process (tasks.task_names() includes loaded task YAMLs), so tiny-random-<seed> is not "
-    "deterministic from the seed, and a registered user task whose rows fail breaks it",
-)
 def test_the_tiny_tokenizer_corpus_is_the_builtin_tasks_only(tmp_path, csv_task):
     from raysys.models import _tiny_corpus
     from raysys.tasks import get_task

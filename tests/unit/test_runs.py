@@ -159,12 +159,6 @@ def test_open_run_redacts_credentials_in_the_stored_config(tmp_path):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open_run stores the config redacted, and check_resume compares that stored "
-    "copy with the unredacted config: a run whose config holds a URI with user info "
-    "(sweep.mlflow.tracking_uri) cannot be reopened with the very same config",
-)
 def test_a_run_with_a_redacted_field_reopens_with_the_same_config(tmp_path):
     cfg = load_config(
         SweepConfig,

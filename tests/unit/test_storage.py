@@ -264,11 +264,6 @@ def test_one_line_redacts_and_shortens():
     assert len(storage.one_line(RuntimeError("x" * 1000))) == 300
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="localize returns a file:// URI unchanged (local_root strips the scheme, localize "
-    "does not): callers then read it as the relative path 'file:/...'",
-)
 def test_localize_takes_a_file_uri_to_its_path(tmp_path):
     (tmp_path / "a.txt").write_text("x")
     assert storage.localize(f"file://{tmp_path}/a.txt") == f"{tmp_path}/a.txt"

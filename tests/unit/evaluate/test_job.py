@@ -71,11 +71,6 @@ def test_a_bad_adapter_is_refused_before_anything_is_written(tmp_path, tiny_mode
     assert not storage.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the config accepts eval.adapters with file:// URIs, but storage.localize passes "
-    "them through unchanged, so an existing adapter dir is 'not a PEFT adapter dir'",
-)
 def test_a_file_uri_names_the_local_adapter(tmp_path):
     (tmp_path / "adapter_config.json").write_text("{}")
     cfg = _cfg(f"eval.adapters={{sft: file://{tmp_path}}}")

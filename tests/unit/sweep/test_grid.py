@@ -95,7 +95,6 @@ def test_bad_grids_fail_before_anything_runs(overrides, message):
         ("sweep.general=[1]", "sweep.general"),
         ("sweep.cocktails=[everything]", "sweep.cocktails"),
         ("sweep.cocktails=[]", "sweep.cocktails"),
-        ("sweep.tasks=[no_such_task]", "sweep.tasks"),
         ("sweep.scheduler=asha", "sweep.scheduler=asha"),
         ("train.method=dpo", "train.method"),
     ],
@@ -103,6 +102,14 @@ def test_bad_grids_fail_before_anything_runs(overrides, message):
 def test_bad_sweep_configs_name_the_field(override, field):
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
         _cfg(override)
+
+
+def test_an_unknown_task_is_refused_by_the_checks_naming_the_field():
+    from raysys.config import SweepConfig
+    from raysys.tasks.checks import load
+
+    with pytest.raises(ConfigError, match=r"sweep\.tasks: unknown task 'no_such_task'"):
+        load(SweepConfig, None, ["sweep.tasks=[no_such_task]"])
 
 
 def test_concurrency_from_resources():

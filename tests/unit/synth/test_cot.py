@@ -197,11 +197,6 @@ def test_timings_add_the_assembly_and_give_shares_and_a_rate():
     assert empty["time_share"] == {} and empty["kept_rows_per_minute"] is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cot._labels reads labels['id'] of an empty frame when no shard exists: a KeyError "
-    "instead of its own 'N inputs have no synthesis output; re-run' error",
-)
 def test_no_shard_at_all_is_the_same_error(tmp_path):
     shards = tmp_path / "shards"
     shards.mkdir()

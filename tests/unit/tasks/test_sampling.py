@@ -67,16 +67,6 @@ def test_every_prefix_holds_each_label_within_two_rows_of_its_share(sizes, seed)
     assert _worst_prefix_deviation(sizes, seed) < 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the module doc says every prefix holds each label within one row of its share; "
-    "with 1 pos, 3 neg, 1 neu at seed 1 the first 2 rows hold no neg row (share 1.2 rows): "
-    "the construction bounds a prefix's error by 2 rows, not 1",
-)
-def test_every_prefix_holds_each_label_within_one_row_of_its_share():
-    assert _worst_prefix_deviation({"pos": 1, "neg": 3, "neu": 1}, 1) <= 1
-
-
 @settings(max_examples=30, deadline=None)
 @given(label_sizes, st.integers(min_value=0, max_value=1000), st.randoms(use_true_random=False))
 def test_the_order_does_not_depend_on_the_file_order(sizes, seed, rnd):

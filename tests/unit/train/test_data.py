@@ -79,12 +79,6 @@ def test_mix_writes_the_cocktail_and_names_its_folder(tmp_path):
     assert counts["news_sentiment"] == 2 * counts["price_direction"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the config accepts data.path=file:///x (run.storage_path strips file://), but "
-    "storage.localize passes file:// URIs through unchanged and Path reads them as the "
-    "relative folder 'file:', so an existing parquet is 'not found'",
-)
 def test_a_file_uri_names_the_local_parquet(tmp_path):
     data = tmp_path / "rows.parquet"
     pd.DataFrame({"messages": [[]]}).to_parquet(data)
