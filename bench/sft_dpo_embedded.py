@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from raysys.config import GenerateSection, TrainConfig, load_config
-from raysys.evaluate.run import evaluate
+from raysys.evaluate.scoring import evaluate
 from raysys.io import write_parquet
 from raysys.models import resolve_model
 from raysys.runtime import init_ray

@@ -26,7 +26,7 @@ def add(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from raysys.config import EvalConfig
     from raysys.evaluate.job import run_eval_job
-    from raysys.evaluate.run import format_results
+    from raysys.evaluate.scoring import format_results
 
     run_dir, results = run_eval_job(load(EvalConfig, args))
     print(f"\n{format_results(results)}")

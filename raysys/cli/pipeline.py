@@ -39,8 +39,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_and_print(cfg: Any, resume: bool) -> int:
+    from raysys.pipeline.driver import run_pipeline
     from raysys.pipeline.report import headline
-    from raysys.pipeline.run import run_pipeline
 
     start = time.perf_counter()
     out = run_pipeline(cfg, resume=resume)

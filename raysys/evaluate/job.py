@@ -111,7 +111,7 @@ def run_eval_job(cfg: EvalConfig) -> tuple[Path, pd.DataFrame]:
 def _evaluate(
     d: Path, cfg: EvalConfig, tasks: dict[str, Any], model_path: str, adapters: dict[str, str]
 ) -> list[dict[str, Any]]:
-    from raysys.evaluate.run import evaluate_tasks, format_results
+    from raysys.evaluate.scoring import evaluate_tasks, format_results
 
     res = evaluate_tasks(
         tasks, model_path, adapters, cfg.generate, cfg.model.dtype, d, cfg.eval.include_base

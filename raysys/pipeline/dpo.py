@@ -54,7 +54,7 @@ def probe(study: Study, d: Path) -> dict[str, Any]:
     DPO runs; the same generations become its pairs."""
     import pandas as pd
 
-    from raysys.evaluate.run import evaluate_tasks
+    from raysys.evaluate.scoring import evaluate_tasks
     from raysys.io import write_parquet
     from raysys.synth.pairs import mine_pairs
     from raysys.tasks.base import MISSING

@@ -35,7 +35,7 @@ def evaluate(
     tasks = eval_rows(study)
 
     def run(d: Path) -> list[Row]:
-        from raysys.evaluate.run import evaluate_tasks
+        from raysys.evaluate.scoring import evaluate_tasks
 
         adapters = {model: adapter} if adapter else {}
         table = evaluate_tasks(

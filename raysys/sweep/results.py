@@ -42,7 +42,7 @@ def test_pass(
     cfg: SweepConfig, sweep_dir: Path, model_path: str, finished: dict[str, dict[str, Any]]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Base + every finished adapter on every test split, one engine load."""
-    from raysys.evaluate.run import evaluate_tasks
+    from raysys.evaluate.scoring import evaluate_tasks
     from raysys.runs import stage
 
     adapters = {tid: res["adapter"] for tid, res in sorted(finished.items())}

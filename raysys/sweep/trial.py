@@ -214,7 +214,7 @@ def eval_rows(cfg: SweepConfig, split: str) -> dict[str, tuple[Any, list[dict[st
 def _validate(
     out_dir: Path, cfg: SweepConfig, trial: Trial, model_path: str, gen_cfg: GenerateSection
 ) -> dict[str, dict[str, Any]]:
-    from raysys.evaluate.run import evaluate_tasks
+    from raysys.evaluate.scoring import evaluate_tasks
 
     tasks = eval_rows(cfg, "validation")
     if not tasks:

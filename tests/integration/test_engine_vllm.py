@@ -39,12 +39,12 @@ def test_missing_vllm_names_the_extra(monkeypatch):
 
 def test_budget_is_checked_before_anything_starts(ray_local):
     cluster = ray_local.cluster_resources()  # 2 logical CPUs
-    plan = vllm_config.plan_resources(GenerateSection(num_cpus=1.0, concurrency=4), cluster)
+    plan = vllm_config.plan_engines(GenerateSection(num_cpus=1.0, concurrency=4), cluster)
     assert (plan.device, plan.engine_cpus, plan.replicas) == ("cpu", 1.0, 1)
     with pytest.raises(ResourceBudgetError, match="generate.num_cpus=2"):
-        vllm_config.plan_resources(GenerateSection(num_cpus=2.0), cluster)
+        vllm_config.plan_engines(GenerateSection(num_cpus=2.0), cluster)
     with pytest.raises(ResourceBudgetError, match="needs 1 GPU"):
-        vllm_config.plan_resources(_GpuCfg(), cluster)
+        vllm_config.plan_engines(_GpuCfg(), cluster)
 
 
 class _GpuCfg(GenerateSection):

@@ -7,7 +7,7 @@ import pytest
 
 from raysys.cli import main
 from raysys.config import GenerateSection
-from raysys.evaluate.run import LEAD, evaluate_tasks
+from raysys.evaluate.scoring import LEAD, evaluate_tasks
 from raysys.tasks import build_splits, get_task
 from tests.integration.engine_helpers import lora_adapter, needs_vllm
 

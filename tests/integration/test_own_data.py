@@ -181,7 +181,7 @@ def _pipeline_files(tmp_path: Path, with_pool: bool) -> Path:
 
 def test_a_pipeline_labels_a_test_only_task_from_its_pool_file(ray_local, tmp_path):
     from raysys.config import PipelineConfig, load_config
-    from raysys.pipeline.run import run_pipeline
+    from raysys.pipeline.driver import run_pipeline
 
     cfg = load_config(PipelineConfig, _pipeline_files(tmp_path, with_pool=True), ["ray.num_cpus=2"])
     out = run_pipeline(cfg)
@@ -212,7 +212,7 @@ def test_a_test_only_synth_task_without_a_pool_is_refused_before_any_stage(tmp_p
 def test_a_pool_file_with_test_inputs_is_refused(tmp_path, overlap):
     from raysys.config import PipelineConfig, load_config
     from raysys.errors import UserError
-    from raysys.pipeline.run import task_needs
+    from raysys.pipeline.driver import task_needs
     from raysys.tasks.store import prepare
 
     config = _pipeline_files(tmp_path, with_pool=True)

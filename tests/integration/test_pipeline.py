@@ -133,7 +133,7 @@ def test_every_stage_ran_and_the_report_has_the_stage_table(killed_and_resumed):
 
 
 def test_a_config_change_redoes_only_the_stages_it_touches(killed_and_resumed, ray_local):
-    from raysys.pipeline.run import run_pipeline
+    from raysys.pipeline.driver import run_pipeline
 
     k = killed_and_resumed
     old = _stage_dirs(k.run_dir)
@@ -157,7 +157,7 @@ def test_a_config_change_redoes_only_the_stages_it_touches(killed_and_resumed, r
 def test_sweep_as_the_sft_stage(ray_local, tmp_path):
     """The quickstart's shape: a Tune sweep is the SFT stage; its test pass gives the base
     and SFT rows; the all-tasks trial at the largest fraction feeds the later stages."""
-    from raysys.pipeline.run import run_pipeline
+    from raysys.pipeline.driver import run_pipeline
 
     cfg = load_config(
         PipelineConfig,
@@ -252,7 +252,7 @@ def test_pipeline_config_errors_name_the_field(overrides, expected):
 
 def test_a_sweep_without_an_all_tasks_trial_is_refused_before_anything_is_written(tmp_path):
     from raysys.errors import UserError
-    from raysys.pipeline.run import run_pipeline
+    from raysys.pipeline.driver import run_pipeline
 
     cfg = load_config(
         PipelineConfig,
@@ -304,7 +304,7 @@ def test_the_sft_adapter_loads_with_peft_and_changes_the_model(killed_and_resume
 def test_a_yaml_task_over_local_csv_trains_and_evaluates(ray_local, tmp_path, csv_task):
     """A user's own task (YAML over CSV files, no validation split) through the pipeline's
     eval -> SFT -> eval stages, with DPO and synthesis switched off."""
-    from raysys.pipeline.run import run_pipeline
+    from raysys.pipeline.driver import run_pipeline
 
     task_file = csv_task(
         "csv_tone",

@@ -19,7 +19,7 @@ from raysys.engines.vllm_config import (
     check_model,
     lora_rank,
     null_adapter,
-    plan_resources,
+    plan_engines,
     processor_config,
 )
 from raysys.errors import UserError
@@ -44,25 +44,25 @@ def _adapter(folder: Path, r: int, **cfg) -> str:
 
 
 def test_cpu_replicas_fit_beside_their_helpers():
-    plan = plan_resources(_gen(concurrency=3, num_cpus=1.0), {"CPU": 2.0})
+    plan = plan_engines(_gen(concurrency=3, num_cpus=1.0), {"CPU": 2.0})
     assert plan == ResourcePlan("cpu", 1.0, 0, 1, AUX_CPUS)  # 2 - 0.5 helpers fits one
-    plan = plan_resources(_gen(concurrency=3, num_cpus=1.0), {"CPU": 8.0})
+    plan = plan_engines(_gen(concurrency=3, num_cpus=1.0), {"CPU": 8.0})
     assert plan.replicas == 3 and plan.device == "cpu"
 
 
 def test_an_engine_that_cannot_fit_is_refused_by_field():
     with pytest.raises(ResourceBudgetError, match=r"generate.num_cpus=2 x tensor_parallel_size=1"):
-        plan_resources(_gen(num_cpus=2.0), {"CPU": 2.0})  # 2 + 0.5 helpers > 2
+        plan_engines(_gen(num_cpus=2.0), {"CPU": 2.0})  # 2 + 0.5 helpers > 2
 
 
 def test_gpus_decide_on_a_gpu_cluster():
-    plan = plan_resources(_gen(concurrency=4), {"CPU": 16.0, "GPU": 2.0})
+    plan = plan_engines(_gen(concurrency=4), {"CPU": 16.0, "GPU": 2.0})
     assert (plan.device, plan.engine_cpus, plan.engine_gpus, plan.replicas) == ("gpu", 1.0, 1, 2)
-    tp2 = plan_resources(_gen(concurrency=4, tensor_parallel_size=2), {"CPU": 16.0, "GPU": 4.0})
+    tp2 = plan_engines(_gen(concurrency=4, tensor_parallel_size=2), {"CPU": 16.0, "GPU": 4.0})
     assert (tp2.engine_gpus, tp2.replicas) == (2, 2)
     with pytest.raises(ResourceBudgetError, match=r"tensor_parallel_size=4 needs 4 GPU\(s\)"):
-        plan_resources(_gen(tensor_parallel_size=4), {"CPU": 16.0, "GPU": 2.0})
-    cpu = plan_resources(_gen(device="cpu"), {"CPU": 4.0, "GPU": 2.0})
+        plan_engines(_gen(tensor_parallel_size=4), {"CPU": 16.0, "GPU": 2.0})
+    cpu = plan_engines(_gen(device="cpu"), {"CPU": 4.0, "GPU": 2.0})
     assert cpu.device == "cpu" and cpu.engine_gpus == 0
 
 

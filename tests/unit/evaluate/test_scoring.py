@@ -1,4 +1,4 @@
-"""Evaluation's scoring (`raysys.evaluate.run`) on a hand-made predictions frame, as the
+"""Evaluation's scoring (`raysys.evaluate.scoring`) on a hand-made predictions frame, as the
 engine returns it: answers extracted strictly and leniently, overlength flagged, one table
 row per (model, task) with what an adapter changed vs the base. The engine pass itself
 (`evaluate_tasks`): tests/integration/test_eval.py."""
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from raysys.engines.base import BASE
-from raysys.evaluate.run import (
+from raysys.evaluate.scoring import (
     LEAD,
     _eval_row,
     _extracted,

@@ -1,4 +1,4 @@
-"""The pipeline job's own logic (`raysys.pipeline.run`) before anything runs: how many
+"""The pipeline job's own logic (`raysys.pipeline.driver`) before anything runs: how many
 stages a config makes, every task's rows it needs, what preflight refuses, and which run
 it continues. No Ray is started."""
 
@@ -11,8 +11,8 @@ import pytest
 from raysys.config import PipelineConfig, load_config
 from raysys.engines import ResourceBudgetError
 from raysys.errors import UserError
+from raysys.pipeline.driver import locate_run, preflight, stage_count, task_needs
 from raysys.pipeline.presets import preset_path
-from raysys.pipeline.run import locate_run, preflight, stage_count, task_needs
 from tests.fixtures import REPO
 
 TINY = REPO / "configs" / "pipeline_tiny.yaml"
