@@ -213,8 +213,8 @@ def preflight(
         table = pq.read_table(train_path)
     except (ValueError, OSError) as e:  # not parquet, truncated: ArrowInvalid is a ValueError
         raise DataGuardError(
-            f"data.path: {train_path} is not a readable parquet file "
-            f"({str(e).strip()[:100]}); point it at training parquet (e.g. a synth sft.parquet)"
+            f"data.path: {train_path} is not a readable parquet file ({type(e).__name__}); "
+            "point it at training parquet (e.g. a synth sft.parquet)"
         ) from None
     check_columns(table.column_names, table.num_rows, train_cfg.method, train_path)
     tok = AutoTokenizer.from_pretrained(model_path)
