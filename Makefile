@@ -14,7 +14,10 @@ setup:
 quickstart: setup
 	$(VENV)/bin/raysys quickstart
 
+# CI runs this: the import layers (import-linter), lint, then the suite
 test: setup
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check raysys tests jobs bench
 	$(PY) -m pytest -q
 
 # the benchmark suite (~15 min on 2 cores): refreshes BENCHMARKS.md and bench/results/
@@ -22,4 +25,5 @@ bench: setup
 	$(PY) bench/suite.py
 
 lint: setup
-	$(VENV)/bin/ruff check raysys tests jobs
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check raysys tests jobs bench

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from raysys.config import GenerateSection
-from raysys.engines import generate
+from raysys.engines import Sampling, generate
 from raysys.engines.hf import HFGenerator
 from raysys.models import resolve_model
 from raysys.runtime import init_ray
@@ -106,13 +106,12 @@ def main() -> None:
     import pandas as pd
 
     # direct: load the model in this process and call the engine; both arms load it once
-    t_load, engine = timed(
-        lambda: HFGenerator(model, None, args.max_new_tokens, 32, dtype, os.cpu_count())
-    )
+    greedy = Sampling(max_new_tokens=args.max_new_tokens)
+    t_load, engine = timed(lambda: HFGenerator(model, None, greedy, 32, dtype, os.cpu_count()))
     t_gen, _ = timed(lambda: engine(pd.DataFrame(base_rows)))
     res["direct_s"] = t_load + t_gen
     res["batched_tokens_per_s"] = tokens / t_gen
-    one = HFGenerator(model, None, args.max_new_tokens, 1, dtype, os.cpu_count())
+    one = HFGenerator(model, None, greedy, 1, dtype, os.cpu_count())
     t1, out1 = timed(lambda: one(pd.DataFrame(base_rows)))
     res["batch_1_tokens_per_s"] = int(out1["num_generated_tokens"].sum()) / t1
     ratios = {

@@ -25,13 +25,13 @@ import time
 from pathlib import Path
 
 from raysys.config import GenerateSection, TrainConfig, load_config
-from raysys.data.io import write_parquet
-from raysys.evaluate.run import evaluate
+from raysys.evaluate.scoring import evaluate
+from raysys.io import write_parquet
 from raysys.models import resolve_model
 from raysys.runtime import init_ray
 from raysys.synth.pairs import mine_pairs
 from raysys.tasks import build_splits, get_task
-from raysys.train.job import training_data
+from raysys.train.data import training_data
 from raysys.train.launch import run_training
 
 ROOT = Path(__file__).resolve().parents[1]

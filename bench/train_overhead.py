@@ -1,6 +1,6 @@
 """Ray Train overhead on the SFT path, side by side in one run.
 
-Same data, model and TRL settings, the same worker code (`build_trainer`), four
+Same data, model and TRL settings, the same trainer code (`build_trainer`), four
 ways: plain TRL in this process (all cores), Ray Train with 1 worker reporting
 every 10 steps, the same reporting every step, and Ray Train with 2 workers
 (DDP over gloo, same effective batch, cores split between them). The measure is
@@ -26,12 +26,13 @@ import time
 from pathlib import Path
 
 from raysys.config import TrainConfig, load_config
-from raysys.data.io import write_parquet
+from raysys.io import write_parquet
 from raysys.models import resolve_model
 from raysys.runtime import init_ray
 from raysys.tasks import build_splits, get_task
 from raysys.train.launch import run_training
-from raysys.train.worker import build_trainer, worker_config
+from raysys.train.spec import TrainSpec
+from raysys.train.trainer import build_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,9 +62,15 @@ def _cfg(
 def plain_trl(cfg: TrainConfig, train_path: str, model_path: str) -> float:
     import torch
 
-    wc = worker_config(train_path, model_path, cfg.train, cfg.model.dtype, cfg.run.seed)
+    spec = TrainSpec.from_section(
+        cfg.train,
+        model_path=model_path,
+        train_path=train_path,
+        dtype=cfg.model.dtype,
+        seed=cfg.run.seed,
+    )
     torch.set_num_threads(os.cpu_count() or 1)
-    trainer = build_trainer(wc)
+    trainer = build_trainer(spec)
     from transformers import TrainerCallback
 
     marks: dict[str, float] = {}

@@ -146,16 +146,19 @@ def convert_gguf(src_dir: Path, gguf_file: str, out: Path) -> None:
 
 
 def _tiny_corpus() -> list[str]:
-    from raysys.tasks import build_splits, get_task, task_names
+    """The tiny tokenizer's training text: the built-in tasks' prompts and targets only,
+    so the tiny model is the same whatever tasks a process has registered (a user's YAML
+    task, or a run's stored rows, must not change it or break its build)."""
+    from raysys.tasks.base import Task
+    from raysys.tasks.gen import GENERATORS
 
     lines = []
-    for name in task_names():
-        task = get_task(name)
+    for name, mod in sorted(GENERATORS.items()):  # the order the tokenizer was trained in
+        task = Task(name, mod.KIND, mod.PROMPT, tuple(mod.LABELS), tuple(mod.SPLITS))
         split = task.splits[0]  # test-only tasks have no train split
-        for rows in build_splits(name, {split: 300}, seed=12345).values():
-            for r in rows:
-                lines.append(task.messages(r)[0]["content"])
-                lines.append(task.target(r))
+        for r in mod.generate_splits({split: 300}, 12345)[split]:
+            lines.append(task.messages(r)[0]["content"])
+            lines.append(task.target(r))
     lines += ["The quick brown fox jumps over the lazy dog. 0123456789 %$.,;:!?'\"()-"]
     return lines
 

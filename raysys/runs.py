@@ -4,6 +4,13 @@ A run directory holds the resolved `config.yaml` and one folder per stage; a
 stage is done when its `stage.json` exists, so re-running a run skips it.
 Resuming a run with a different config is refused (it would mix stale stages
 into new results).
+
+`RunDir` owns where a run lives: stage code reads and writes plain paths under
+`RunDir.path` (the directory itself, or for `s3://`/`gs://` storage its local mirror)
+and never sends or fetches anything. The run directory sends what changed to its store
+after each stage (`stage`), each resumable unit (`keep`: a synthesis shard, a finished
+sweep trial) and at the end of a command (`publish`), fetches a run back (`RunDir.of(...,
+fetch=True)`) and names paths as users should see them (`shown`).
 """
 
 from __future__ import annotations
@@ -13,14 +20,15 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
 from raysys.config import dump_config, resolve_run_id
-from raysys.data.io import write_json, write_text
 from raysys.errors import UserError
+from raysys.io import write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +79,97 @@ def latest_run_id(storage_path: str, name: str, marker: str) -> str | None:
     return sorted(found)[-1] if found else None
 
 
+@dataclass(frozen=True)
+class RunDir:
+    """A run directory: `path` is where code reads and writes; `uri` the object-store
+    location it mirrors (None: a local run)."""
+
+    path: Path
+    uri: str | None = None
+
+    @classmethod
+    def of(cls, storage_path: str, name: str, run_id: str, fetch: bool = False) -> RunDir:
+        """The run `name/run_id` under `storage_path`; with `fetch`, what an object store
+        holds of it is brought into the mirror first (a resume, maybe on another machine)."""
+        from raysys.storage import is_remote, join_uri
+
+        uri = join_uri(storage_path, name, run_id) if is_remote(storage_path) else None
+        if fetch:
+            return cls(run_root(storage_path, name, run_id), uri)
+        return cls(storage_root(storage_path) / name / run_id, uri)
+
+    @classmethod
+    def fetched(cls, location: str, field: str = "run directory") -> RunDir:
+        """A finished run named by the user: a local path, or an s3:// / gs:// URI whose
+        files (not Tune's state) are fetched into its mirror."""
+        from raysys.storage import is_remote, local_root, pull
+
+        if not is_remote(location):
+            return cls(Path(location))
+        path = local_root(location, field=field)
+        pull(location, path, exclude=("tune/*",))
+        return cls(path, location.rstrip("/"))
+
+    @classmethod
+    def at(cls, path: Path | str) -> RunDir:
+        """The run directory of a local path (maybe inside a mirror)."""
+        from raysys.storage import remote_of
+
+        return cls(Path(path), remote_of(path))
+
+    def __truediv__(self, part: str | Path) -> Path:
+        return self.path / part
+
+    def location(self, sub: str = "") -> str:
+        """Where `sub` lives for those who read the store (Ray Tune's state, checkpoints):
+        its URI in the object store, else the local path."""
+        from raysys.storage import join_uri
+
+        if self.uri is None:
+            return str(self.path / sub) if sub else str(self.path)
+        return join_uri(self.uri, sub) if sub else self.uri
+
+    def exists(self, sub: str = "") -> bool:
+        from raysys.storage import exists
+
+        return exists(self.location(sub))
+
+    def shown(self, sub: str | Path | None = None) -> str:
+        """How a path of this run is named to users: its URI when mirrored."""
+        return shown(self.path / sub if sub is not None else self.path)
+
+    def keep(self, sub: str | Path | None = None) -> None:
+        """A resumable unit just written (a shard, a finished trial, a stage): sent to the
+        store now, so a run resumed elsewhere finds it. Nothing to do for local runs."""
+        from raysys.storage import push
+
+        push(self.path / sub if sub is not None else self.path)
+
+    def publish(self, sub: str | Path | None = None) -> str:
+        """`keep`, then the name to print (its URI, or the path)."""
+        self.keep(sub)
+        return self.shown(sub)
+
+    def stage(self, sub: str | Path, title: str, fn: Callable[[Path], Any]) -> Any:
+        """Run `fn(<run>/<sub>)` once (see `stage`); its files reach the store with it."""
+        return stage(self.path / sub, title, fn)
+
+
+def storage_root(storage_path: str, field: str = "run.storage_path") -> Path:
+    """The local folder of a run storage: the path itself, or an object store's mirror
+    (shared caches such as the cocktails live there)."""
+    from raysys.storage import local_root
+
+    return local_root(storage_path, field=field)
+
+
+def shown(path: str | Path) -> str:
+    """How a path is named to users: its URI when it is mirrored (without the query)."""
+    from raysys.storage import shown as storage_shown
+
+    return storage_shown(path)
+
+
 def run_root(storage_path: str, name: str, run_id: str) -> Path:
     """The local folder of a run (for object-store storage: in its mirror, with what the
     store holds of it fetched first; Tune's own `tune/` state stays in the store)."""
@@ -82,36 +181,50 @@ def run_root(storage_path: str, name: str, run_id: str) -> Path:
     return run_dir
 
 
-def open_run(cfg: BaseModel) -> Path:
-    """Create (or reopen, if its config matches) the run directory of `cfg`."""
-    from raysys.storage import push, redact, shown
+def open_run(cfg: BaseModel, check: bool = True) -> RunDir:
+    """Create (or reopen, if its config matches) the run directory of `cfg` and record
+    the config there. `check=False`: a run's config may change between invocations
+    (the pipeline keys its stages by config instead)."""
+    from raysys.storage import redact
 
     run = cfg.run  # type: ignore[attr-defined]
     check_job_storage(run.storage_path)
-    run_dir = run_root(run.storage_path, run.name, resolve_run_id(cfg))
-    check_resume(run_dir, cfg)
-    check_writable(run_dir)
+    run_dir = RunDir.of(run.storage_path, run.name, resolve_run_id(cfg), fetch=True)
+    if check:
+        check_resume(run_dir.path, cfg)
+    check_writable(run_dir.path)
     # URIs with credentials are refused by the config; redacted again as the last line
     # before a file that is uploaded with the run and read by whoever reads the bucket.
     write_text(run_dir / "config.yaml", redact(dump_config(cfg)))
-    push(run_dir / "config.yaml")
-    log.info("run directory: %s", shown(run_dir))
+    run_dir.keep("config.yaml")
+    log.info("run directory: %s", run_dir.shown())
+    return run_dir
+
+
+def open_run_with_tasks(cfg: BaseModel, needs: list[Any]) -> RunDir:
+    """A job's run directory with its tasks' rows in `<run>/tasks`: the rows are read and
+    checked first (a bad file is refused before anything is written), then the run is
+    opened and they are written; the run id is fixed once for both."""
+    from raysys.config import with_run_id
+    from raysys.tasks.store import prepare
+
+    cfg = with_run_id(cfg)
+    run = cfg.run  # type: ignore[attr-defined]
+    where = RunDir.of(run.storage_path, run.name, run.run_id)
+    prepared = prepare(where.path, needs, run.seed)
+    run_dir = open_run(cfg)
+    prepared.write()
     return run_dir
 
 
 def publish(path: Path) -> str:
     """Send what is new under `path` to its object store (when mirrored); returns how to
     name it to the user: its URI, or the path."""
-    from raysys.storage import push, shown
-
-    push(path)
-    return shown(path)
+    return RunDir.at(path).publish()
 
 
 def check_writable(run_dir: Path) -> None:
     """Create `run_dir` and prove a file can be written there, before any work starts."""
-    from raysys.storage import shown
-
     probe = run_dir / f".write-probe-{os.getpid()}"
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -130,7 +243,11 @@ def check_resume(run_dir: Path, cfg: BaseModel) -> None:
     saved = run_dir / "config.yaml"
     if not saved.is_file():
         return
-    old, new = _flatten(yaml.safe_load(saved.read_text())), _flatten(cfg.model_dump(mode="json"))
+    from raysys.storage import redact
+
+    # the saved copy is redacted (see open_run): compare like with like
+    old = _flatten(yaml.safe_load(saved.read_text()))
+    new = _flatten(yaml.safe_load(redact(dump_config(cfg))))
     # run.run_id is the folder's own name: given or not, it names this run.
     changed = sorted(
         k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k != "run.run_id"

@@ -46,7 +46,7 @@ def init_ray(
     ray.init(**kwargs)
     global _STARTED_LOCALLY
     _STARTED_LOCALLY = target == "local"
-    _quiet_ray_data()
+    quiet_ray_data()
 
 
 def _worker_env() -> dict[str, str]:
@@ -59,7 +59,7 @@ def _worker_env() -> dict[str, str]:
     return {k: v for k, v in WORKER_ENV.items() if k not in taken}
 
 
-def _quiet_ray_data() -> None:
+def quiet_ray_data() -> None:
     from ray.data import DataContext
 
     ctx = DataContext.get_current()

@@ -28,6 +28,16 @@ for _k, _v in {
     os.environ.setdefault(_k, _v)
 
 
+@pytest.fixture(autouse=True)
+def _task_registry(monkeypatch):
+    """Tasks a test registers (a task YAML it loads) are forgotten after it. The registry
+    is process-wide, and building `tiny-random` reads every registered task, so a task
+    left behind by one test can break another that runs later."""
+    import raysys.tasks
+
+    monkeypatch.setattr(raysys.tasks, "_REGISTRY", dict(raysys.tasks._REGISTRY))
+
+
 @pytest.fixture(scope="session")
 def ray_local():
     """A real local Ray with 2 logical CPUs, started once, in a private temp dir."""

@@ -59,7 +59,7 @@ def transfer_heatmap(matrix: pd.DataFrame, relative: bool = True) -> bytes:
     ax.set_ylabel("trained on (singleton)")
     label = "test main − base model" if relative else "test main"
     fig.colorbar(image, ax=ax, label=label, shrink=0.9, extend="both" if relative else "neither")
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def _symmetric_limits(values: np.ndarray, in_task: np.ndarray) -> tuple[float, float]:
@@ -90,7 +90,7 @@ def scaling_plot(points: pd.DataFrame, table: pd.DataFrame, ncols: int = 2) -> b
         ax.set_title(task, fontsize=10)
     for ax in axes.flat[len(tasks) :]:
         ax.set_visible(False)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def _arm_styles(table: pd.DataFrame) -> dict[tuple, dict]:
@@ -178,7 +178,7 @@ def leaderboard_plot(board: pd.DataFrame) -> bytes:
     ax.set_ylabel("test main metric")
     ax.grid(True, axis="y", alpha=0.25)
     fig.legend(fontsize=8, loc="outside upper center", ncols=4, frameon=False)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def _baseline_ticks(ax: Axes, x: np.ndarray, board: pd.DataFrame, width: float) -> None:
@@ -204,7 +204,7 @@ def _yerr(heights: np.ndarray, lo: pd.Series, hi: pd.Series) -> np.ndarray:
     return np.nan_to_num(np.vstack([below, above]).clip(min=0))
 
 
-def _png(fig: Figure) -> bytes:
+def png_bytes(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI)
     return buf.getvalue()

@@ -22,8 +22,8 @@ from raysys.analysis.leaderboard import leaderboard
 from raysys.analysis.render import Document, Heading, Para, fmt, table
 from raysys.analysis.results import MissingInput, is_base, require_columns, trained
 from raysys.analysis.sections import REFERENCE_ALPHA, arm_cells, base_cells, marked
-from raysys.data.io import read_json, read_parquet
 from raysys.errors import UserError
+from raysys.io import read_json, read_parquet
 
 log = logging.getLogger(__name__)
 

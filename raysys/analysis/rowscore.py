@@ -4,7 +4,8 @@ Every main metric we report is a function of counts summed over rows: macro-F1 o
 per-label (tp, fp, fn), entity-F1 of the per-sentence entity (tp, fp, fn), exact match
 and accuracy of (correct, rows). Scoring a bootstrap resample or a permutation is then a
 sum over an index array, thousands per second, instead of a call into scikit-learn or
-seqeval each time; `tests/test_analysis_stats.py` checks the values against `score_kind`.
+seqeval each time; the counts are the task kind's (`Kind.row_counts`, `Kind.row_value`),
+and `tests/unit/analysis/test_paired.py` checks the values against the kind's scorer.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from raysys.tasks.base import MAIN_METRIC, MISSING
+from raysys.tasks.kinds import KINDS
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,8 @@ BINARY_METRICS = ("accuracy", "exact_match")
 class RowScorer:
     """How one task's metric turns per-row counts into a score.
 
-    `labels` are the classification labels (the label set a uniform-random predictor
-    draws from); empty for the other kinds.
+    `labels` are the task's labels (for classification, the label set a uniform-random
+    predictor draws from); empty for the kinds without labels.
     """
 
     task: str
@@ -47,47 +48,18 @@ class RowScorer:
         """(rows, m) float counts; `value(counts.sum(0))` is the metric on these rows."""
         if len(golds) != len(preds):
             raise ValueError(f"task {self.task}: {len(golds)} golds but {len(preds)} predictions")
-        if self.metric == "macro_f1":
-            return _label_counts(golds, preds, self.labels)
-        if self.metric == "entity_f1":
-            if inputs is None:
-                raise ValueError(f"task {self.task}: entity F1 needs the input sentences")
-            return _entity_counts(golds, preds, inputs)
-        return np.column_stack([self.correct(golds, preds), np.ones(len(golds))])
+        try:
+            return KINDS[self.kind].row_counts(self.metric, self.labels, golds, preds, inputs)
+        except ValueError as err:
+            raise ValueError(f"task {self.task}: {err}") from None
 
     def correct(self, golds: Sequence[str], preds: Sequence[str]) -> np.ndarray:
         """Per-row 0/1 correctness as the kind's scorer judges it (missing is wrong)."""
-        if self.kind == "numeric":
-            from raysys.tasks.answers import normalize_number
-            from raysys.tasks.gen.numeric_qa import numbers_match
-
-            hits = []
-            for g, p in zip(golds, preds, strict=True):
-                gold = normalize_number(str(g))
-                ok = p != MISSING and gold is not None
-                hits.append(ok and numbers_match(normalize_number(str(p)), gold))
-            return np.asarray(hits, dtype=float)
-        if self.kind == "freetext":
-            from raysys.tasks.answers import normalize_text
-
-            pairs = zip(golds, preds, strict=True)
-            return np.asarray(
-                [
-                    p != MISSING and normalize_text(str(p)) == normalize_text(str(g))
-                    for g, p in pairs
-                ],
-                dtype=float,
-            )
-        return np.asarray([p == g for g, p in zip(golds, preds, strict=True)], dtype=float)
+        return np.asarray(KINDS[self.kind].row_correct(self.labels, golds, preds), dtype=float)
 
     def value(self, sums: np.ndarray) -> np.ndarray:
         """The metric from summed counts; `sums` is (..., m), the result (...)."""
-        sums = np.asarray(sums, dtype=float)
-        if self.metric in ("macro_f1", "entity_f1"):
-            tp, fp, fn = sums[..., 0::3], sums[..., 1::3], sums[..., 2::3]
-            f1 = _ratio(2 * tp, 2 * tp + fp + fn)  # zero_division=0, as scikit-learn/seqeval
-            return f1.mean(axis=-1) if self.metric == "macro_f1" else f1[..., 0]
-        return _ratio(sums[..., 0], sums[..., 1])
+        return KINDS[self.kind].row_value(self.metric, np.asarray(sums, dtype=float))
 
     def score(
         self, golds: Sequence[str], preds: Sequence[str], inputs: Sequence[str] | None = None
@@ -112,47 +84,11 @@ def scorer_for(
         t = get_task(task)
         return RowScorer(t.name, t.kind, t.main_metric, tuple(t.labels))
     except (UserError, OSError, ValueError) as err:
-        if kind not in MAIN_METRIC:
+        if kind not in KINDS:
             log.warning(
                 "task %s: not registered and no kind known (%s); no row analysis", task, err
             )
             return None
-    labels = tuple(sorted({str(g) for g in golds})) if kind == "classification" else ()
-    return RowScorer(task, kind, metric or MAIN_METRIC[kind], labels)
-
-
-def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1), 0.0)
-
-
-def _label_counts(
-    golds: Sequence[str], preds: Sequence[str], labels: tuple[str, ...]
-) -> np.ndarray:
-    """(rows, 3 * labels): per label, is this row a tp, fp, fn for it. A prediction outside
-    the labels ("missing") is a false negative of the gold label and nobody's positive."""
-    g = np.asarray([str(x) for x in golds], dtype=object)[:, None]
-    p = np.asarray([str(x) for x in preds], dtype=object)[:, None]
-    lab = np.asarray(labels, dtype=object)[None, :]
-    gold_is, pred_is = g == lab, p == lab
-    out = np.empty((len(golds), 3 * len(labels)))
-    out[:, 0::3] = gold_is & pred_is
-    out[:, 1::3] = ~gold_is & pred_is
-    out[:, 2::3] = gold_is & ~pred_is
-    return out
-
-
-def _entity_counts(golds: Sequence[str], preds: Sequence[str], inputs: Sequence[str]) -> np.ndarray:
-    """(rows, 3): entity tp, fp, fn per sentence, on the BIO projection seqeval scores."""
-    from seqeval.metrics.sequence_labeling import get_entities
-
-    from raysys.tasks.answers import parse_entities
-    from raysys.tasks.gen.fin_ner import to_bio
-
-    out = np.zeros((len(golds), 3))
-    for i, (gold, pred, text) in enumerate(zip(golds, preds, inputs, strict=True)):
-        true = set(get_entities(to_bio(str(text), parse_entities(str(gold)))[1]))
-        found = [] if pred == MISSING else parse_entities(str(pred))
-        got = set(get_entities(to_bio(str(text), found)[1]))
-        out[i] = (len(true & got), len(got - true), len(true - got))
-    return out
+    behaviour = KINDS[kind]
+    labels = behaviour.labels_from_golds(golds)
+    return RowScorer(task, kind, metric or behaviour.main_metric, labels)

@@ -28,7 +28,7 @@ from raysys.analysis.evidence import (
     task_rows,
 )
 from raysys.analysis.paired import NO_TEST
-from raysys.data.io import read_parquet
+from raysys.io import read_parquet
 
 log = logging.getLogger(__name__)
 

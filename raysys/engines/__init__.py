@@ -1,13 +1,36 @@
 """Generation engines: `hf` (transformers on a Ray Data actor pool) and `vllm`
-(`ray.data.llm`). Both take rows with `messages` and `adapter` and return the same
-output columns; `generate` picks the one `gen_cfg.engine` names."""
+(`ray.data.llm`). Both take rows with `messages` and `adapter` and a `Sampling`, and
+return the same output columns (`base`); `generate` picks the one `gen_cfg.engine` names."""
 
 from __future__ import annotations
 
-import re
+from collections.abc import Mapping
 from typing import Any
 
-from raysys.errors import AdapterIgnoredError
+from raysys.engines.base import (
+    BASE,
+    OUTPUT_COLUMNS,
+    ResourceBudgetError,
+    Sampling,
+    VLLMUnavailableError,
+    audit_rows,
+    canary_failure,
+    resolve_sampling,
+)
+
+__all__ = [
+    "BASE",
+    "OUTPUT_COLUMNS",
+    "ResourceBudgetError",
+    "Sampling",
+    "VLLMUnavailableError",
+    "audit_rows",
+    "canary_failure",
+    "check_fits",
+    "generate",
+    "resolve_engine",
+    "resolve_sampling",
+]
 
 
 def generate(
@@ -16,23 +39,21 @@ def generate(
     adapters: dict[str, str] | None,
     gen_cfg: Any,
     dtype: str,
-    sampling: dict[str, Any] | None = None,
+    sampling: Sampling | Mapping[str, Any] | None = None,
 ) -> Any:
-    """`sampling`: None for greedy, else {temperature, top_p, seed, n}. With n > 1 each
-    row yields n output rows told apart by a `sample` column (0..n-1), on both engines."""
+    """`sampling`: None for greedy with `gen_cfg.max_new_tokens`, else a `Sampling` (or its
+    fields as a dict). With n > 1 each row yields n output rows told apart by a `sample`
+    column (0..n-1), on both engines."""
     engine = resolve_engine(getattr(gen_cfg, "engine", "hf"))
+    s = resolve_sampling(gen_cfg, sampling)
     try:
         if engine == "vllm":
             from raysys.engines import vllm
 
-            return vllm.generate(rows, model_path, adapters, gen_cfg, dtype, sampling=sampling)
+            return vllm.generate(rows, model_path, adapters, gen_cfg, dtype, sampling=s)
         from raysys.engines import hf
 
-        sampling = dict(sampling or {})
-        n = int(sampling.pop("n", 1))
-        if n > 1:  # transformers batches the copies like any other prompts
-            rows = [{**r, "sample": k} for r in rows for k in range(n)]
-        return hf.generate(rows, model_path, adapters, gen_cfg, dtype, sampling=sampling or None)
+        return hf.generate(rows, model_path, adapters, gen_cfg, dtype, sampling=s)
     except Exception as e:
         canary = canary_failure(e)
         if canary is not None:
@@ -58,23 +79,13 @@ def check_fits(gen_cfg: Any, ray_cfg: Any = None) -> None:
         return  # an attached cluster is checked once attached
     if resolve_engine(getattr(gen_cfg, "engine", "hf")) == "vllm":
         if ray.is_initialized():  # its GPU plan needs the real cluster
-            from raysys.engines.vllm import plan_resources
+            from raysys.engines.vllm_config import plan_engines
 
-            plan_resources(gen_cfg, cluster)
+            plan_engines(gen_cfg, cluster)
         return
     from raysys.engines.hf import actor_pool_size
 
     actor_pool_size(gen_cfg, cluster, fixed)
-
-
-def canary_failure(e: BaseException) -> AdapterIgnoredError | None:
-    """An engine actor's canary failure arrives wrapped by Ray: the one-line error inside."""
-    cause = _find(e, AdapterIgnoredError)
-    if cause is not None:
-        return AdapterIgnoredError(str(cause).strip().splitlines()[-1])
-    # an actor that died in its constructor carries the error only as text
-    found = re.search(r"AdapterIgnoredError: (.+)", str(e))
-    return AdapterIgnoredError(found.group(1).strip()) if found else None
 
 
 def resolve_engine(engine: str) -> str:
@@ -93,13 +104,3 @@ def resolve_engine(engine: str) -> str:
         except Exception:  # no vLLM on this cluster: the hf engine serves
             return "hf"
     return "hf"
-
-
-def _find(exc: BaseException | None, kind: type) -> BaseException | None:
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, kind):
-            return exc
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return None

@@ -3,8 +3,8 @@
 Each actor loads the base model once and every LoRA adapter it is given by
 name (PEFT multi-adapter); a batch is split by its `adapter` column so one
 engine load serves the base model and any number of adapters. Output columns
-are the ones every engine produces: generated_text, num_generated_tokens,
-num_input_tokens, finish_reason ("stop" | "length"), overlong, adapter.
+are the ones every engine produces (`base.OUTPUT_COLUMNS` plus `adapter`); decoding
+follows a `base.Sampling`, as on the vllm engine.
 """
 
 from __future__ import annotations
@@ -15,36 +15,42 @@ from typing import Any
 
 import pandas as pd
 
+from raysys.engines.base import (
+    BASE,
+    OUTPUT_COLUMNS,
+    ResourceBudgetError,
+    Sampling,
+    audit_rows,
+    merge_eos_ids,
+    output_record,
+    resolve_sampling,
+)
+
 log = logging.getLogger(__name__)
 
-BASE = ""  # the `adapter` value that means "no adapter"
 BLOCK_RETRIES = 2  # in-actor retries of a block whose generation raised
-OUTPUT_COLUMNS = [
-    "generated_text",
-    "num_generated_tokens",
-    "num_input_tokens",
-    "finish_reason",
-    "overlong",
-]
 
 
 class HFGenerator:
-    """Callable class for `Dataset.map_batches`; rows need `messages` and `adapter`."""
+    """Callable class for `Dataset.map_batches`; rows need `messages` and `adapter`.
+    One output per row: `generate` repeats the rows for `sampling.n` samples."""
 
     def __init__(
         self,
         model_path: str,
-        adapters: dict[str, str] | None = None,
-        max_new_tokens: int = 32,
+        adapters: dict[str, str] | None,
+        sampling: Sampling,
         batch_size: int = 16,
         dtype: str = "bfloat16",
         torch_threads: int | None = None,
-        sampling: dict[str, Any] | None = None,
         faults: dict[str, Any] | None = None,
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        if sampling.n != 1:
+            raise ValueError(f"HFGenerator makes one output per row, got n={sampling.n}")
+        self.sampling = sampling
         self.faults = dict(faults or {})
         self.calls = 0
 
@@ -69,11 +75,10 @@ class HFGenerator:
                 model.load_adapter(self.adapters[name], adapter_name=name)
         self.model = model.eval()
         self.canary = {name: self._canary(name) for name in self.adapters}
-        self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
-        # None or temperature 0: greedy (evaluation); else sampling (synthesis)
-        self.sampling = dict(sampling or {})
-        self.eos_ids = _eos_ids(self.model, self.tok)
+        self.eos_ids = merge_eos_ids(
+            self.model.generation_config.eos_token_id, self.tok.eos_token_id
+        )
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         """One block. An error while generating it (a transient OOM, a driver hiccup) is
@@ -107,9 +112,7 @@ class HFGenerator:
         keys = [str(v) for v in batch.get("id", pd.Series(range(len(batch))))]
         if "sample" in batch:
             keys += [str(v) for v in batch["sample"]]
-        torch.manual_seed(
-            int(self.sampling["seed"]) * 1_000_003 + zlib.crc32("|".join(keys).encode())
-        )
+        torch.manual_seed(int(self.sampling.seed) * 1_000_003 + zlib.crc32("|".join(keys).encode()))
 
     def _maybe_raise(self) -> None:
         """Fault drill (RAYSYS_FAULTS=engine_raise_at_block=N): generating the N-th block
@@ -122,7 +125,7 @@ class HFGenerator:
 
     def _generate_block(self, batch: pd.DataFrame) -> pd.DataFrame:
         batch = batch.reset_index(drop=True)
-        if self.sampling.get("seed") is not None:
+        if self.sampling.seed is not None:
             self._seed_block(batch)
         results: list[dict[str, Any] | None] = [None] * len(batch)
         adapters = (
@@ -196,19 +199,15 @@ class HFGenerator:
         import torch
 
         enc = self.tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        temperature = float(self.sampling.get("temperature") or 0.0)
+        s = self.sampling
         kwargs: dict[str, Any] = {"do_sample": False}
-        if temperature > 0:
-            kwargs = {
-                "do_sample": True,
-                "temperature": temperature,
-                "top_p": float(self.sampling.get("top_p", 1.0)),
-                "top_k": 0,
-            }
+        if not s.greedy:  # top_k 0: no top-k cut (transformers' default would be 50)
+            kwargs = {"do_sample": True, "temperature": s.temperature, "top_p": s.top_p}
+            kwargs["top_k"] = s.top_k or 0
         with torch.inference_mode():
             gen = self.model.generate(
                 **enc,
-                max_new_tokens=self.max_new_tokens,
+                max_new_tokens=s.max_new_tokens,
                 **kwargs,
                 eos_token_id=self.eos_ids,
                 pad_token_id=self.tok.pad_token_id,
@@ -221,21 +220,8 @@ class HFGenerator:
         stop = next((k for k, t in enumerate(ids) if t in self.eos_ids), None)
         kept = ids if stop is None else ids[:stop]
         n_gen = len(ids) if stop is None else stop + 1  # count the EOS, as vLLM does
-        return {
-            "generated_text": self.tok.decode(kept, skip_special_tokens=True),
-            "num_generated_tokens": n_gen,
-            "num_input_tokens": int(n_input),
-            "finish_reason": "length" if stop is None else "stop",
-            "overlong": stop is None,
-        }
-
-
-def _eos_ids(model: Any, tok: Any) -> list[int]:
-    ids = model.generation_config.eos_token_id
-    ids = [ids] if isinstance(ids, int) else list(ids or [])
-    if tok.eos_token_id is not None and tok.eos_token_id not in ids:
-        ids.append(tok.eos_token_id)
-    return ids
+        text = self.tok.decode(kept, skip_special_tokens=True)
+        return output_record(text, n_gen, n_input, cut=stop is None)
 
 
 def actor_pool_size(gen_cfg: Any, cluster: dict[str, float], fixed: bool) -> int:
@@ -243,8 +229,6 @@ def actor_pool_size(gen_cfg: Any, cluster: dict[str, float], fixed: bool) -> int
     (an actor needing more CPUs than the cluster has, forever): on a cluster that cannot
     grow (`fixed`: the local Ray this process started) that is refused or the pool is
     shrunk to what fits, with a message; an autoscaling cluster may still add nodes."""
-    from raysys.engines.vllm import ResourceBudgetError
-
     cpus, per, want = float(cluster.get("CPU", 0)), float(gen_cfg.num_cpus), gen_cfg.concurrency
     fit = int((cpus + 1e-9) // per)
     if fit >= want:
@@ -281,49 +265,36 @@ def generate(
     adapters: dict[str, str] | None,
     gen_cfg: Any,
     dtype: str,
-    sampling: dict[str, Any] | None = None,
+    sampling: Sampling | dict[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Run `rows` (with `messages` and `adapter`) through the actor pool; returns all columns.
 
-    `sampling`: {temperature, top_p, seed}; None is greedy. For n samples per prompt,
-    repeat the row n times (each output row is one sample)."""
+    `sampling`: a `Sampling` or its fields as a dict (see `resolve_sampling`); None is
+    greedy with `gen_cfg.max_new_tokens`. With n > 1 each row yields n output rows told
+    apart by a `sample` column (0..n-1); transformers batches the copies like any prompts."""
+    import dataclasses
+
     import ray
 
     from raysys.runtime import started_locally
     from raysys.storage import for_workers
 
+    s = resolve_sampling(gen_cfg, sampling)
+    if s.n > 1:
+        rows = [{**r, "sample": k} for r in rows for k in range(s.n)]
     actors = actor_pool_size(gen_cfg, ray.cluster_resources(), started_locally())
     threads = gen_cfg.torch_threads or max(1, (os.cpu_count() or 1) // actors)
-    # 4 blocks per actor: an actor that starts late (model load) still gets its share, and
-    # a dead actor retries little. Tried: fewer, batch-sized blocks (1 actor 0.93x the wall,
-    # 2 actors 1.29x: the late actor idles the early one; BENCHMARKS "The suite").
-    n_blocks = max(1, min(len(rows), actors * 4))
-    # Blocks made here, not by `repartition`: a repartition runs CPU tasks, which starve
-    # (forever) when every CPU is held by engine actors, e.g. two sweep trials scoring
-    # at once on a 2-CPU node. With ready blocks the pipeline is actors only.
-    from raysys.runtime import faults_from_env
-
     df = pd.DataFrame(rows)
-    faults: dict[str, Any] = dict(
-        faults_from_env(("engine_exit_at_block", "engine_raise_at_block"))
-    )
-    if faults:
-        import tempfile
-
-        faults["marker"] = os.path.join(tempfile.mkdtemp(prefix="raysys-fault-"), "died")
-    bounds = [round(i * len(df) / n_blocks) for i in range(n_blocks + 1)]
-    blocks = [df.iloc[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
-    out = ray.data.from_pandas(blocks).map_batches(
+    out = ray.data.from_pandas(_blocks(df, actors)).map_batches(
         HFGenerator,
         fn_constructor_kwargs={
             "model_path": model_path,
             "adapters": {k: for_workers(v) for k, v in (adapters or {}).items()},
-            "max_new_tokens": gen_cfg.max_new_tokens,
+            "sampling": dataclasses.replace(s, n=1),  # rows are already repeated n times
             "batch_size": gen_cfg.batch_size,
             "dtype": dtype,
             "torch_threads": threads,
-            "sampling": sampling,
-            "faults": faults,
+            "faults": _faults(),
         },
         batch_format="pandas",
         batch_size=None,  # whole blocks: the actor re-batches by length itself
@@ -337,22 +308,29 @@ def generate(
     return got
 
 
-def audit_rows(
-    sent: pd.DataFrame, got: pd.DataFrame, keys: list[str] | None = None
-) -> pd.DataFrame:
-    """Every row sent comes back exactly once (a lost or doubled block after an actor
-    restart would otherwise skew every metric silently). Both engines check this."""
-    if keys is None:
-        keys = [c for c in ("id", "adapter", "sample") if c in sent.columns]
-    if len(got) != len(sent) or (keys and not _counts(got, keys).equals(_counts(sent, keys))):
-        raise RuntimeError(
-            f"generation returned {len(got)} rows for {len(sent)} sent (by {keys}); "
-            "refusing to score a partial or duplicated pass"
-        )
-    return got
+def _blocks(df: pd.DataFrame, actors: int) -> list[pd.DataFrame]:
+    """4 blocks per actor: an actor that starts late (model load) still gets its share, and
+    a dead actor retries little. Tried: fewer, batch-sized blocks (1 actor 0.93x the wall,
+    2 actors 1.29x: the late actor idles the early one; BENCHMARKS "The suite").
+
+    Blocks made here, not by `repartition`: a repartition runs CPU tasks, which starve
+    (forever) when every CPU is held by engine actors, e.g. two sweep trials scoring at
+    once on a 2-CPU node. With ready blocks the pipeline is actors only."""
+    n_blocks = max(1, min(len(df), actors * 4))
+    bounds = [round(i * len(df) / n_blocks) for i in range(n_blocks + 1)]
+    return [df.iloc[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
 
 
-def _counts(frame: pd.DataFrame, keys: list[str]) -> pd.Series:
-    # None and NaN (a None that went through Arrow) are the same missing key
-    part = frame[keys].astype(object)
-    return part.where(part.notna(), "").astype(str).value_counts().sort_index()
+def _faults() -> dict[str, Any]:
+    """The fault drills RAYSYS_FAULTS asks of the engine actors, with a marker file so each
+    fires once per pass."""
+    from raysys.runtime import faults_from_env
+
+    faults: dict[str, Any] = dict(
+        faults_from_env(("engine_exit_at_block", "engine_raise_at_block"))
+    )
+    if faults:
+        import tempfile
+
+        faults["marker"] = os.path.join(tempfile.mkdtemp(prefix="raysys-fault-"), "died")
+    return faults

@@ -13,9 +13,9 @@ from typing import Any
 
 import pandas as pd
 
-from raysys.config import EvalConfig, with_run_id
-from raysys.data.io import write_text
+from raysys.config import EvalConfig
 from raysys.errors import UserError
+from raysys.io import write_text
 from raysys.tasks import scoped
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def vllm_parity(
     model_path: str, adapters: dict[str, str], cfg: EvalConfig, tasks: dict, run_dir: Path
 ) -> None:
     """The vLLM canary: each adapter's greedy outputs on probe prompts equal PEFT's."""
-    from raysys.engines.vllm import compare_with_hf
+    from raysys.engines.parity import compare_with_hf
     from raysys.errors import AdapterIgnoredError
 
     task, rows = next(iter(tasks.values()))
@@ -85,43 +85,36 @@ def vllm_parity(
 
 @scoped  # this run's task rows are registered for the run only
 def run_eval_job(cfg: EvalConfig) -> tuple[Path, pd.DataFrame]:
-    from raysys.evaluate.run import evaluate_tasks, format_results
+    from raysys.engines import check_fits, resolve_engine
     from raysys.models import resolve_model
-    from raysys.runs import check_job_storage, open_run, publish, stage
+    from raysys.runs import check_job_storage, open_run_with_tasks
     from raysys.runtime import init_ray
-    from raysys.storage import local_root
-    from raysys.tasks.store import prepare
 
     check_job_storage(cfg.run.storage_path)  # before anything is built or written
-    from raysys.engines import check_fits
-
     check_fits(cfg.generate, cfg.ray)  # an engine pool this Ray could never place
-
     model_path = resolve_model(cfg.model.source)
     adapters = check_adapters(cfg.eval.adapters)
     if not adapters and not cfg.eval.include_base:
         raise UserError("eval: nothing to evaluate; add eval.adapters or set eval.include_base")
-    cfg = with_run_id(cfg)
-    run = cfg.run
-    prepared = prepare(
-        local_root(run.storage_path) / run.name / str(run.run_id), task_needs(cfg), run.seed
-    )  # every task's rows read and checked: a bad file is refused before any write
-    run_dir = open_run(cfg)
-    prepared.write()  # <run>/tasks: the rows evaluated, next to their scores
+    run_dir = open_run_with_tasks(cfg, task_needs(cfg))  # <run>/tasks: the rows evaluated
     tasks = task_rows(cfg)
     init_ray(cfg.ray.address, cfg.ray.num_cpus)
-    from raysys.engines import resolve_engine
-
     if resolve_engine(cfg.generate.engine) == "vllm" and adapters and cfg.eval.parity_probes:
-        vllm_parity(model_path, adapters, cfg, tasks, run_dir)
+        vllm_parity(model_path, adapters, cfg, tasks, run_dir.path)
+    records = run_dir.stage(
+        "eval", "evaluation", lambda d: _evaluate(d, cfg, tasks, model_path, adapters)
+    )
+    run_dir.publish()
+    return run_dir.path, pd.DataFrame(records)
 
-    def run(d: Path) -> list[dict[str, Any]]:
-        res = evaluate_tasks(
-            tasks, model_path, adapters, cfg.generate, cfg.model.dtype, d, cfg.eval.include_base
-        )
-        write_text(d / "table.md", format_results(res) + "\n")
-        return res.to_dict("records")
 
-    records = stage(run_dir / "eval", "evaluation", run)
-    publish(run_dir)
-    return run_dir, pd.DataFrame(records)
+def _evaluate(
+    d: Path, cfg: EvalConfig, tasks: dict[str, Any], model_path: str, adapters: dict[str, str]
+) -> list[dict[str, Any]]:
+    from raysys.evaluate.scoring import evaluate_tasks, format_results
+
+    res = evaluate_tasks(
+        tasks, model_path, adapters, cfg.generate, cfg.model.dtype, d, cfg.eval.include_base
+    )
+    write_text(d / "table.md", format_results(res) + "\n")
+    return res.to_dict("records")

@@ -307,7 +307,7 @@ def _times(doc: Document, s: dict[str, Any]) -> None:
 def _stage_plot(frame: pd.DataFrame) -> bytes:
     from matplotlib.figure import Figure
 
-    from raysys.analysis.plots import _png
+    from raysys.analysis.plots import png_bytes
 
     tasks = list(dict.fromkeys(frame["task"]))
     stages = list(dict.fromkeys(frame["stage"]))
@@ -324,4 +324,4 @@ def _stage_plot(frame: pd.DataFrame) -> bytes:
     ax.set_ylabel("test main metric")
     ax.grid(True, axis="y", alpha=0.25)
     fig.legend(fontsize=8, loc="outside upper center", ncols=min(len(stages), 6), frameon=False)
-    return _png(fig)
+    return png_bytes(fig)

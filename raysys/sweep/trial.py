@@ -13,15 +13,23 @@ import json
 import logging
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from raysys.config import SweepConfig
-from raysys.data.io import write_json
+from raysys.io import write_json
 from raysys.sweep.grid import Trial
 from raysys.tasks import scoped
+
+if TYPE_CHECKING:
+    from ray.train import Checkpoint
+    from ray.train.v2._internal.execution.context import TrainRunContext
+
+    from raysys.config import GenerateSection
+    from raysys.train.spec import TrainSpec
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +40,12 @@ _SCALARS = (int, float, str, bool)
 class TrainToTune(TuneReportCallback):
     """Tune's Train V2 -> Tune bridge, without the per-step history lists."""
 
-    def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any):
+    def after_report(
+        self,
+        run_context: TrainRunContext,
+        metrics: list[dict[str, Any]],
+        checkpoint: Checkpoint | None,
+    ) -> None:
         slim = [{k: v for k, v in m.items() if isinstance(v, _SCALARS)} for m in metrics]
         super().after_report(run_context, slim, checkpoint)
 
@@ -42,8 +55,8 @@ def sweep_trial(config: dict[str, Any], ctx: dict[str, Any]) -> None:
     """Tune trial function: `config["trial"]` is one `Trial.params()`."""
     from ray import tune
 
-    from raysys.runs import stage
-    from raysys.runtime import _quiet_ray_data
+    from raysys.runs import RunDir, stage
+    from raysys.runtime import quiet_ray_data
     from raysys.tasks.store import load_run_tasks
 
     trial = Trial.from_params(config["trial"])
@@ -56,14 +69,14 @@ def sweep_trial(config: dict[str, Any], ctx: dict[str, Any]) -> None:
         return
     if ctx.get("fail_trial") == trial.trial_id:
         _fail_once(trial_dir / "faults" / "sweep_fail_trial", trial.trial_id)
-    _quiet_ray_data()
+    quiet_ray_data()
     start = time.perf_counter()
     data = ctx["data"][trial.trial_id]  # built and checked by the driver
-    train_cfg, gen_cfg = trial_sections(cfg, trial, ctx["threads"])
+    spec, gen_cfg = trial_sections(cfg, trial, ctx["threads"], data["path"], ctx["model_path"])
     summary = stage(
         trial_dir / "train",
         f"{trial.trial_id}: LoRA SFT",
-        lambda d: _train(d, data["path"], ctx["model_path"], cfg, train_cfg, trial),
+        lambda d: _train(d, spec, cfg.run.name, trial.trial_id),
     )
     validation = (
         stage(
@@ -83,9 +96,7 @@ def sweep_trial(config: dict[str, Any], ctx: dict[str, Any]) -> None:
         "adapter": str(trial_dir / "train" / "adapter"),
     }
     write_json(done, result)
-    from raysys.storage import push
-
-    push(trial_dir)  # object-store sweeps: a finished trial is kept even if the driver dies
+    RunDir.at(trial_dir).keep()  # object-store sweeps: kept even if the driver dies
     tune.report(tune_metrics(result))
 
 
@@ -139,44 +150,51 @@ def holdout_sizes(cfg: SweepConfig) -> dict[str, int]:
     return {"test": cfg.sweep.test_size, "validation": cfg.sweep.validation_size}
 
 
-def trial_sections(cfg: SweepConfig, trial: Trial, threads: int | None) -> tuple[Any, Any]:
-    """The base train/generate sections with this trial's axes (and thread budget)."""
+def trial_sections(
+    cfg: SweepConfig, trial: Trial, threads: int | None, train_path: str, model_path: str
+) -> tuple[TrainSpec, GenerateSection]:
+    """The trial's training spec (the base `train` section with this trial's learning rate,
+    LoRA rank and seed) and its generation section, each with the thread budget unless
+    the config set one. The sections were validated with the sweep; nothing here
+    validates them again."""
+    from raysys.train.spec import TrainSpec
+
     base = cfg.train
-    lora = base.lora.model_copy(
-        update={"r": trial.lora_r, "alpha": round(trial.lora_r * base.lora.alpha / base.lora.r)}
+    spec = TrainSpec.from_section(
+        base,
+        model_path=model_path,
+        train_path=train_path,
+        dtype=cfg.model.dtype,
+        seed=trial.seed,
+        attn_implementation=cfg.model.attn_implementation,
     )
-    train = base.model_copy(update={"learning_rate": trial.learning_rate, "lora": lora})
+    lora = replace(spec.lora, r=trial.lora_r, alpha=base.lora.alpha_for(trial.lora_r))
+    spec = replace(
+        spec,
+        learning_rate=trial.learning_rate,
+        lora=lora,
+        torch_threads=spec.torch_threads or threads,
+    )
     gen = cfg.generate
-    if threads and train.torch_threads is None:
-        train = train.model_copy(update={"torch_threads": threads})
     if threads and gen.torch_threads is None:
         gen = gen.model_copy(update={"torch_threads": threads})
-    return train, gen
+    return spec, gen
 
 
-def _train(
-    out_dir: Path, train_path: str, model_path: str, cfg: SweepConfig, train_cfg: Any, trial: Trial
-) -> dict[str, Any]:
+def _train(out_dir: Path, spec: TrainSpec, run_name: str, trial_id: str) -> dict[str, Any]:
     from raysys.runtime import TRAIN_FAULTS, faults_from_env
-    from raysys.train.launch import run_training, scoped_checkpoint_storage
+    from raysys.train.launch import run_spec
+    from raysys.train.spec import Faults
 
     # One line per training attempt: how a resumed sweep proves it retrained nothing.
     # atomic: one short line per O_APPEND write; the file is a log, never resumed from
     with open(out_dir.parent / "train_attempts.jsonl", "a") as f:
         f.write(json.dumps({"time": time.time(), "pid": os.getpid()}) + "\n")
     sweep_dir = out_dir.parents[2]  # <sweep_dir>/trials/<trial_id>/train
-    return run_training(
-        train_path,
-        model_path,
-        # <name>/<run_id>/<trial>: another sweep's trial of the same id never resumes there
-        scoped_checkpoint_storage(train_cfg, cfg.run.name, sweep_dir.name, trial.trial_id),
-        cfg.model.dtype,
-        out_dir,
-        trial.seed,
-        faults_from_env(TRAIN_FAULTS),
-        attn_implementation=cfg.model.attn_implementation,
-        callbacks=[TrainToTune()],
-    )
+    # <name>/<run_id>/<trial>: another sweep's trial of the same id never resumes there
+    spec = spec.scoped(run_name, sweep_dir.name, trial_id)
+    spec = replace(spec, faults=Faults(**faults_from_env(TRAIN_FAULTS)))
+    return run_spec(spec, out_dir, callbacks=[TrainToTune()])
 
 
 def eval_task_names(cfg: SweepConfig) -> list[str]:
@@ -187,21 +205,16 @@ def eval_task_names(cfg: SweepConfig) -> list[str]:
 
 def eval_rows(cfg: SweepConfig, split: str) -> dict[str, tuple[Any, list[dict[str, Any]]]]:
     """Every evaluation task that has `split`, with the same rows in every trial."""
-    from raysys.tasks import build_splits, get_task
+    from raysys.tasks import held_out_rows
 
-    out = {}
-    for name in eval_task_names(cfg):
-        task = get_task(name)
-        sizes = {s: n for s, n in holdout_sizes(cfg).items() if s in task.splits}
-        if split in sizes:
-            out[task.name] = (task, build_splits(name, sizes, cfg.run.seed)[split])
-    return out
+    refs = cfg.sweep.eval_tasks or cfg.sweep.tasks
+    return held_out_rows(refs, holdout_sizes(cfg), cfg.run.seed, split)
 
 
 def _validate(
-    out_dir: Path, cfg: SweepConfig, trial: Trial, model_path: str, gen_cfg: Any
+    out_dir: Path, cfg: SweepConfig, trial: Trial, model_path: str, gen_cfg: GenerateSection
 ) -> dict[str, dict[str, Any]]:
-    from raysys.evaluate.run import evaluate_tasks
+    from raysys.evaluate.scoring import evaluate_tasks
 
     tasks = eval_rows(cfg, "validation")
     if not tasks:

@@ -23,13 +23,13 @@ import logging
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from raysys.data.io import write_json, write_parquet
-from raysys.storage import push
+from raysys.io import write_json, write_parquet
 from raysys.tasks.base import MISSING, Task
 
 log = logging.getLogger(__name__)
@@ -159,8 +159,11 @@ def run_synthesis(
     cfg: Any,
     out_dir: Path,
     faults: dict[str, Any] | None = None,
+    keep: Callable[[Path], None] | None = None,
 ) -> dict[str, Any]:
-    """Label `pool` shard by shard (skipping ids already done), then write the outputs."""
+    """Label `pool` shard by shard (skipping ids already done), then write the outputs.
+    `keep(shard)` is called after each shard is written (the run directory sends it to
+    its object store: a resumed run on another machine finds it)."""
     shards = out_dir / "shards"
     shards.mkdir(parents=True, exist_ok=True)
     done = _done_ids(shards)
@@ -173,7 +176,8 @@ def run_synthesis(
         records = label_shard(task, todo[s : s + size], model_path, adapters, cfg, clock)
         t0 = time.perf_counter()
         write_parquet(shards / f"{start_index + k:05d}.parquet", records)  # atomic
-        push(shards / f"{start_index + k:05d}.parquet")  # object-store runs: resumable there
+        if keep is not None:
+            keep(shards / f"{start_index + k:05d}.parquet")
         clock["writing"] += time.perf_counter() - t0
         log.info(
             "synthesis: shard %d written (%d/%d inputs)",
@@ -209,11 +213,27 @@ def assemble(
     gets them with the assembly's own writing time, each phase's share and the kept
     (labeled) rows per minute."""
     t_assemble = time.perf_counter()
-    from raysys.synth.pairs import mine_pairs
-
     sc = cfg.synth
+    labels = _labels(shards, pool)
+    write_parquet(out_dir / "labels.parquet", labels.to_dict("records"))
+    kept = labels[labels["kept"]].to_dict("records")
+    rows_by_id = {r["id"]: r for r in pool}
+    sft_rows = [r for rec in kept if (r := _sft_row(task, rows_by_id[rec["id"]], rec, sc))]
+    write_parquet(out_dir / "sft.parquet", sft_rows)
+    stats: dict[str, Any] = _stats(task, labels, len(sft_rows), sc.min_agreement)
+    if sc.dpo_pairs:
+        pairs, stats["dpo"] = _pairs(task, kept, rows_by_id, sc.cot_instruction)
+        write_parquet(out_dir / "dpo.parquet", pairs)
+    if clock is not None:
+        stats |= _timings(clock, time.perf_counter() - t_assemble, labels)
+    write_json(out_dir / "stats.json", stats)
+    return stats
+
+
+def _labels(shards: Path, pool: list[Row]) -> pd.DataFrame:
+    """Every input's labeling record from the shards, once each, in pool order."""
     frames = [pd.read_parquet(f) for f in sorted(shards.glob("*.parquet"))]
-    labels = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    labels = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"id": []})
     labels["id"] = labels["id"].astype(str)
     labels = labels.drop_duplicates("id", keep="last")  # a shard re-done after a crash
     wanted = [r["id"] for r in pool]
@@ -222,61 +242,61 @@ def assemble(
     missing = len(wanted) - len(labels)
     if missing:
         raise RuntimeError(f"{missing} inputs have no synthesis output; re-run to finish them")
-    write_parquet(out_dir / "labels.parquet", labels.to_dict("records"))
+    return labels
 
-    kept = labels[labels["kept"]]
-    sft_rows, gens, refs = [], [], {}
-    rows_by_id = {r["id"]: r for r in pool}
-    for rec in kept.to_dict("records"):
-        row = rows_by_id[rec["id"]]
-        refs[rec["id"]] = rec["majority"]
-        if sc.assistant == "cot":
-            agreeing = [
-                t
-                for t, a, o in zip(
-                    rec["samples"], rec["answers"], rec["overlong_flags"], strict=True
-                )
-                if a == rec["majority"] and not o
-            ]
-            if not agreeing:
-                continue
-            content = min(agreeing, key=len).strip()
-            prompt = cot_messages(task, row, sc.cot_instruction)
-        else:
-            content = task.target({**row, "gold": rec["majority"]})
-            prompt = task.messages(row)
-        sft_rows.append(
-            {
-                "id": rec["id"],
-                "task": task.name,
-                "messages": prompt + [{"role": "assistant", "content": content}],
-                "gold": rec["majority"],
-                "pred": rec["majority"],
-                "source": f"synth:{task.name}",
-            }
-        )
-    write_parquet(out_dir / "sft.parquet", sft_rows)
-    stats: dict[str, Any] = _stats(task, labels, len(sft_rows), sc.min_agreement)
-    if sc.dpo_pairs:
-        for rec in kept.to_dict("records"):
-            for t, o in zip(rec["samples"], rec["overlong_flags"], strict=True):
-                gens.append({"id": rec["id"], "generated_text": t, "overlong": o})
-        # CoT prompts: the pairs train the reasoning format the samples were drawn with
-        prompt_rows = [{**rows_by_id[i], "gold": None} for i in kept["id"]]
-        pairs, pair_stats = mine_pairs(task, prompt_rows, gens, references=refs)
-        for p in pairs:
-            p["prompt"] = cot_messages(task, rows_by_id[p["id"]], sc.cot_instruction)
-        write_parquet(out_dir / "dpo.parquet", pairs)
-        stats["dpo"] = pair_stats
-    if clock is not None:
-        seconds = {**clock, "writing": clock.get("writing", 0.0) + time.perf_counter() - t_assemble}
-        total = sum(seconds.values())
-        stats["seconds"] = {k: round(v, 3) for k, v in seconds.items()}
-        stats["time_share"] = {k: round(v / total, 4) for k, v in seconds.items()} if total else {}
-        labeled = int(labels["kept"].sum()) if len(labels) else 0
-        stats["kept_rows_per_minute"] = round(labeled * 60 / total, 2) if total else None
-    write_json(out_dir / "stats.json", stats)
-    return stats
+
+def _sft_row(task: Task, row: Row, rec: dict[str, Any], sc: Any) -> Row | None:
+    """A kept input's training row: the shortest agreeing, non-overlong chain of thought
+    (or the answer alone); None when no sample qualifies."""
+    if sc.assistant == "cot":
+        samples = zip(rec["samples"], rec["answers"], rec["overlong_flags"], strict=True)
+        agreeing = [t for t, a, o in samples if a == rec["majority"] and not o]
+        if not agreeing:
+            return None
+        content = min(agreeing, key=len).strip()
+        prompt = cot_messages(task, row, sc.cot_instruction)
+    else:
+        content = task.target({**row, "gold": rec["majority"]})
+        prompt = task.messages(row)
+    return {
+        "id": rec["id"],
+        "task": task.name,
+        "messages": prompt + [{"role": "assistant", "content": content}],
+        "gold": rec["majority"],
+        "pred": rec["majority"],
+        "source": f"synth:{task.name}",
+    }
+
+
+def _pairs(
+    task: Task, kept: list[dict[str, Any]], rows_by_id: dict[str, Row], instruction: str
+) -> tuple[list[Row], dict[str, Any]]:
+    """DPO pairs from the kept inputs' samples, against their voted labels."""
+    from raysys.synth.pairs import mine_pairs
+
+    gens = [
+        {"id": rec["id"], "generated_text": t, "overlong": o}
+        for rec in kept
+        for t, o in zip(rec["samples"], rec["overlong_flags"], strict=True)
+    ]
+    refs = {rec["id"]: rec["majority"] for rec in kept}
+    # CoT prompts: the pairs train the reasoning format the samples were drawn with
+    prompt_rows = [{**rows_by_id[rec["id"]], "gold": None} for rec in kept]
+    pairs, pair_stats = mine_pairs(task, prompt_rows, gens, references=refs)
+    for p in pairs:
+        p["prompt"] = cot_messages(task, rows_by_id[p["id"]], instruction)
+    return pairs, pair_stats
+
+
+def _timings(clock: dict[str, float], writing: float, labels: pd.DataFrame) -> dict[str, Any]:
+    seconds = {**clock, "writing": clock.get("writing", 0.0) + writing}
+    total = sum(seconds.values())
+    labeled = int(labels["kept"].sum()) if len(labels) else 0
+    return {
+        "seconds": {k: round(v, 3) for k, v in seconds.items()},
+        "time_share": {k: round(v / total, 4) for k, v in seconds.items()} if total else {},
+        "kept_rows_per_minute": round(labeled * 60 / total, 2) if total else None,
+    }
 
 
 def _rejected(labels: pd.DataFrame) -> dict[str, int]:

@@ -128,19 +128,19 @@ def build_splits(name: str, sizes: dict[str, int], seed: int) -> dict[str, list[
     return found.generate(sizes, seed)
 
 
-def sample_reports(name: str, sizes: dict[str, int], seed: int) -> list[Any]:
-    """Per split: rows in the source, rows used at `sizes`, label counts, warnings (a
-    generated task's source is its generator: `source_rows` is 0)."""
-    from raysys.tasks.sampling import sample_report
-
-    found = entry(name)
-    if hasattr(found.source, "reports"):
-        return found.source.reports(sizes, seed)
-    labelled = found.task.kind == "classification"
-    rows = build_splits(name, sizes, seed)
-    out = []
-    for split, used in rows.items():
-        rep = sample_report(found.task.name, split, used, used, labelled)
-        rep.source_rows = 0
-        out.append(rep)
+def held_out_rows(
+    refs: list[str], holdout: dict[str, int], seed: int, split: str, required: bool = False
+) -> dict[str, tuple[Task, list[Row]]]:
+    """Each task's `split` rows at the run's held-out sizes, keyed by task name: the same
+    rows for every model a sweep or a pipeline scores (a task without that split is
+    left out, or with `required` refused)."""
+    out = {}
+    for ref in refs:
+        task = get_task(ref)
+        sizes = {s: n for s, n in holdout.items() if s in task.splits}
+        if split not in sizes:
+            if required:
+                raise UserError(f"{ref} has no {split} split to evaluate on; add one")
+            continue
+        out[task.name] = (task, build_splits(ref, sizes, seed)[split])
     return out

@@ -1,14 +1,15 @@
 """What every task provides: rows, a prompt, answer extraction and a scorer.
 
 A task is data (name, kind, labels, prompt, splits) plus the behaviour its kind
-implies, so a task defined in YAML behaves exactly like a built-in one.
+implies (`raysys.tasks.kinds`), so a task defined in YAML behaves exactly like a
+built-in one.
 
 Extraction, for every kind:
 - strict: the text after the *last* `Answer:` (a chain of thought may restate an
-  earlier guess before its final line); nothing there is a *missing* answer;
-- flexible: what a lenient reader would take when the strict form is absent
-  (classification: FinBen's first label found in the lowercased output; numeric:
-  the last number; NER: entity pairs anywhere; free text: the last non-empty line).
+  earlier guess before its final line), as the kind reads it; nothing there is a
+  *missing* answer;
+- flexible: what a lenient reader would take when the strict form is absent (see
+  `Kind.lenient`).
 """
 
 from __future__ import annotations
@@ -19,20 +20,12 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-SPLITS = ("train", "validation", "test")
-MISSING = "missing"
-KINDS = ("classification", "ner", "numeric", "freetext")
-MAIN_METRIC = {
-    "classification": "macro_f1",
-    "ner": "entity_f1",
-    "numeric": "exact_match",
-    "freetext": "exact_match",
-}
-# The rest of the line after "Answer:", with markdown emphasis tolerated. Spaces and
-# emphasis before the colon are one class: `\s*[*_]*\s*` (the old form) split a run of
-# spaces two ways at every length, so "answer" + 20k spaces took ~10 s (quadratic).
-ANSWER_LINE_RE = re.compile(r"answer[\s*_]*[:：][ \t*_`\"']*([^\n]*)", re.IGNORECASE)
+from raysys.tasks.answers import MISSING
+from raysys.tasks.kinds import KINDS, Kind
 
+__all__ = ["MISSING", "SPLITS", "BoundedPattern", "Task", "prompt_problem", "split_rng"]
+
+SPLITS = ("train", "validation", "test")
 
 # A user's answer_regex runs on every generated output, on the driver: it gets this long
 # per output (the `regex` module's timeout), then the evaluation stops with one line.
@@ -94,13 +87,6 @@ def split_rng(seed: int, task: str, split: str) -> random.Random:
     return random.Random(zlib.crc32(f"{seed}:{task}:{split}".encode()))
 
 
-def answer_regex(labels: tuple[str, ...]) -> re.Pattern[str]:
-    """`Answer: <label>` with optional markdown emphasis, case-insensitive, whole word."""
-    alts = "|".join(re.escape(lab) for lab in sorted(labels, key=len, reverse=True))
-    # One class before the colon, as in ANSWER_LINE_RE: linear on long runs of spaces.
-    return re.compile(rf"answer[\s*_]*[:：][\s*_`\"']*({alts})\b", re.IGNORECASE)
-
-
 @dataclass(frozen=True)
 class Task:
     name: str
@@ -110,21 +96,28 @@ class Task:
     splits: tuple[str, ...] = SPLITS
     description: str = ""
     answer_re: re.Pattern[str] | BoundedPattern | None = field(default=None, compare=False)
+    # The kind's behaviour, looked up once; `kind` stays the name (stored, tabulated).
+    behaviour: Kind = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"task {self.name}: kind must be one of {KINDS}, got {self.kind!r}")
-        if self.kind == "classification" and len(self.labels) < 2:
-            raise ValueError(f"task {self.name}: a classification task needs >= 2 labels")
+        behaviour = KINDS.get(self.kind)
+        if behaviour is None:
+            raise ValueError(
+                f"task {self.name}: kind must be one of {tuple(KINDS)}, got {self.kind!r}"
+            )
+        if len(self.labels) < behaviour.min_labels:
+            raise ValueError(
+                f"task {self.name}: a {self.kind} task needs >= {behaviour.min_labels} labels"
+            )
         if problem := prompt_problem(self.prompt_template):
             raise ValueError(f"task {self.name}: {problem}")
+        object.__setattr__(self, "behaviour", behaviour)
         if self.answer_re is None:
-            default = answer_regex(self.labels) if self.labels else ANSWER_LINE_RE
-            object.__setattr__(self, "answer_re", default)
+            object.__setattr__(self, "answer_re", behaviour.answer_re(self.labels))
 
     @property
     def main_metric(self) -> str:
-        return MAIN_METRIC[self.kind]
+        return self.behaviour.main_metric
 
     def messages(self, row: dict[str, Any]) -> list[dict[str, str]]:
         return [{"role": "user", "content": self.prompt_template.format(input=row["input"])}]
@@ -137,9 +130,7 @@ class Task:
         if not found:
             return MISSING
         ans = found[-1].strip().strip("*`\"' ").removesuffix(".").strip()
-        if self.kind == "classification":
-            ans = ans.lower()
-        return ans or MISSING
+        return self.behaviour.extract_post(self, ans) or MISSING
 
     def extract_flexible(self, text: str) -> str:
         strict = self.extract(text)
@@ -147,42 +138,23 @@ class Task:
 
     def extract_lenient(self, text: str) -> str:
         """FinBen's reading for classification; the kind's loosest reading otherwise."""
-        from raysys.tasks import answers
-
-        return answers.lenient(self, text or "")
+        return self.behaviour.lenient(self, text or "")
 
     def agrees(self, pred: str, gold: Any) -> bool:
         """One extracted answer against one gold (or voted) answer, as the metrics judge it."""
-        from raysys.tasks import answers
-
         if pred == MISSING or gold is None:
             return False
-        if self.kind == "classification":
-            return pred.lower() == str(gold).lower()
-        if self.kind == "numeric":
-            from raysys.tasks.gen.numeric_qa import numbers_match
-
-            g = answers.normalize_number(str(gold))
-            return g is not None and numbers_match(answers.normalize_number(pred), g)
-        if self.kind == "ner":
-            from raysys.tasks.gen.fin_ner import parse_entities
-
-            norm = {(t, s.lower()) for t, s in parse_entities(str(gold))}
-            return norm == {(t, s.lower()) for t, s in parse_entities(pred)}
-        return answers.normalize_text(pred) == answers.normalize_text(str(gold))
+        return self.behaviour.agrees(self, pred, gold)
 
     def score(
         self, golds: list[str], outputs: list[str], inputs: list[str] | None = None
     ) -> dict[str, float]:
         """Strict metrics, the flexible/FinBen ones prefixed, and `main`."""
-        from raysys.evaluate import metrics
-
+        kind = self.behaviour
         strict = [self.extract(o) for o in outputs]
         loose = [self.extract_lenient(o) for o in outputs]
-        prefix = "finben_" if self.kind == "classification" else "flexible_"
-        out = metrics.score_kind(self, golds, strict, inputs)
-        out.update(
-            {prefix + k: v for k, v in metrics.score_kind(self, golds, loose, inputs).items()}
-        )
+        out = kind.score(self, golds, strict, inputs)
+        loose_scores = kind.score(self, golds, loose, inputs)
+        out.update({kind.lenient_prefix + k: v for k, v in loose_scores.items()})
         out["main"] = out[self.main_metric]
         return out

@@ -6,7 +6,7 @@ A task file names its source, how its columns map onto task rows
 
 ```yaml
 name: my_sentiment
-kind: classification            # classification | ner | numeric | freetext
+kind: classification            # a name in raysys.tasks.kinds.KINDS (ner, numeric, ...)
 labels: [positive, negative, neutral]
 prompt: "Classify the sentiment.\n{input}\nEnd with 'Answer: <label>'."
 source:
@@ -42,6 +42,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from raysys.config import DuplicateKeyError, Section, load_yaml_text
 from raysys.errors import UserError, clip
 from raysys.tasks.base import SPLITS, BoundedPattern, Task, prompt_problem
+from raysys.tasks.kinds import KINDS
 from raysys.tasks.sources import FORMATS
 
 # A split of unlabeled inputs for synthesis (gold optional: held back for scoring labels).
@@ -131,7 +132,7 @@ class Source(Section):
 
 class TaskSpec(Section):
     name: str = Field(..., pattern=r"^[a-z0-9][a-z0-9_-]*$")
-    kind: Literal["classification", "ner", "numeric", "freetext"]
+    kind: Literal[tuple(KINDS)]  # type: ignore[valid-type]
     prompt: str
     labels: list[str] = []
     description: str = ""
@@ -178,8 +179,8 @@ class TaskSpec(Section):
     def _check(self) -> TaskSpec:
         if problem := prompt_problem(self.prompt):
             raise ValueError(problem)
-        if self.kind == "classification" and len(self.labels) < 2:
-            raise ValueError("a classification task needs labels: [a, b, ...] (at least 2)")
+        if len(self.labels) < (least := KINDS[self.kind].min_labels):
+            raise ValueError(f"a {self.kind} task needs labels: [a, b, ...] (at least {least})")
         return self
 
     def split_names(self, base_dir: Path) -> tuple[str, ...]:

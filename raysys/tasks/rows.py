@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from raysys.errors import UserError
+from raysys.tasks.kinds import KINDS, GoldError
 from raysys.tasks.loaders import POOL, TaskSpec, is_empty, read_hub
 from raysys.tasks.sampling import SampleReport, sample_report, split_by_fractions, stratified_order
 from raysys.tasks.sources import (
@@ -190,17 +191,10 @@ class FileTask:
         raw = str(value).strip()
         folded = {k.strip().casefold(): v for k, v in spec.label_map.items()}
         mapped = folded.get(raw.casefold(), raw).strip()
-        if spec.kind != "classification":
-            return _numeric_gold(spec, mapped)
-        canonical = {lab.casefold(): lab for lab in spec.labels}
-        if mapped.casefold() not in canonical:
-            raise _Invalid(
-                "unknown label",
-                f"label {raw!r} is not one of {spec.labels}; add it to labels or map it "
-                "with label_map",
-                refusable=False,
-            )
-        return canonical[mapped.casefold()]
+        try:
+            return KINDS[spec.kind].read_gold(tuple(spec.labels), mapped, raw)
+        except GoldError as e:  # never dropped: a mapping or kind mistake, not a bad row
+            raise _Invalid(e.reason, str(e), refusable=False) from None
 
     def _note_duplicates(self, split: str, rows: list[Row]) -> None:
         counts = Counter(normalize_text(r["input"]) for r in rows)
@@ -247,20 +241,6 @@ class _Invalid(ValueError):
         )
         self.reason = reason
         self.droppable = refusable
-
-
-def _numeric_gold(spec: TaskSpec, gold: str) -> str:
-    from raysys.tasks.answers import normalize_number
-
-    if spec.kind == "numeric" and normalize_number(gold) is None:
-        # Refused here: at scoring time it would fail after the whole engine pass.
-        raise _Invalid(
-            "non-numeric label",
-            f"gold {gold!r} is not a number; fix the row, or set kind: freetext to compare "
-            "answers as text",
-            refusable=False,
-        )
-    return gold
 
 
 def _content_ids(rows: list[Row]) -> list[Row]:

@@ -9,8 +9,9 @@ fractions) therefore takes a prefix of one *stratified order* of the whole split
   and does not change when the file is reordered;
 - the k-th row of a label with n rows gets the position (k + u) / n, with u a per-label
   offset in [0, 1) from the same hash; sorting all rows by position interleaves the
-  labels in proportion, so *every* prefix holds each label within one row of its share
-  of the split — and a shorter prefix is inside a longer one (nested sizes).
+  labels in proportion, so *every* prefix holds each label within two rows of its share
+  of the split (one from the label's own offset, one from the tie with the others) — and a
+  shorter prefix is inside a longer one (nested sizes).
 
 Tasks without labels (NER, numeric, free text) use the hash ranking alone.
 """

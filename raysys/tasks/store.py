@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from raysys.data.io import write_json, write_parquet
 from raysys.errors import UserError
+from raysys.io import write_json, write_parquet
 from raysys.tasks import Entry, build_splits, entry, register
 from raysys.tasks.base import Task
 

@@ -10,9 +10,12 @@ EOS among the completion's trailing tokens, after truncation to max_seq_length.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from raysys.errors import UserError
+
+if TYPE_CHECKING:
+    from transformers import BatchEncoding, PreTrainedTokenizerBase
 
 SFT_COLUMNS = ("messages",)
 DPO_COLUMNS = ("prompt", "chosen", "rejected")
@@ -62,7 +65,10 @@ def completions(row: dict[str, Any], method: str) -> list[tuple[list, list]]:
 
 
 def check_eos(
-    tokenizer: Any, rows: list[dict[str, Any]], method: str, max_length: int | None
+    tokenizer: PreTrainedTokenizerBase,
+    rows: list[dict[str, Any]],
+    method: str,
+    max_length: int | None,
 ) -> dict[str, int]:
     """Every completion ends with EOS after tokenization and truncation; else raise."""
     if not getattr(tokenizer, "chat_template", None):
@@ -109,7 +115,7 @@ def _plain(messages: list) -> list[dict[str, str]]:
     return [{"role": m["role"], "content": m["content"]} for m in messages]
 
 
-def _ids(out: Any) -> list[int]:
+def _ids(out: BatchEncoding | list[int]) -> list[int]:
     # transformers 5 returns a BatchEncoding from apply_chat_template(tokenize=True)
     ids = out["input_ids"] if not isinstance(out, list) else out
     return list(ids)
@@ -124,7 +130,7 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
-def _tail(ids: list[int], tokenizer: Any) -> list[int]:
+def _tail(ids: list[int], tokenizer: PreTrainedTokenizerBase) -> list[int]:
     """The completion's last non-whitespace token
     (ChatML templates put a newline after the end-of-turn token)."""
     end = len(ids)

@@ -13,72 +13,48 @@ from pathlib import Path
 from typing import Any
 
 from raysys.config import TrainConfig
-from raysys.errors import UserError
 
 log = logging.getLogger(__name__)
 
 
-def training_data(cfg: TrainConfig, storage: Path) -> str:
-    """The parquet this config trains on: `data.path`, or its cocktail materialised."""
-    if cfg.data.path is not None:
-        from raysys.storage import localize
-
-        # s3:// or gs://: fetched into the cache first
-        path = Path(localize(cfg.data.path, "data.path")).expanduser()
-        if not path.exists():
-            raise UserError(f"data.path: {path} not found; point it at a training parquet")
-        return str(path.resolve())
-    from raysys.data.mixing import materialize_cocktail, read_cocktail_file
-
-    spec = read_cocktail_file(Path(cfg.data.cocktail), "data.cocktail")  # type: ignore[arg-type]
-    path, counts = materialize_cocktail(
-        spec, cfg.data.fraction, cfg.run.seed, storage, cfg.data.train_size
-    )
-    log.info("cocktail rows: %s", counts)
-    return str(path)
-
-
 def run_train_job(cfg: TrainConfig) -> tuple[Path, dict[str, Any]]:
     from raysys.models import resolve_model
-    from raysys.runs import check_job_storage, open_run, publish, stage
+    from raysys.runs import check_job_storage, open_run, storage_root
     from raysys.runtime import TRAIN_FAULTS, faults_from_env, init_ray
-    from raysys.storage import local_root, push
+    from raysys.train.data import training_data
     from raysys.train.launch import (
         check_checkpoint_storage,
         check_local_budget,
         preflight,
-        run_training,
-        scoped_checkpoint_storage,
+        run_spec,
     )
+    from raysys.train.spec import TrainSpec
 
     check_job_storage(cfg.run.storage_path)  # before anything is built or written
     check_checkpoint_storage(cfg.train)
 
     model_path = resolve_model(cfg.model.source)
-    storage = local_root(cfg.run.storage_path)
-    train_path = training_data(cfg, storage)
-    faults = faults_from_env(TRAIN_FAULTS)
-    # Bad data is refused before a run directory or a Ray instance exists.
-    preflight(train_path, model_path, cfg.train)
-    check_local_budget(cfg.train, cfg.ray)
-    if cfg.data.path is None:
-        push(Path(train_path).parent)  # object-store runs: Train workers read it there
-    run_dir = open_run(cfg)
-    train_cfg = scoped_checkpoint_storage(cfg.train, cfg.run.name, run_dir.name)
-    init_ray(cfg.ray.address, cfg.ray.num_cpus)
-    summary = stage(
-        run_dir / "train",
-        f"LoRA {cfg.train.method.upper()} on Ray Train",
-        lambda d: run_training(
-            train_path,
-            model_path,
-            train_cfg,
-            cfg.model.dtype,
-            d,
-            cfg.run.seed,
-            faults,
-            attn_implementation=cfg.model.attn_implementation,
-        ),
+    storage = storage_root(cfg.run.storage_path)  # where the cocktail cache lives
+    train_path = training_data(cfg, storage)  # bad data is refused before any write
+    spec = TrainSpec.from_section(
+        cfg.train,
+        model_path=model_path,
+        train_path=train_path,
+        dtype=cfg.model.dtype,
+        seed=cfg.run.seed,
+        attn_implementation=cfg.model.attn_implementation,
+        faults=faults_from_env(TRAIN_FAULTS),
     )
-    publish(run_dir)
-    return run_dir, summary
+    # Bad data is refused before a run directory or a Ray instance exists.
+    preflight(train_path, model_path, spec)
+    check_local_budget(cfg.train, cfg.ray)
+    run_dir = open_run(cfg)
+    init_ray(cfg.ray.address, cfg.ray.num_cpus)
+    summary = run_dir.stage(
+        "train",
+        f"LoRA {spec.method.upper()} on Ray Train",
+        # <name>/<run_id>: another run's checkpoints are never resumed from
+        lambda d: run_spec(spec.scoped(cfg.run.name, run_dir.path.name), d),
+    )
+    run_dir.publish()
+    return run_dir.path, summary

@@ -1,7 +1,8 @@
 """Driver side of training: checks, the `TorchTrainer`, resume, outputs.
 
-`run_training` checks the data before any worker starts (columns, rows, chat
-template, EOS after truncation), runs Ray Train V2, and leaves in `out_dir`:
+`run_spec` (or `run_training`, from a `train` section) checks the data before any
+worker starts (columns, rows, chat template, EOS after truncation), runs Ray Train V2
+on a `TrainSpec`, and leaves in `out_dir`:
 
 - `adapter/`: PEFT layout, loadable on the raw base (`PeftModel.from_pretrained`,
   vLLM's LoRA loader). With `train.init_adapter` (DPO after SFT) it is the exact
@@ -19,23 +20,38 @@ in the report files and once in `metrics.json` (the later report wins).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ray.train import UserCallback
 
-from raysys.data.io import copy_tree_atomic, replace_tree, write_json
 from raysys.errors import UserError
+from raysys.io import copy_tree_atomic, replace_tree, write_json
+from raysys.storage import for_workers, localize, remote_of
 from raysys.train.guards import DataGuardError, TrainingDivergedError, check_columns, check_eos
+from raysys.train.reports import (  # noqa: F401 - read_reports is the module's public name
+    REPORTS,
+    ReportRecorder,
+    check_history,
+    dedupe_history,
+    filesystem_of,
+    read_reports,
+)
+from raysys.train.spec import TrainSpec
+
+if TYPE_CHECKING:
+    from ray.train import Checkpoint
+    from ray.train.torch import TorchTrainer
+
+    from raysys.config import RaySection, TrainSection
 
 log = logging.getLogger(__name__)
 
-REPORTS = "raysys_reports"
 TOKENIZER_FILES = (
     "tokenizer.json",
     "tokenizer_config.json",
@@ -53,63 +69,43 @@ class TrainingInterruptedError(UserError):
 def run_training(
     train_path: str,
     model_path: str,
-    train_cfg: Any,
+    train_cfg: TrainSection,
     model_dtype: str,
     out_dir: Path,
     seed: int,
-    faults: dict[str, Any] | None = None,
+    faults: dict[str, int] | None = None,
     name: str = "train",
     attn_implementation: str | None = None,
+    callbacks: list[UserCallback] | None = None,
+) -> dict[str, Any]:
+    """`run_spec` for a validated `train` section, one model, dataset and seed."""
+    spec = TrainSpec.from_section(
+        train_cfg,
+        model_path=model_path,
+        train_path=train_path,
+        dtype=model_dtype,
+        seed=seed,
+        attn_implementation=attn_implementation,
+        faults=faults,
+    )
+    return run_spec(spec, out_dir, name=name, callbacks=callbacks)
+
+
+def run_spec(
+    spec: TrainSpec,
+    out_dir: Path,
+    name: str = "train",
     callbacks: list[UserCallback] | None = None,
 ) -> dict[str, Any]:
     """Train a LoRA adapter (SFT or DPO) on Ray Train; return the final summary.
 
     `callbacks`: more Train `UserCallback`s (a sweep passes Tune's report bridge)."""
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-    from ray.train.v2.api.config import LoggingConfig
-
-    from raysys.runtime import WORKER_ENV
-    from raysys.storage import for_workers, localize, remote_of
-    from raysys.train.worker import train_worker, worker_config
-
-    preflight(train_path, model_path, train_cfg)
+    preflight(spec.train_path, spec.model_path, spec)
     # In a mirrored (object-store) run directory the default goes straight to the store.
     local_ckpt = (out_dir / "ray_train").resolve()
-    storage = train_cfg.checkpoint_storage or remote_of(local_ckpt) or str(local_ckpt)
-    # Workers may run on other nodes: mirrored inputs go to them as URIs (see storage).
-    init = for_workers(train_cfg.init_adapter)
-    worker_train_cfg = train_cfg.model_copy(update={"init_adapter": init})
-    _check_cpu_budget(train_cfg)
-    faults = dict(faults or {})
-    faults.setdefault("marker_dir", str((out_dir / "faults").resolve()))
-    trainer = TorchTrainer(
-        train_worker,
-        train_loop_config=worker_config(
-            for_workers(train_path),
-            model_path,
-            worker_train_cfg,
-            model_dtype,
-            seed,
-            faults,
-            attn_implementation,
-        ),
-        scaling_config=ScalingConfig(
-            num_workers=train_cfg.num_workers,
-            use_gpu=train_cfg.use_gpu,
-            resources_per_worker=None if train_cfg.use_gpu else {"CPU": train_cfg.cpus_per_worker},
-        ),
-        run_config=RunConfig(
-            name=name,
-            storage_path=storage,
-            failure_config=FailureConfig(max_failures=train_cfg.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=train_cfg.keep_checkpoints),
-            worker_runtime_env={"env_vars": WORKER_ENV},
-            callbacks=[ReportRecorder(storage, name), *(callbacks or [])],
-            # Ray Train logs every report's full metrics at INFO; ours go to metrics.json.
-            logging_config=LoggingConfig(log_level="WARNING"),
-        ),
-    )
+    storage = spec.checkpoint_storage or remote_of(local_ckpt) or str(local_ckpt)
+    _check_cpu_budget(spec)
+    trainer = _torch_trainer(_worker_spec(spec, out_dir), storage, name, callbacks or [])
     start = time.perf_counter()
     try:
         result = trainer.fit()
@@ -117,26 +113,12 @@ def run_training(
         raise _explain(e, storage, name) from e
     if result.checkpoint is None:
         raise TrainingInterruptedError("training finished without a checkpoint; see the Ray logs")
-    reports = read_reports(storage, name)
-    history, replayed = dedupe_history(reports)
+    history, replayed = dedupe_history(read_reports(storage, name))
     final = {k: v for k, v in (result.metrics or {}).items() if k != "history"}
     final["wall_seconds"] = time.perf_counter() - start
     final["replayed_steps"] = replayed
-    _check_history(history, final, train_cfg)
-    trained = out_dir / ("delta_adapter" if train_cfg.init_adapter else "adapter")
-    with result.checkpoint.as_directory() as ckpt:
-        _copy_adapter(Path(ckpt) / "checkpoint", trained)
-    if train_cfg.init_adapter:
-        from raysys.train.adapters import concat_adapters
-
-        tmp = out_dir / ".adapter.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        init_local = localize(train_cfg.init_adapter, "train.init_adapter")
-        final["combined_adapter"] = concat_adapters([init_local, trained], tmp)
-        for f in TOKENIZER_FILES:
-            if (trained / f).is_file():
-                shutil.copy2(trained / f, tmp / f)
-        replace_tree(tmp, out_dir / "adapter")  # a crash leaves the old adapter or the new
+    check_history(history, final, spec.logging_steps)
+    final.update(_write_adapter(result.checkpoint, spec.init_adapter, out_dir))
     write_json(
         out_dir / "metrics.json",
         {"final": final, "history": history, "checkpoint": result.checkpoint.path},
@@ -144,15 +126,83 @@ def run_training(
     return {k: v for k, v in final.items() if not isinstance(v, (dict, list))}
 
 
-def preflight(train_path: str, model_path: str, train_cfg: Any) -> dict[str, int]:
+def _worker_spec(spec: TrainSpec, out_dir: Path) -> TrainSpec:
+    """What the workers get: mirrored inputs as URIs (workers may run on other nodes and
+    fetch them with `localize`), and the fault drills' marker folder in this run."""
+    marker_dir = spec.faults.marker_dir or str((out_dir / "faults").resolve())
+    return replace(
+        spec,
+        train_path=for_workers(spec.train_path),
+        init_adapter=for_workers(spec.init_adapter),
+        faults=replace(spec.faults, marker_dir=marker_dir),
+    )
+
+
+def _torch_trainer(
+    spec: TrainSpec, storage: str, name: str, callbacks: list[UserCallback]
+) -> TorchTrainer:
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+    from ray.train.v2.api.config import LoggingConfig
+
+    from raysys.runtime import WORKER_ENV
+    from raysys.train.worker import train_worker
+
+    return TorchTrainer(
+        train_worker,
+        train_loop_config={"spec": spec},
+        scaling_config=ScalingConfig(
+            num_workers=spec.num_workers,
+            use_gpu=spec.use_gpu,
+            resources_per_worker=None if spec.use_gpu else {"CPU": spec.cpus_per_worker},
+        ),
+        run_config=RunConfig(
+            name=name,
+            storage_path=storage,
+            failure_config=FailureConfig(max_failures=spec.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=spec.keep_checkpoints),
+            worker_runtime_env={"env_vars": WORKER_ENV},
+            callbacks=[ReportRecorder(storage, name), *callbacks],
+            # Ray Train logs every report's full metrics at INFO; ours go to metrics.json.
+            logging_config=LoggingConfig(log_level="WARNING"),
+        ),
+    )
+
+
+def _write_adapter(
+    checkpoint: Checkpoint, init_adapter: str | None, out_dir: Path
+) -> dict[str, Any]:
+    """The trained adapter into `out_dir/adapter`; after an init adapter (DPO after SFT)
+    the new one alone goes to `delta_adapter` and `adapter` is the two concatenated."""
+    from raysys.train.worker import HF_CKPT
+
+    trained = out_dir / ("delta_adapter" if init_adapter else "adapter")
+    with checkpoint.as_directory() as ckpt:
+        _copy_adapter(Path(ckpt) / HF_CKPT, trained)
+    if not init_adapter:
+        return {}
+    from raysys.train.adapters import concat_adapters
+
+    tmp = out_dir / ".adapter.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    init_local = localize(init_adapter, "train.init_adapter")
+    combined = concat_adapters([init_local, trained], tmp)
+    for f in TOKENIZER_FILES:
+        if (trained / f).is_file():
+            shutil.copy2(trained / f, tmp / f)
+    replace_tree(tmp, out_dir / "adapter")  # a crash leaves the old adapter or the new
+    return {"combined_adapter": combined}
+
+
+def preflight(
+    train_path: str, model_path: str, train_cfg: TrainSection | TrainSpec
+) -> dict[str, int]:
     """Everything that can be checked before a worker starts; a one-line error else."""
     import pyarrow.parquet as pq
     from transformers import AutoTokenizer
 
     if not Path(train_path).exists():
         raise DataGuardError(f"training data not found: {train_path}; check data.path")
-    from raysys.storage import localize
-
     init = train_cfg.init_adapter and localize(train_cfg.init_adapter, "train.init_adapter")
     if init and not (Path(init) / "adapter_config.json").is_file():
         raise DataGuardError(
@@ -186,10 +236,10 @@ def check_context(model_path: str, longest: int, max_seq_length: int) -> None:
         )
 
 
-def scoped_checkpoint_storage(train_cfg: Any, *parts: str) -> Any:
+def scoped_checkpoint_storage(train_cfg: TrainSection, *parts: str) -> TrainSection:
     """`train_cfg` with `train.checkpoint_storage` narrowed to `<storage>/<parts...>`: one
     folder per run (and sweep trial or pipeline stage), since Ray Train resumes from
-    whatever checkpoint it finds there."""
+    whatever checkpoint it finds there. `TrainSpec.scoped` does the same to a spec."""
     if not train_cfg.checkpoint_storage:
         return train_cfg
     from raysys.storage import join_uri
@@ -198,7 +248,7 @@ def scoped_checkpoint_storage(train_cfg: Any, *parts: str) -> Any:
     return train_cfg.model_copy(update={"checkpoint_storage": scoped})
 
 
-def check_checkpoint_storage(train_cfg: Any) -> None:
+def check_checkpoint_storage(train_cfg: TrainSection) -> None:
     """An object-store `train.checkpoint_storage` answers and takes a write, before any
     work starts (an unreachable endpoint would otherwise fail at the first checkpoint)."""
     if train_cfg.checkpoint_storage:
@@ -207,10 +257,9 @@ def check_checkpoint_storage(train_cfg: Any) -> None:
         probe(train_cfg.checkpoint_storage, "train.checkpoint_storage")
 
 
-def check_local_budget(train_cfg: Any, ray_cfg: Any) -> None:
+def check_local_budget(train_cfg: TrainSection, ray_cfg: RaySection) -> None:
     """Before Ray starts: a new local Ray (no address given) that could never hold the
     workers is refused now, before a run directory exists."""
-    import os
 
     import ray
 
@@ -222,7 +271,7 @@ def check_local_budget(train_cfg: Any, ray_cfg: Any) -> None:
         _refuse_if_short(train_cfg, float(ray_cfg.num_cpus or os.cpu_count() or 1))
 
 
-def _check_cpu_budget(train_cfg: Any) -> None:
+def _check_cpu_budget(train_cfg: TrainSection | TrainSpec) -> None:
     """A local Ray that cannot fit the workers would wait forever: say so now."""
     import ray
 
@@ -233,7 +282,7 @@ def _check_cpu_budget(train_cfg: Any) -> None:
     _refuse_if_short(train_cfg, ray.cluster_resources().get("CPU", 0))
 
 
-def _refuse_if_short(train_cfg: Any, have: float) -> None:
+def _refuse_if_short(train_cfg: TrainSection | TrainSpec, have: float) -> None:
     if train_cfg.use_gpu:
         return
     need = train_cfg.num_workers * train_cfg.cpus_per_worker
@@ -242,107 +291,6 @@ def _refuse_if_short(train_cfg: Any, have: float) -> None:
             f"train.num_workers x train.cpus_per_worker = {need:g} CPUs, but this Ray has "
             f"{have:g}; lower train.cpus_per_worker (fractions are fine) or raise ray.num_cpus"
         )
-
-
-class ReportRecorder(UserCallback):
-    """Train V2 `UserCallback` (runs on the controller): each report -> one JSON file.
-
-    Files are named by wall-clock time, so reading them in name order replays the
-    run's reports in order, across restarts and re-runs.
-    """
-
-    def __init__(self, storage: str, name: str) -> None:
-        self.storage = storage
-        self.name = name
-
-    def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any):
-        rank0 = dict(metrics[0]) if metrics else {}
-        record = {
-            "time": time.time(),
-            "step": rank0.get("step"),
-            "metrics": {k: v for k, v in rank0.items() if k != "history"},
-            "history": rank0.get("history", []),
-            "checkpoint": getattr(checkpoint, "path", None),
-            "peak_memory_bytes_by_rank": [m.get("peak_memory_bytes") for m in metrics],
-        }
-        fs, root = _fs(self.storage)
-        folder = f"{root}/{self.name}/{REPORTS}"
-        fs.create_dir(folder, recursive=True)
-        name = f"{time.time_ns():020d}-{int(rank0.get('step') or 0):06d}.json"
-        _write_whole(fs, folder, name, json.dumps(record, default=str).encode())
-
-    def after_exception(self, run_context: Any, worker_exceptions: dict[int, Exception]):
-        pass
-
-
-def _write_whole(fs: Any, folder: str, name: str, data: bytes) -> None:
-    """A report file that readers see whole or not at all: on a local (or mounted) disk
-    under a temporary name, moved into place when written; an object store shows an
-    object only once its upload completes, so there it is written in place."""
-    if fs.type_name in ("s3", "gcs"):
-        with fs.open_output_stream(f"{folder}/{name}") as f:  # atomic: a whole upload or none
-            f.write(data)
-        return
-    tmp = f"{folder}/.{name}.tmp-{os.getpid()}"
-    with fs.open_output_stream(tmp) as f:
-        f.write(data)
-    fs.move(tmp, f"{folder}/{name}")
-
-
-def read_reports(storage: str, name: str) -> list[dict[str, Any]]:
-    """Every report of run `name`, in the order they were made. A file that is not a
-    whole report (torn by a crash of an older raysys that wrote in place) is skipped
-    with a warning: losing one step's metrics beats losing the run's explanation."""
-    from pyarrow.fs import FileSelector, FileType
-
-    fs, root = _fs(storage)
-    folder = f"{root}/{name}/{REPORTS}"
-    if fs.get_file_info(folder).type != FileType.Directory:
-        return []
-    infos = sorted(fs.get_file_info(FileSelector(folder)), key=lambda i: i.base_name)
-    out = []
-    for info in infos:
-        if info.base_name.endswith(".json") and not info.base_name.startswith("."):
-            with fs.open_input_stream(info.path) as f:
-                report = _parse_report(f.read())
-            if report is None:
-                log.warning("skipping %s: not a whole report file", info.base_name)
-            else:
-                out.append(report)
-    return out
-
-
-def _parse_report(data: bytes) -> dict[str, Any] | None:
-    try:
-        report = json.loads(data)
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError both are
-        return None
-    if not isinstance(report, dict) or not isinstance(report.get("history"), list):
-        return None
-    return report
-
-
-def dedupe_history(reports: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
-    """Per-step history over all reports; a replayed step keeps its latest entry."""
-    by_step: dict[int, dict[str, Any]] = {}
-    replayed = 0
-    for rep in reports:
-        for entry in rep["history"]:
-            step = int(entry["step"])
-            replayed += step in by_step
-            by_step[step] = entry
-    return [by_step[s] for s in sorted(by_step)], replayed
-
-
-def _check_history(history: list[dict[str, Any]], final: dict[str, Any], train_cfg: Any) -> None:
-    steps = [int(e["step"]) for e in history]
-    every = train_cfg.logging_steps
-    last = int(final.get("step") or 0)
-    expected = list(range(every, last + 1, every))
-    missing = sorted(set(expected) - set(steps))
-    final["history_complete"] = not missing
-    if missing:
-        log.warning("steps missing from the metrics history: %s", missing[:10])
 
 
 def _copy_adapter(hf_ckpt: Path, dst: Path) -> None:
@@ -359,14 +307,6 @@ def _copy_adapter(hf_ckpt: Path, dst: Path) -> None:
         shutil.copy2(f, tmp / f.name)
     copy_tree_atomic(tmp, dst)
     shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _fs(storage: str) -> tuple[Any, str]:
-    import pyarrow.fs
-
-    if "://" in storage:
-        return pyarrow.fs.FileSystem.from_uri(storage)
-    return pyarrow.fs.LocalFileSystem(), str(Path(storage).resolve())
 
 
 def _causes(exc: BaseException) -> list[BaseException]:

@@ -12,7 +12,10 @@ import importlib.metadata
 import resource
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 VERSIONED = ("ray", "torch", "transformers", "peft", "trl", "datasets", "accelerate")
 
@@ -27,7 +30,7 @@ def versions() -> dict[str, str]:
     return out
 
 
-def probe_peak_flops(device: Any, dtype: Any, seconds: float = 0.5) -> float:
+def probe_peak_flops(device: torch.device, dtype: torch.dtype, seconds: float = 0.5) -> float:
     """Dense matmul FLOP/s of `device` in `dtype`: square matmuls for about `seconds`."""
     import torch
 
@@ -53,7 +56,7 @@ def probe_peak_flops(device: Any, dtype: Any, seconds: float = 0.5) -> float:
                 return 2 * n**3 * iters / elapsed
 
 
-def model_flops_per_token(model: Any, mean_seq_len: float) -> dict[str, float]:
+def model_flops_per_token(model: torch.nn.Module, mean_seq_len: float) -> dict[str, float]:
     """Training FLOPs per token of a (PEFT-wrapped) causal LM.
 
     Linear layers: forward 2N; backward needs input gradients through every layer
@@ -84,7 +87,7 @@ def model_flops_per_token(model: Any, mean_seq_len: float) -> dict[str, float]:
     }
 
 
-def peak_memory_bytes(device: Any) -> int:
+def peak_memory_bytes(device: torch.device) -> int:
     """Peak accelerator memory on GPU; peak resident memory of this process on CPU."""
     if device.type == "cuda":
         import torch

@@ -13,13 +13,7 @@ import random
 from typing import Any
 
 from raysys.tasks.gen._common import make_splits, pick
-from raysys.tasks.gen.numeric_qa import format_number, normalize_number, numbers_match
-
-# Scoring is shared with numeric_qa; re-exported so every numeric task offers it.
-__all__ = [
-    "KIND", "LABELS", "NAME", "PROMPT", "SPLITS",
-    "generate_splits", "normalize_number", "numbers_match",
-]  # fmt: skip
+from raysys.tasks.gen.numeric_qa import format_number
 
 NAME = "arith_math"
 KIND = "numeric"

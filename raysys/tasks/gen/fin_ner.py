@@ -4,8 +4,8 @@ The gold is a canonical string: entities in order of appearance, '; '-joined, ea
 'TYPE: surface text', or 'none'. Non-trivial because names span several tokens
 ("Lucia de la Vega", "Halvorsen & Reed Capital"), sentences hold 0-4 entities of mixed
 types, possessives glue onto names ("Calder Bank's"), and capitalised non-entities
-(sentence openers, weekdays, months) sit next to them. `to_bio` turns a sentence and
-an entity list into token-level BIO tags so predictions can be scored with seqeval.
+(sentence openers, weekdays, months) sit next to them. Golds are written with
+`raysys.tasks.answers.format_entities` and scored by `raysys.tasks.metrics.ner_metrics`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import random
 import re
 from typing import Any
 
+from raysys.tasks.answers import format_entities
 from raysys.tasks.gen._common import make_splits, pick
 
 NAME = "fin_ner"
@@ -94,10 +95,6 @@ CLAUSES: dict[int, list[str]] = {
 JOINS = [", while {b}", "; meanwhile, {b}", ", and {b}", " as {b}", "AFTER"]
 TYPE_OF = {"P": "PER", "O": "ORG", "L": "LOC"}
 SLOT_RE = re.compile(r"\{([POL])\}")
-ALIASES = {"PERSON": "PER", "ORGANIZATION": "ORG", "ORGANISATION": "ORG", "LOCATION": "LOC"}
-_SEGMENTS_RE = re.compile(r"[^;\n]+")
-SEGMENT_RE = re.compile(r"^(?:answer\s*:\s*)?([A-Za-z]+)\s*[:=-]\s*(.+)$", re.IGNORECASE)
-_EDGE = ".,;:!?\"'()[]{}“”‘’"
 
 
 def _surface(kind: str, rng: random.Random) -> str:
@@ -142,62 +139,6 @@ def _make(rng: random.Random, count: Any) -> tuple[str, str]:
     )
     text = text[0].upper() + text[1:].replace("s's ", "s' ") + "."  # "Calder Holdings' bonds"
     return f"Sentence: {text}", format_entities(found)
-
-
-def format_entities(entities: list[tuple[str, str]]) -> str:
-    return "; ".join(f"{t}: {s}" for t, s in entities) or "none"
-
-
-def parse_entities(s: str) -> list[tuple[str, str]]:
-    """'PER: A B; org : C' -> [('PER', 'A B'), ('ORG', 'C')]; junk segments are dropped."""
-    out: list[tuple[str, str]] = []
-    # The segments of splitting on [;\n] and dropping * and ` from each, but empty ones
-    # never reach Python and one without a separator skips the regex: a degenerate
-    # output of 100k newlines took 50 ms of CPU before, under 1 ms now.
-    for seg in _SEGMENTS_RE.findall((s or "").replace("*", "").replace("`", "")):
-        if ":" not in seg and "=" not in seg and "-" not in seg:
-            continue
-        m = SEGMENT_RE.match(seg.strip().lstrip("-• ").strip())
-        if not m:
-            continue
-        etype = ALIASES.get(m.group(1).upper(), m.group(1).upper())
-        surface = m.group(2).strip(" \t\"'.,")
-        if etype in TYPE_OF.values() and surface and surface.lower() != "none":
-            out.append((etype, surface))
-    return out
-
-
-def _norm(token: str) -> str:
-    token = token.strip(_EDGE)
-    for tail in ("'s", "’s"):
-        token = token.removesuffix(tail)
-    return token.strip(_EDGE).casefold()
-
-
-def _find(keys: list[str], span: list[str], tags: list[str], start: int) -> int | None:
-    for i in range(start, len(keys) - len(span) + 1):
-        if keys[i : i + len(span)] == span and all(t == "O" for t in tags[i : i + len(span)]):
-            return i
-    return None
-
-
-def to_bio(text: str, entities: list[tuple[str, str]]) -> tuple[list[str], list[str]]:
-    """Whitespace tokens and BIO tags; each entity takes its next unused match in order."""
-    tokens = text.split()
-    keys = [_norm(t) for t in tokens]
-    tags = ["O"] * len(tokens)
-    cursor = 0
-    for etype, surface in entities:
-        span = [_norm(t) for t in surface.split()]
-        if not any(span):
-            continue
-        i = _find(keys, span, tags, cursor)
-        i = _find(keys, span, tags, 0) if i is None else i  # tolerate out-of-order lists
-        if i is None:
-            continue  # a hallucinated entity tags nothing
-        tags[i : i + len(span)] = [f"B-{etype}"] + [f"I-{etype}"] * (len(span) - 1)
-        cursor = i + len(span)
-    return tokens, tags
 
 
 def generate_splits(sizes: dict[str, int], seed: int = 0) -> dict[str, list[dict[str, Any]]]:

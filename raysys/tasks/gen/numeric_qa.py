@@ -6,14 +6,13 @@ question needing a percentage change, a signed difference, a ratio, a share of r
 or a derived gap (operating profit, net debt). Non-trivial: the model must pick the
 right cells among distractor rows and years, read '(12.3)' as negative and get the
 sign and the direction of the division right. The gold is the number rounded to
-2 decimals as a plain string; `normalize_number` / `numbers_match` score answers.
+2 decimals as a plain string; `raysys.tasks.answers.normalize_number` / `numbers_match`
+score answers.
 """
 
 from __future__ import annotations
 
-import math
 import random
-import re
 from typing import Any
 
 from raysys.tasks.gen._common import make_splits, pick
@@ -66,41 +65,12 @@ GAPS = {  # question -> (minuend, subtrahend)
         "Cash and equivalents",
     ),
 }
-# The sign must touch the digits: "Answer - 5" is a dash, not minus five.
-# The lookahead only names the possible first characters: with both leading groups
-# optional, re could not skip ahead and tried a full match at every position (10x
-# slower on long text without numbers); the matches are the same.
-NUMBER_RE = re.compile(
-    r"(?=[(\d.+-])(\(\s*)?([-+])?(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
-)
 
 
 def format_number(x: float) -> str:
     """Round to 2 decimals and drop trailing zeros: 12.5, -3.27, 40, never '-0'."""
     text = f"{round(x, 2):.2f}".rstrip("0").rstrip(".")
     return "0" if text in ("-0", "") else text
-
-
-def normalize_number(s: str) -> float | None:
-    """The first number in a model answer: '$1,234.5' -> 1234.5, '(3.2)' -> -3.2."""
-    text = (s or "").replace("−", "-").replace("–", "-")
-    text = re.sub(r"[$€£]", "", text)
-    m = NUMBER_RE.search(text)
-    if not m:
-        return None
-    value = float(m.group(3).replace(",", ""))
-    after = text[m.end() :].lstrip(" %")
-    accounting = m.group(1) is not None and after.startswith(")")
-    return -value if m.group(2) == "-" or accounting else value
-
-
-def numbers_match(
-    pred: float | None, gold: float, rel_tol: float = 0.01, abs_tol: float = 0.01
-) -> bool:
-    """True when pred is within 1% (relative) or 0.01 (absolute) of gold by default."""
-    if pred is None or not math.isfinite(pred):
-        return False
-    return math.isclose(pred, gold, rel_tol=rel_tol, abs_tol=abs_tol)
 
 
 def _figures(rng: random.Random, years: int) -> list[dict[str, float]]:

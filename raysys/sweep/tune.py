@@ -1,0 +1,265 @@
+"""The sweep's Ray Tune wiring: the trainable with its resources, the Tuner (new or
+restored), callbacks, the scheduler, and every trial's failures read back as one line each."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+
+from raysys.config import SweepConfig
+from raysys.errors import UserError
+from raysys.sweep.grid import Plan, Trial
+from raysys.sweep.trial import sweep_trial
+
+log = logging.getLogger(__name__)
+
+TRIAL_ID_KEY = "trial"
+
+
+DRIVER_MEMORY = (
+    256 * 2**20
+)  # bytes reserved per trial driver  # Tune's param_space holds {"trial": Trial.params()}
+
+
+def tune_location(cfg: SweepConfig, sweep_dir: Path) -> str:
+    """Where Ray Tune keeps the experiment: `<sweep_dir>/tune`, in the object store itself
+    when the run storage is one (Tune syncs its state there; `--resume` restores from it
+    on any machine)."""
+    return _run(cfg, sweep_dir).location("tune")
+
+
+def tune_parent(cfg: SweepConfig, sweep_dir: Path) -> str:
+    return _run(cfg, sweep_dir).location()
+
+
+def _run(cfg: SweepConfig, sweep_dir: Path) -> Any:
+    from raysys.runs import RunDir
+
+    return RunDir.of(cfg.run.storage_path, cfg.run.name, sweep_dir.name)
+
+
+def cluster_resources() -> dict[str, float]:
+    import ray
+
+    return dict(ray.cluster_resources())
+
+
+def tune_callbacks(cfg: SweepConfig) -> list[Any]:
+    """MLflow when configured (checked up front: a missing extra fails before any work)."""
+    out: list[Any] = []
+    ml = cfg.sweep.mlflow
+    if ml.tracking_uri:
+        try:
+            import mlflow  # noqa: F401
+            from ray.air.integrations.mlflow import MLflowLoggerCallback
+        except ImportError:
+            raise UserError(
+                "sweep.mlflow.tracking_uri needs MLflow: pip install 'raysys[mlflow]', or unset it"
+            ) from None
+        out.append(
+            MLflowLoggerCallback(
+                tracking_uri=ml.tracking_uri, experiment_name=ml.experiment, save_artifact=False
+            )
+        )
+    return out
+
+
+def trial_dirname(trial: Any) -> str:
+    """Tune's per-trial folder (and TensorBoard run) is the trial id."""
+    return trial.config[TRIAL_ID_KEY]["trial_id"]
+
+
+def _threads(cfg: SweepConfig, plan: Plan) -> int | None:
+    """Intra-op threads per process on a one-node cluster, so concurrent trials do not
+    oversubscribe the cores; multi-node clusters let each worker size itself."""
+    import ray
+
+    if len([n for n in ray.nodes() if n.get("Alive")]) != 1:
+        return None
+    return max(1, (os.cpu_count() or 1) // (plan.concurrency * cfg.train.num_workers))
+
+
+def run_tune(grid: Any, resume: bool, retry_errored: bool) -> dict[str, list[str]]:
+    """Every trial of `grid` (a `driver.Grid`) through Ray Tune (FIFO grid, or ASHA on the
+    training loss). Returns each trial's failures (see `trial_failures`)."""
+    from ray import tune
+
+    cfg = grid.cfg
+    # Tune snapshots its state at most this often; a killed driver loses at most this
+    # much bookkeeping (the trials themselves are idempotent, see sweep.trial).
+    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = str(cfg.sweep.snapshot_seconds)
+    ctx, callbacks = _trial_context(grid)
+    trainable = tune.with_resources(
+        tune.with_parameters(sweep_trial, ctx=ctx), trial_resources(cfg, grid.plan.available)
+    )
+    if resume:
+        tuner = tune.Tuner.restore(
+            tune_location(cfg, grid.sweep_dir),
+            trainable,
+            resume_unfinished=True,
+            resume_errored=retry_errored,
+        )
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space={TRIAL_ID_KEY: tune.grid_search(_grid_order(grid))},
+            tune_config=tune.TuneConfig(
+                max_concurrent_trials=grid.plan.concurrency,
+                scheduler=_scheduler(cfg),
+                trial_dirname_creator=trial_dirname,
+                trial_name_creator=trial_dirname,
+            ),
+            run_config=tune.RunConfig(
+                name="tune",
+                storage_path=tune_parent(cfg, grid.sweep_dir),
+                callbacks=callbacks,
+                verbose=1,
+                failure_config=tune.FailureConfig(max_failures=cfg.sweep.max_trial_failures),
+            ),
+        )
+    return trial_failures(tuner.fit())
+
+
+def _grid_order(grid: Any) -> list[dict[str, Any]]:
+    return [t.params() for t in longest_first(grid.trials, grid.data)]
+
+
+def _trial_context(grid: Any) -> tuple[dict[str, Any], list[Any]]:
+    """What every trial gets (plain data: it travels to the trial's process) and the
+    callbacks, with the fault drills the environment asks for."""
+    from raysys.runtime import faults_from_env
+
+    ctx = {
+        "config": grid.cfg.model_dump(mode="json"),
+        "sweep_dir": str(grid.sweep_dir),
+        "model_path": grid.model_path,
+        "data": grid.data,  # trial id -> its prepared training data (path, rows per task)
+        "tasks_dir": str(grid.tasks_dir),  # every task's rows: trials read only these
+        "threads": _threads(grid.cfg, grid.plan),
+    }
+    callbacks = list(grid.callbacks)
+    faults = faults_from_env(("sweep_exit_after_trials", "sweep_fail_trial"))
+    if "sweep_exit_after_trials" in faults:
+        callbacks.append(ExitAfterTrials(faults["sweep_exit_after_trials"]))
+    if "sweep_fail_trial" in faults:  # the N-th trial of grid.json raises once
+        ctx["fail_trial"] = grid.trials[faults["sweep_fail_trial"] % len(grid.trials)].trial_id
+    return ctx, callbacks
+
+
+def trial_failures(grid: Any) -> dict[str, list[str]]:
+    """Every failure of every trial (trial id -> one line per failure, in order), retried
+    or final, from Tune's per-trial `error.txt` (one `Failure # N` block per failure);
+    the last error Tune kept where that file cannot be read."""
+    out: dict[str, list[str]] = {}
+    for r in grid:
+        tid = r.config[TRIAL_ID_KEY]["trial_id"]
+        try:
+            with r.filesystem.open_input_stream(f"{r.path}/error.txt") as f:
+                text = f.read().decode(errors="replace")
+        except (FileNotFoundError, OSError):
+            text = ""
+        blocks = [b for b in _FAILURE_HEADER.split(text) if b.strip()]
+        causes = [cause(b) for b in blocks]
+        if not causes and r.error is not None:
+            causes = [cause(str(r.error))]
+        if causes:
+            out[tid] = causes
+    return out
+
+
+_FAILURE_HEADER = re.compile(r"^Failure # \d+ \(occurred at [^)]*\)$", re.M)
+
+
+_EXC_LINE = re.compile(
+    r"^(?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt)): (.+)$"
+)
+
+
+_PYDANTIC_MSG = re.compile(r"^(?:Value error, )?(.*?) \[type=\w+.*\]$")
+
+
+def cause(text: str) -> str:
+    """One line that says why a trial failed: the traceback's last `Type: message` line
+    without the module path; for a pydantic error the field and its message (its own last
+    line is a documentation URL)."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    lines = [ln for ln in lines if not ln.startswith("For further information visit")]
+    line = lines[-1] if lines else "unknown error"
+    for i in range(len(lines) - 1, -1, -1):
+        if (m := _PYDANTIC_MSG.match(lines[i])) and i > 0:
+            line = f"ValidationError: {lines[i - 1]}: {m.group(1)}"
+            break
+        if m := _EXC_LINE.match(lines[i]):
+            if "validation error" in m.group(2) and i + 2 < len(lines):
+                continue  # its detail lines follow; the loop met them already
+            line = f"{m.group(1)}: {m.group(2)}"
+            break
+    return line if len(line) <= 300 else line[:297] + "..."
+
+
+def first_cause(errored: list[str], failures: dict[str, list[str]]) -> str:
+    """`; <trial> failed with: <cause>` for the error line (nothing when Tune gave none)."""
+    for tid in errored:
+        if failures.get(tid):
+            return f"; {tid} failed with: {failures[tid][-1]}"
+    return ""
+
+
+def longest_first(trials: list[Trial], data: dict[str, dict[str, Any]]) -> list[Trial]:
+    """Trials with the most training rows first (ties keep the grid's order): with a
+    fixed number of slots, starting the longest trials first keeps the last slot from
+    running one long trial alone while the others idle (LPT scheduling)."""
+    return sorted(trials, key=lambda t: -data.get(t.trial_id, {}).get("rows", 0))
+
+
+def trial_resources(cfg: SweepConfig, available: dict[str, float]) -> dict[str, float]:
+    """What a trial's driver asks Tune for: no CPU (it only waits on Train and Ray Data,
+    so N one-worker trials fit N CPUs), the memory it uses (Tune needs a non-empty
+    request), and the custom resource (when set) that keeps it on on-demand nodes."""
+    resources: dict[str, float] = {"memory": DRIVER_MEMORY}
+    name = cfg.sweep.driver_resource
+    if name:
+        if name not in available:  # no autoscaler adds it: the head (always up) has it or not
+            raise UserError(
+                f"sweep.driver_resource: no node of this cluster advertises {name!r}, so no "
+                f"trial could start; start the head with --resources='{{\"{name}\": 100}}' "
+                "(cluster/*.yaml do), or unset sweep.driver_resource"
+            )
+        resources[name] = 0.001
+    return resources
+
+
+def _scheduler(cfg: SweepConfig) -> Any:
+    if cfg.sweep.scheduler == "fifo":
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    # Training loss, reported by Train every train.report_every_steps steps.
+    return ASHAScheduler(
+        time_attr="training_iteration", metric="loss", mode="min", grace_period=2, max_t=10**6
+    )
+
+
+class ExitAfterTrials(Callback):
+    """Fault drill (RAYSYS_FAULTS=sweep_exit_after_trials=N): the driver dies like a
+    SIGKILL (no cleanup, no final snapshot) once N trials have completed."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.done = n, 0
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        from raysys.runtime import faults_from_env
+
+        # Tuner.restore brings back the callbacks of the original run: a resumed driver
+        # must not repeat the drill unless its own environment asks for it.
+        if "sweep_exit_after_trials" not in faults_from_env(("sweep_exit_after_trials",)):
+            return
+        self.done += 1
+        if self.done >= self.n:
+            log.warning("fault drill: the sweep driver exits after %d trial(s)", self.done)
+            os._exit(137)

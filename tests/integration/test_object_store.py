@@ -1,0 +1,407 @@
+"""Ray Train checkpoints in an S3-compatible object store: a real S3 server (moto's server
+mode) on 127.0.0.1, reached through pyarrow's S3 filesystem with an endpoint override."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from raysys.cli import main
+from tests.fixtures import REPO
+
+BUCKET = "raysys-test"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    from moto.server import ThreadedMotoServer
+    from pyarrow import fs
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"127.0.0.1:{port}"
+    s3 = fs.S3FileSystem(endpoint_override=endpoint, scheme="http", allow_bucket_creation=True)
+    s3.create_dir(BUCKET)
+    yield endpoint
+    server.stop()
+
+
+def _uri(endpoint: str, path: str) -> str:
+    # credentials: AWS_* in the environment (tests/conftest.py; moto takes any)
+    return f"s3://{BUCKET}/{path}?endpoint_override={endpoint}&scheme=http&region=us-east-1"
+
+
+def _keys(endpoint: str, prefix: str) -> list[str]:
+    from pyarrow import fs
+
+    s3 = fs.S3FileSystem(endpoint_override=endpoint, scheme="http")
+    infos = s3.get_file_info(fs.FileSelector(f"{BUCKET}/{prefix}", recursive=True))
+    files = [i for i in infos if i.type == fs.FileType.File]
+    return sorted(i.path.split(f"{BUCKET}/{prefix}/", 1)[1] for i in files)
+
+
+def _train_args(tmp_path: Path, storage: str, *extra: str) -> list[str]:
+    return [
+        "train",
+        "configs/train_sft.yaml",
+        "model.source=tiny-random",
+        "model.dtype=float32",
+        f"run.storage_path={tmp_path}",
+        "run.run_id=s3",
+        "data.train_size=16",
+        "train.batch_size=8",
+        "train.per_device_batch_size=8",
+        "train.max_steps=5",
+        "train.save_steps=2",
+        "train.report_every_steps=1",
+        "train.lora.r=4",
+        f"train.checkpoint_storage={storage}",
+        *extra,
+    ]
+
+
+def test_checkpoints_go_to_the_bucket_and_a_crashed_run_resumes_from_there(
+    ray_local, s3_endpoint, tmp_path, capsys, monkeypatch
+):
+    import json
+
+    monkeypatch.chdir(REPO)
+    args = _train_args(tmp_path, _uri(s3_endpoint, "ckpt"))
+    # the worker dies at step 4, before saving it: the checkpoint of step 2 is the last one
+    # (dying at step 3 could beat the controller to registering step 2's report)
+    monkeypatch.setenv("RAYSYS_FAULTS", "crash_at_step=4")
+    assert main(args) == 1
+    assert "the last good checkpoint (step 2)" in capsys.readouterr().err
+    keys = _keys(s3_endpoint, "ckpt/train/s3/train")
+    assert "checkpoint_000002/checkpoint/adapter_model.safetensors" in keys
+    monkeypatch.delenv("RAYSYS_FAULTS")
+    assert main(args) == 0  # resumes from the bucket
+    metrics = json.loads((tmp_path / "train" / "s3" / "train" / "metrics.json").read_text())
+    assert [e["step"] for e in metrics["history"]] == [1, 2, 3, 4, 5]
+    assert metrics["final"]["steps_this_attempt"] == 3  # steps 3..5: from the step-2 checkpoint
+    keys = _keys(s3_endpoint, "ckpt/train/s3/train")
+    assert "checkpoint_000005/checkpoint/adapter_config.json" in keys
+    assert not any(k.startswith(".raysys-probe") for k in _keys(s3_endpoint, "ckpt"))
+    assert (tmp_path / "train" / "s3" / "train" / "adapter" / "adapter_config.json").is_file()
+
+
+@pytest.mark.parametrize(
+    "where, expect",
+    [
+        ("unreachable", "did not answer within|cannot write to"),
+        ("no-bucket", "cannot write to s3://no-such-bucket"),
+    ],
+)
+def test_an_unusable_object_store_is_refused_before_any_work(
+    s3_endpoint, tmp_path, capsys, monkeypatch, where, expect
+):
+    import re
+
+    monkeypatch.chdir(REPO)
+    monkeypatch.setattr("raysys.storage.PROBE_SECONDS", 10.0)
+    if where == "unreachable":
+        uri = _uri(f"127.0.0.1:{_free_port()}", "ckpt")  # nothing listens there
+    else:
+        uri = _uri(s3_endpoint, "x").replace(f"s3://{BUCKET}/x", "s3://no-such-bucket/x")
+    assert main(_train_args(tmp_path, uri)) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and err[0].startswith("raysys: error: train.checkpoint_storage: ")
+    assert re.search(expect, err[0]), err[0]
+    assert not list(tmp_path.iterdir())  # refused before the cocktail or a run dir
+
+
+# --------------------------------------------------------------------------- run directories
+
+
+def _s3(endpoint: str):
+    from pyarrow import fs
+
+    return fs.S3FileSystem(endpoint_override=endpoint, scheme="http")
+
+
+def test_push_sends_new_and_changed_files_once_markers_last(s3_endpoint, tmp_path, monkeypatch):
+    """The mirror's sync: only what is new or changed goes up; a stage's `stage.json`
+    goes after the files it vouches for; temp files, probes and marks stay home."""
+    import raysys.storage as st
+
+    monkeypatch.setenv("RAYSYS_CACHE", str(tmp_path / "cache"))
+    root = st.local_root(_uri(s3_endpoint, "push"))
+    assert root.is_relative_to(tmp_path / "cache") and st.remote_of(root / "a").startswith(
+        f"s3://{BUCKET}/push/a?"
+    )
+    stage = root / "run" / "stage1"
+    (stage / "adapter").mkdir(parents=True)
+    (stage / "adapter" / "weights.bin").write_bytes(b"w" * 1000)
+    (stage / "stage.json").write_text("{}")
+    (stage / "metrics.json").write_text("{}")
+    (stage / ".metrics.json.tmp-123").write_text("half")
+    uploads: list[str] = []
+    real = st.filesystem
+
+    class Recording:  # the real S3 filesystem, with its uploads recorded in order
+        def __init__(self, fs):
+            self.fs = fs
+
+        def __getattr__(self, name):
+            return getattr(self.fs, name)
+
+        def open_output_stream(self, path, *a, **k):
+            uploads.append(path.rsplit("/", 1)[-1])
+            return self.fs.open_output_stream(path, *a, **k)
+
+    monkeypatch.setattr(st, "filesystem", lambda uri: (Recording(real(uri)[0]), real(uri)[1]))
+    assert st.push(stage) == 3
+    assert uploads[-1] == "stage.json" and sorted(uploads) == [
+        "metrics.json",
+        "stage.json",
+        "weights.bin",
+    ]
+    assert st.push(stage) == 0  # nothing changed: nothing sent
+    (stage / "metrics.json").write_text('{"loss": 1.0}')
+    assert st.push(root / "run") == 1
+    assert _keys(s3_endpoint, "push/run") == [
+        "stage1/adapter/weights.bin",
+        "stage1/metrics.json",
+        "stage1/stage.json",
+    ]
+
+
+def test_pull_rebuilds_a_run_on_another_machine_without_checkpoints(
+    s3_endpoint, tmp_path, monkeypatch
+):
+    import raysys.storage as st
+
+    uri = _uri(s3_endpoint, "pull")
+    monkeypatch.setenv("RAYSYS_CACHE", str(tmp_path / "machine1"))
+    run = st.local_root(uri) / "r1"
+    (run / "train" / "ray_train" / "checkpoint_000002").mkdir(parents=True)
+    (run / "train" / "ray_train" / "checkpoint_000002" / "opt.pt").write_bytes(b"x")
+    (run / "tune").mkdir()
+    (run / "tune" / "state.json").write_text("{}")
+    (run / "train" / "stage.json").write_text('{"result": 1}')
+    st.push(run)
+    monkeypatch.setenv("RAYSYS_CACHE", str(tmp_path / "machine2"))
+    other = st.local_root(uri) / "r1"
+    assert other != run and not other.exists()
+    assert st.pull(st.remote_of(other), other, exclude=("tune/*",)) == 1
+    assert sorted(str(p.relative_to(other)) for p in other.rglob("*") if p.is_file()) == [
+        "train/stage.json"
+    ]
+    assert st.pull(st.remote_of(other), other) == 1  # tune/ now; stage.json is current
+    assert st.push(other) == 0  # what came down is not sent back up
+
+
+def test_localize_fetches_once_per_version(s3_endpoint, tmp_path, monkeypatch):
+    """What Ray workers on other nodes do with a mirrored path: fetch it into the node's
+    cache once, and again only when the object changed."""
+    import raysys.storage as st
+    from raysys.errors import UserError
+
+    monkeypatch.setenv("RAYSYS_CACHE", str(tmp_path / "cache"))
+    s3 = _s3(s3_endpoint)
+    with s3.open_output_stream(f"{BUCKET}/loc/adapter/adapter_config.json") as f:
+        f.write(b'{"r": 4}')
+    uri = _uri(s3_endpoint, "loc/adapter")
+    first = st.localize(uri)
+    assert Path(first, "adapter_config.json").read_text() == '{"r": 4}'
+    assert st.localize(uri) == first
+    with s3.open_output_stream(f"{BUCKET}/loc/adapter/adapter_config.json") as f:
+        f.write(b'{"r": 16}')
+    second = st.localize(uri)
+    assert second != first and Path(second, "adapter_config.json").read_text() == '{"r": 16}'
+    assert st.localize(str(tmp_path)) == str(tmp_path)  # local paths pass through
+    with pytest.raises(UserError, match="eval.adapters.x: nothing at s3://"):
+        st.localize(_uri(s3_endpoint, "loc/missing"), "eval.adapters.x")
+
+
+def test_for_workers_sends_a_mirrored_input_before_handing_out_its_uri(
+    s3_endpoint, tmp_path, monkeypatch
+):
+    """A stage that writes its training data and trains on it in the same stage (the
+    pipeline's synthesis rounds): the workers get a URI that already exists."""
+    import raysys.storage as st
+
+    monkeypatch.setenv("RAYSYS_CACHE", str(tmp_path / "cache"))
+    data = st.local_root(_uri(s3_endpoint, "fw")) / "run" / "sft_r1" / "train.parquet"
+    data.parent.mkdir(parents=True)
+    data.write_bytes(b"PAR1")
+    uri = st.for_workers(data)
+    assert uri == _uri(s3_endpoint, "fw/run/sft_r1/train.parquet")
+    assert _keys(s3_endpoint, "fw/run") == ["sft_r1/train.parquet"]
+    assert Path(st.localize(uri)).read_bytes() == b"PAR1"
+    assert st.for_workers(tmp_path / "plain") == str(tmp_path / "plain")  # not mirrored
+
+
+@pytest.mark.parametrize(
+    "uri, expect",
+    [
+        # pyarrow lists every bucket the credentials can read, and `report` fetched them
+        ("s3://?endpoint_override={ep}&scheme=http", "without a bucket"),
+        # pyarrow takes these as the access key and secret, and they went into logs
+        ("s3://testing:testing@" + BUCKET + "/loot?endpoint_override={ep}&scheme=http", "creden"),
+    ],
+)
+def test_report_refuses_a_uri_that_would_reach_too_far_or_leak(
+    s3_endpoint, tmp_path, capsys, monkeypatch, uri, expect
+):
+    monkeypatch.setenv("RAYSYS_CACHE", str(tmp_path / "cache"))
+    with _s3(s3_endpoint).open_output_stream(f"{BUCKET}/loot/results.parquet") as f:
+        f.write(b"PAR1")
+    assert main(["report", uri.format(ep=s3_endpoint)]) == 2
+    out, err = capsys.readouterr()
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("raysys: error: ") and expect in lines[0]
+    assert "testing:" not in out + err
+    assert not list(tmp_path.iterdir())  # no mirror, nothing fetched
+
+
+def test_no_credentials_reach_the_mirror_or_a_sync(s3_endpoint, tmp_path, monkeypatch):
+    import raysys.storage as st
+    from raysys.errors import UserError
+
+    monkeypatch.setenv("RAYSYS_CACHE", str(tmp_path / "cache"))
+    leaky = f"s3://testing:testing@{BUCKET}/x?endpoint_override={s3_endpoint}&scheme=http"
+    for call in (st.local_root, st.localize, lambda u: st.pull(u, tmp_path / "p")):
+        with pytest.raises(UserError, match="credentials in the URI"):
+            call(leaky)
+    assert not list(tmp_path.iterdir())
+    root = st.local_root(_uri(s3_endpoint, "clean"))
+    assert (root / st.MIRROR_MARK).read_text() == _uri(s3_endpoint, "clean")
+    assert st.shown(root / "r") == f"s3://{BUCKET}/clean/r"
+
+
+def _sweep_cli(storage: str, cache: Path, *extra: str, faults: str = ""):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "RAYSYS_FAULTS": faults, "RAYSYS_CACHE": str(cache)}
+    args = ["configs/sweep_tiny.yaml", f"run.storage_path={storage}", "sweep.fractions=[1.0]"]
+    return subprocess.run(
+        [sys.executable, "-m", "raysys.cli", "sweep", *args, *extra],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+@pytest.fixture(scope="module")
+def s3_sweep(ray_local, s3_endpoint, tmp_path_factory):
+    """The tiny sweep (2 trials) with `run.storage_path=s3://...`: its driver dies once a
+    trial has finished; `--resume` on "another machine" (an empty cache, so no local
+    mirror) finds the latest sweep in the bucket and finishes it there."""
+    storage = _uri(s3_endpoint, "sweeps")
+    killed = _sweep_cli(
+        storage,
+        tmp_path_factory.mktemp("machine1"),
+        "run.run_id=s3",
+        faults="sweep_exit_after_trials=1",
+    )
+    assert killed.returncode == 137, killed.stdout[-3000:] + killed.stderr[-3000:]
+    before = _keys(s3_endpoint, "sweeps/sweep_tiny/s3")
+    resumed = _sweep_cli(storage, tmp_path_factory.mktemp("machine2"), "--resume")
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    return storage, before, _keys(s3_endpoint, "sweeps/sweep_tiny/s3"), resumed.stdout
+
+
+def test_a_killed_sweep_left_its_finished_trial_and_tune_state_in_the_bucket(s3_sweep):
+    _, before, _, _ = s3_sweep
+    done = [k for k in before if k.startswith("trials/") and k.endswith("/result.json")]
+    assert done  # both trials run at once: the second may finish before the driver dies
+    assert "tune/tuner.pkl" in before  # what Tuner.restore reads first
+    assert "config.yaml" in before and "grid.json" in before
+
+
+def test_sweep_outputs_checkpoints_and_report_land_in_the_bucket(s3_sweep, s3_endpoint):
+    import pandas as pd
+
+    _, before, after, stdout = s3_sweep
+    assert "Report: s3://raysys-test/sweeps/sweep_tiny/s3/report.html" in stdout
+    for key in ("results.parquet", "results.csv", "test_predictions.parquet", "sweep.json"):
+        assert key in after, key
+    assert {"report.md", "report.html", "plots/transfer.png"} <= set(after)
+    trials = sorted({k.split("/")[1] for k in after if k.startswith("trials/")})
+    assert len(trials) == 2
+    for t in trials:
+        assert f"trials/{t}/result.json" in after
+        assert f"trials/{t}/train/adapter/adapter_model.safetensors" in after
+        # Ray Train checkpointed straight into the bucket (default: beside the adapter)
+        assert any(k.startswith(f"trials/{t}/train/ray_train/train/checkpoint_") for k in after), t
+        assert any(k.startswith(f"tune/{t}/events.out.tfevents") for k in after), t
+    assert not [k for k in after if ".tmp-" in k or ".raysys" in k or ".write-probe" in k]
+    with _s3(s3_endpoint).open_input_file(f"{BUCKET}/sweeps/sweep_tiny/s3/results.parquet") as f:
+        res = pd.read_parquet(f)
+    assert len(res) == (2 + 1) * 2 and res["test_main"].notna().all()
+    assert set(res.trial_id) == {"base", *trials}
+
+
+def test_the_resumed_sweep_did_not_retrain_what_the_bucket_held(s3_sweep, s3_endpoint):
+    import json
+
+    _, before, _, _ = s3_sweep
+    done = next(k for k in before if k.endswith("/result.json")).split("/")[1]
+    s3 = _s3(s3_endpoint)
+    prefix = f"{BUCKET}/sweeps/sweep_tiny/s3"
+    with s3.open_input_stream(f"{prefix}/trials/{done}/train_attempts.jsonl") as f:
+        assert len(f.read().decode().splitlines()) == 1
+    with s3.open_input_stream(f"{prefix}/sweep.json") as f:
+        meta = json.loads(f.read())
+    assert meta["resumed"] is True and meta["finished"] == 2 and not meta["errored"]
+
+
+def test_report_command_rewrites_a_report_in_the_bucket(s3_sweep, s3_endpoint, capsys):
+    storage, _, _, _ = s3_sweep
+    s3 = _s3(s3_endpoint)
+    s3.delete_file(f"{BUCKET}/sweeps/sweep_tiny/s3/report.html")
+    from raysys.storage import join_uri
+
+    assert main(["report", join_uri(storage, "sweep_tiny", "s3")]) == 0
+    assert "report.html" in _keys(s3_endpoint, "sweeps/sweep_tiny/s3")
+    assert "Report: s3://raysys-test/sweeps/sweep_tiny/s3/report.html" in capsys.readouterr().out
+
+
+def test_train_then_eval_with_run_directories_in_the_bucket(
+    ray_local, s3_endpoint, tmp_path, capsys, monkeypatch
+):
+    """`raysys train` and `raysys eval` with `run.storage_path=s3://...`: the adapter,
+    metrics and Ray Train checkpoints land in the bucket (nothing local but the mirror),
+    and eval takes the adapter by its s3:// URI."""
+    monkeypatch.chdir(REPO)
+    storage = _uri(s3_endpoint, "jobs")
+    train = _train_args(tmp_path, "", "train.max_steps=2")
+    train = [a for a in train if not a.startswith(("run.storage_path", "train.checkpoint"))]
+    assert main([*train, f"run.storage_path={storage}"]) == 0
+    out = capsys.readouterr().out
+    assert "Adapter: s3://raysys-test/jobs/train/s3/train/adapter" in out
+    keys = _keys(s3_endpoint, "jobs/train/s3")
+    assert {"config.yaml", "train/stage.json", "train/metrics.json"} <= set(keys)
+    assert "train/adapter/adapter_model.safetensors" in keys
+    assert any(k.startswith("train/ray_train/train/checkpoint_000002/") for k in keys)
+    assert not list(tmp_path.iterdir())  # the run directory is not a local folder
+    adapter = _uri(s3_endpoint, "jobs/train/s3/train/adapter")
+    args = [
+        "eval",
+        "model.source=tiny-random",
+        "model.dtype=float32",
+        f"run.storage_path={storage}",
+        "run.run_id=s3",
+        "eval.tasks=[news_sentiment]",
+        "eval.size=3",
+        "generate.max_new_tokens=4",
+        f"eval.adapters={{a: '{adapter}'}}",
+    ]
+    assert main(args) == 0
+    assert "Outputs: s3://raysys-test/jobs/eval/s3/eval" in capsys.readouterr().out
+    keys = _keys(s3_endpoint, "jobs/eval/s3/eval")
+    assert {"predictions.parquet", "results.parquet", "table.md", "stage.json"} <= set(keys)

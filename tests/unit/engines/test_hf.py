@@ -1,0 +1,170 @@
+"""The `hf` engine (`raysys.engines.hf`) without Ray: the actor class itself run on
+pandas blocks of the tiny model (outputs per row in order, EOS and length cuts, seeded
+sampling, block retries, adapters and their canary), the actor pool's size and its
+blocks. The Ray Data pool around it: tests/integration/test_engine_hf.py."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM
+
+from raysys.config.sections import GenerateSection
+from raysys.engines.base import BASE, OUTPUT_COLUMNS, ResourceBudgetError, Sampling
+from raysys.engines.hf import HFGenerator, _blocks, _faults, actor_pool_size
+from raysys.errors import AdapterIgnoredError
+
+GREEDY = Sampling(max_new_tokens=6)
+
+
+def _batch(n: int = 4, adapter: str = BASE) -> pd.DataFrame:
+    prompts = [
+        "Shares rose.",
+        "The central bank held rates steady for a third meeting.",
+        "Hi",
+        "Net income fell 3%.",
+    ]
+    return pd.DataFrame(
+        {
+            "id": [f"r{i}" for i in range(n)],
+            "messages": [[{"role": "user", "content": prompts[i % 4]}] for i in range(n)],
+            "adapter": adapter,
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def gen(tiny_model) -> HFGenerator:
+    return HFGenerator(tiny_model, None, GREEDY, batch_size=3, dtype="float32", torch_threads=1)
+
+
+@pytest.fixture(scope="module")
+def adapter_dir(tiny_model, tmp_path_factory) -> str:
+    out = tmp_path_factory.mktemp("lora")
+    torch.manual_seed(0)
+    cfg = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model), cfg).save_pretrained(out)
+    return str(out)
+
+
+def test_every_row_gets_its_outputs_in_order(gen):
+    out = gen(_batch())
+    assert out["id"].tolist() == ["r0", "r1", "r2", "r3"]
+    assert set(OUTPUT_COLUMNS) <= set(out.columns) and (out["attempts"] == 1).all()
+    for rec in out.to_dict("records"):
+        prompt = gen._render(rec["messages"])
+        assert rec["num_input_tokens"] == len(
+            gen.tok(prompt, add_special_tokens=False)["input_ids"]
+        )
+        assert 1 <= rec["num_generated_tokens"] <= 6
+        assert rec["overlong"] == (rec["finish_reason"] == "length")
+    # each row alone gives what it gave in the block: re-batching by length keeps rows apart
+    alone = gen(_batch().iloc[[1]])
+    assert alone["generated_text"].tolist() == [out["generated_text"][1]]
+    assert gen(_batch())["generated_text"].tolist() == out["generated_text"].tolist()
+
+
+def test_generation_stops_at_eos_and_counts_it(gen):
+    eos = gen.tok.eos_token_id
+    text_ids = gen.tok("Answer: positive", add_special_tokens=False)["input_ids"]
+    stopped = gen._row([*text_ids, eos, 5, 6], n_input=10)
+    assert stopped["generated_text"] == "Answer: positive"
+    assert stopped["num_generated_tokens"] == len(text_ids) + 1
+    assert (stopped["finish_reason"], stopped["overlong"]) == ("stop", False)
+    cut = gen._row(text_ids, n_input=10)
+    assert (cut["num_generated_tokens"], cut["finish_reason"], cut["overlong"]) == (
+        len(text_ids),
+        "length",
+        True,
+    )
+
+
+def test_one_output_per_row_only(tiny_model):
+    with pytest.raises(ValueError, match=r"one output per row, got n=3"):
+        HFGenerator(tiny_model, None, Sampling(max_new_tokens=4, temperature=1.0, n=3))
+
+
+def test_sampling_is_seeded_by_the_block_not_the_actor(tiny_model):
+    s = Sampling(max_new_tokens=8, temperature=1.0, seed=3)
+    a = HFGenerator(tiny_model, None, s, dtype="float32")
+    b = HFGenerator(tiny_model, None, s, dtype="float32")
+    batch = _batch().assign(sample=[0, 1, 2, 3])
+    first = a(batch)["generated_text"].tolist()
+    assert b(batch)["generated_text"].tolist() == first  # another actor, the same samples
+    other = HFGenerator(tiny_model, None, Sampling(max_new_tokens=8, temperature=1.0, seed=4))
+    assert other(batch)["generated_text"].tolist() != first
+
+
+def test_a_failing_block_is_retried_in_place(tiny_model, tmp_path):
+    faults = {"engine_raise_at_block": 1, "marker": str(tmp_path / "died")}
+    g = HFGenerator(tiny_model, None, GREEDY, dtype="float32", faults=faults)
+    out = g(_batch(2))
+    assert (out["attempts"] == 2).all() and len(out) == 2
+    assert (tmp_path / "died.raised").exists()
+
+
+def test_a_row_for_an_adapter_not_loaded_fails_the_block(gen):
+    with pytest.raises(KeyError, match=r"adapter 'sft' was not loaded; loaded: \[\]"):
+        gen(_batch(2, adapter="sft"))
+
+
+def test_adapters_serve_their_rows_and_base_rows_stay_the_base(gen, tiny_model, adapter_dir):
+    g = HFGenerator(tiny_model, {"sft": adapter_dir}, GREEDY, dtype="float32")
+    assert g.canary["sft"] > 0
+    mixed = pd.concat([_batch(4), _batch(4, adapter="sft")], ignore_index=True)
+    out = g(mixed)
+    assert out["adapter"].tolist() == [BASE] * 4 + ["sft"] * 4
+    base_alone = gen(_batch(4))["generated_text"].tolist()
+    assert out["generated_text"][:4].tolist() == base_alone  # the adapter is off for base rows
+
+
+def test_an_adapter_that_changes_nothing_is_refused(tiny_model, tmp_path):
+    # PEFT's default init: B = 0, an adapter that was never trained
+    cfg = LoraConfig(r=2, target_modules=["q_proj"])
+    get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model), cfg).save_pretrained(tmp_path)
+    with pytest.raises(AdapterIgnoredError, match=r"adapter 'untrained' .* leaves the base"):
+        HFGenerator(tiny_model, {"untrained": str(tmp_path)}, GREEDY, dtype="float32")
+
+
+# --------------------------------------------------------------------------- the pool
+
+
+@pytest.mark.parametrize(
+    ("concurrency", "num_cpus", "cluster", "fixed", "expected"),
+    [
+        (2, 1.0, 2.0, True, 2),
+        (4, 1.0, 2.0, True, 2),  # shrunk to what fits a Ray that cannot grow
+        (4, 1.0, 2.0, False, 4),  # an autoscaler may add the rest
+        (3, 0.5, 2.0, True, 3),
+    ],
+)
+def test_the_pool_is_what_the_cluster_can_hold(concurrency, num_cpus, cluster, fixed, expected):
+    g = GenerateSection(concurrency=concurrency, num_cpus=num_cpus)
+    assert actor_pool_size(g, {"CPU": cluster}, fixed) == expected
+
+
+def test_an_actor_no_node_can_hold_is_refused():
+    with pytest.raises(
+        ResourceBudgetError, match=r"generate.num_cpus=4 per engine actor, .* 2 CPU"
+    ):
+        actor_pool_size(GenerateSection(num_cpus=4.0), {"CPU": 2.0}, True)
+
+
+def test_blocks_are_four_per_actor_and_never_empty():
+    df = pd.DataFrame({"id": range(10)})
+    blocks = _blocks(df, 1)
+    assert [len(b) for b in blocks] == [2, 3, 3, 2]
+    assert pd.concat(blocks)["id"].tolist() == list(range(10))
+    assert len(_blocks(df, 2)) == 8 and [len(b) for b in _blocks(df.iloc[:3], 2)] == [1, 1, 1]
+    assert len(_blocks(df.iloc[:1], 4)) == 1
+
+
+def test_fault_drills_come_from_the_environment(monkeypatch):
+    monkeypatch.delenv("RAYSYS_FAULTS", raising=False)
+    assert _faults() == {}
+    monkeypatch.setenv("RAYSYS_FAULTS", "engine_exit_at_block=2,crash_at_step=3")
+    faults = _faults()
+    assert faults["engine_exit_at_block"] == 2 and "crash_at_step" not in faults
+    assert faults["marker"].endswith("/died")
