@@ -83,7 +83,7 @@ def _check(field: str, ref: str, need: str) -> Task:
     if need == "vote" and task.kind != "classification":
         raise _Refused(
             field,
-            f"{ref} is a {task.kind} task, not a classification task; majority voting "
+            f"{ref} is not a classification task (it is {task.kind}); majority voting "
             "needs a label set",
         )
     return task

@@ -246,8 +246,10 @@ def test_stage_table_changes_against_the_previous_stage():
     ],
 )
 def test_pipeline_config_errors_name_the_field(overrides, expected):
+    from raysys.tasks.checks import load  # the config's checks, then the tasks it names
+
     with pytest.raises(ConfigError, match=expected):
-        load_config(PipelineConfig, TINY, overrides)
+        load(PipelineConfig, TINY, overrides)
 
 
 def test_a_sweep_without_an_all_tasks_trial_is_refused_before_anything_is_written(tmp_path):

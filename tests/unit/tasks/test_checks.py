@@ -19,7 +19,7 @@ from raysys.tasks.checks import check_tasks, load
         (
             SynthConfig,
             ["synth.task=fin_ner"],
-            "synth.task: fin_ner is a ner task, not a classification",
+            "synth.task: fin_ner is not a classification task (it is ner)",
         ),
         (SweepConfig, ["sweep.tasks=[nope]"], "sweep.tasks: unknown task 'nope'"),
         (SweepConfig, ["sweep.eval_tasks=[fomc_stance,nope]"], "sweep.eval_tasks: unknown task"),
@@ -31,7 +31,7 @@ from raysys.tasks.checks import check_tasks, load
         (
             PipelineConfig,
             ["pipeline.synth_tasks=[numeric_qa]"],
-            "pipeline.synth_tasks: numeric_qa is a numeric task",
+            "pipeline.synth_tasks: numeric_qa is not a classification task (it is numeric)",
         ),
         (
             PipelineConfig,
