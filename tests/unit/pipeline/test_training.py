@@ -20,11 +20,9 @@ def test_the_gold_cocktail_weighs_every_task_equally():
     }
 
 
-def test_no_training_without_data(tmp_path):
-    import ray
+def test_no_training_without_data(tmp_path, no_ray):
 
     cfg = load_config(PipelineConfig, REPO / "configs" / "pipeline_tiny.yaml")
     study = Study(cfg, "m", tmp_path, Stages(tmp_path, 1))
     with pytest.raises(UserError, match=r"pipeline: no training data"):
         train(study, None, cfg.train, tmp_path / "sft")
-    assert not ray.is_initialized()

@@ -17,15 +17,13 @@ def _cfg(tmp_path, *overrides: str) -> SweepConfig:
     return load_config(SweepConfig, TINY, [f"run.storage_path={tmp_path / 'runs'}", *overrides])
 
 
-def test_dry_run_plans_the_grid_on_the_local_cpus_without_ray(tmp_path):
-    import ray
+def test_dry_run_plans_the_grid_on_the_local_cpus_without_ray(tmp_path, no_ray):
 
     trials, plan = dry_run(_cfg(tmp_path, "ray.num_cpus=3"))
     assert len(trials) == 4
     assert {t.fraction for t in trials} == {0.5, 1.0}
     assert plan.available == {"CPU": 3.0} and plan.per_trial == {"CPU": 1.0}
     assert plan.concurrency == 3 and "CPUs available" in plan.why
-    assert not ray.is_initialized()
     assert not (tmp_path / "runs").exists()
 
 

@@ -51,13 +51,8 @@ def _sft_rows(n: int = 4) -> list[dict]:
 
 
 @pytest.fixture(autouse=True)
-def _no_ray(monkeypatch):
-    import ray
-
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    assert not ray.is_initialized()
+def _no_ray(no_ray):
     yield
-    assert not ray.is_initialized()
 
 
 # --------------------------------------------------------------------------- budgets
