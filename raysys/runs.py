@@ -26,6 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from raysys import console
 from raysys.config import dump_config, resolve_run_id
 from raysys.errors import UserError
 from raysys.io import write_json, write_text
@@ -198,6 +199,7 @@ def open_run(cfg: BaseModel, check: bool = True) -> RunDir:
     write_text(run_dir / "config.yaml", redact(dump_config(cfg)))
     run_dir.keep("config.yaml")
     log.info("run directory: %s", run_dir.shown())
+    console.attach_run(run_dir.path)
     return run_dir
 
 

@@ -6,6 +6,8 @@ import logging
 import os
 from typing import Any
 
+from raysys import console
+
 log = logging.getLogger(__name__)
 
 # Workers print through the driver: keep their logs to what a person reads.
@@ -37,16 +39,58 @@ def init_ray(
         "runtime_env": {"env_vars": _worker_env()},
         "logging_level": logging.WARNING,
         "configure_logging": True,
+        # quiet console: workers' output stays in Ray's session logs (printed once)
+        "log_to_driver": not console.quiet(),
     }
     if target == "local":
         kwargs["num_cpus"] = num_cpus or os.cpu_count() or 1
         if temp_dir:
             kwargs["_temp_dir"] = temp_dir
     log.info("starting Ray (%s)", target)
+    console.route_library_loggers()  # what ray.init itself logs (token auth, ...)
     ray.init(**kwargs)
+    _quiet_driver_messages()
     global _STARTED_LOCALLY
     _STARTED_LOCALLY = target == "local"
     quiet_ray_data()
+    console.route_library_loggers()
+    console.note_ray_logs(_session_logs())
+
+
+def _quiet_driver_messages() -> None:
+    """Quiet console: the messages the raylet and GCS push to every driver (worker-pool
+    warnings, "worker died" notices; the errors themselves reach raysys as exceptions)
+    go to the driver's log file. Ray prints them from a listener thread through
+    `print_to_stdstream`, with no option to route them: that function is wrapped."""
+    stream = console.library_stream()
+    if stream is None:
+        return
+    import ray._private.worker as worker
+
+    original = getattr(worker, "print_to_stdstream", None)
+    if original is None or getattr(original, "_raysys", False):
+        return
+
+    def to_log(data: dict[str, Any], ignore_prefix: bool) -> None:
+        target = console.library_stream()
+        if target is None:
+            original(data, ignore_prefix)
+            return
+        for line in data.get("lines") or []:
+            target.write(f"({data.get('pid', 'ray')}) {line}\n")
+
+    to_log._raysys = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = to_log
+
+
+def _session_logs() -> str | None:
+    """This node's Ray session log folder (workers' stdout/stderr, raylet, Ray Data)."""
+    try:
+        from ray._private.worker import _global_node
+
+        return _global_node.get_logs_dir_path() if _global_node is not None else None
+    except Exception:  # noqa: BLE001 - only a hint for the operator
+        return None
 
 
 def _worker_env() -> dict[str, str]:

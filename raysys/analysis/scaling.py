@@ -140,6 +140,14 @@ def scaling_table(
             f"sweep at least {MIN_SIZES} fractions to fit a scaling law"
         )
     table = pd.DataFrame(rows)
+    unfit = table[table["fit"] != FITTED]
+    if len(unfit):
+        log.info(
+            "no scaling fit for %d of %d (task, cocktail) pairs (%s); see the report",
+            len(unfit),
+            len(table),
+            ", ".join(sorted(set(unfit["fit"]))),
+        )
     best = points.groupby("task")["metric"].max()
     table["target"] = target if target is not None else table["task"].map(best + (1 - best) / 2)
     table["d_for_target"] = [
@@ -159,7 +167,7 @@ def _fit_row(group: pd.DataFrame, n_boot: int, seed: int, confidence: float) -> 
         fit = fit_power_law(group["d"], group["metric"], n_boot, seed, confidence)
     except MissingInput as err:
         n_sizes = int(group["d"].nunique())
-        log.info("no scaling fit for %s: %s", group[["task", "cocktail"]].iloc[0].tolist(), err)
+        log.debug("no scaling fit for %s: %s", group[["task", "cocktail"]].iloc[0].tolist(), err)
         nan = dict.fromkeys(["A", "alpha", "alpha_lo", "alpha_hi", "r2"], math.nan)
         return nan | {
             "n_points": len(group),

@@ -5,7 +5,6 @@ parses, calls one library function and prints. Heavy imports wait inside `run`, 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from raysys.cli import (
@@ -27,7 +26,10 @@ COMMANDS = (quickstart, pipeline, train, evaluation, synth, sweep, report, tasks
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = "--verbose" in argv  # anywhere: `raysys sweep CFG --verbose` too
+    args, extra = parser.parse_known_args([a for a in argv if a != "--verbose"])
+    args.verbose = verbose
     # `raysys sweep CFG --dry-run a.b=c`: overrides after a flag are overrides too
     if extra and hasattr(args, "overrides") and all("=" in a and a[0] != "-" for a in extra):
         args.overrides = [*args.overrides, *extra]
@@ -36,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    _logging()
+    _logging(args.verbose)
     try:
         return args.func(args)
     except UserError as e:
@@ -47,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except OSError as e:
         return _storage_trouble(e)
+    finally:
+        from raysys import console
+
+        console.restore()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,23 +61,23 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fine-tune LLMs for a domain on Ray: LoRA SFT on Ray Train, evaluation and "
         "generation on Ray Data, task mixtures. `raysys COMMAND --help` for each command.",
     )
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show Ray's, Tune's, Train's and the libraries' own output on the console too "
+        "(default: it goes to <run dir>/logs/driver.log and Ray's session logs)",
+    )
     sub = p.add_subparsers(title="commands")
     for command in COMMANDS:
         command.add(sub)
     return p
 
 
-def _logging() -> None:
+def _logging(verbose: bool) -> None:
+    from raysys import console
     from raysys.uris import install_log_redaction
 
-    logging.basicConfig(
-        level=logging.INFO,
-        format="[raysys %(asctime)s] %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stdout,
-    )
-    for noisy in ("ray", "transformers", "datasets", "filelock", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    console.setup(verbose)
     install_log_redaction()  # a URI logged anywhere leaves without its credentials
 
 

@@ -271,7 +271,7 @@ def _existing(target: Path) -> tuple[Path, dict[str, int]] | None:
     manifest = target / "manifest.json"
     if not manifest.is_file():
         return None
-    log.info("cocktail %s: reusing %s", target.name, target)
+    log.debug("cocktail %s: reusing %s", target.name, target)
     return target / "train.parquet", json.loads(manifest.read_text())["counts"]
 
 
@@ -338,5 +338,5 @@ def materialize(
             stats["built"] = True
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    log.info("cocktail %s: %d rows %s", key, len(rows), counts)
+    log.debug("cocktail %s: %d rows %s", key, len(rows), counts)
     return target / "train.parquet", counts

@@ -171,3 +171,18 @@ def _find(exc: BaseException | None, kind: type) -> BaseException | None:
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     return None
+
+
+def collect(ds: Any, total: int, desc: str = "generating") -> pd.DataFrame:
+    """A Ray Data pipeline's rows as one frame (what `Dataset.to_pandas` gives), read block
+    by block so a bar counts the rows as they arrive, with an ETA (`raysys.console`)."""
+    import pandas as pd
+
+    from raysys.console import Progress
+
+    frames = []
+    with Progress(desc, total=total, unit="rows") as bar:
+        for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
+            frames.append(batch)
+            bar.update(len(batch))
+    return pd.concat(frames, ignore_index=True) if frames else ds.to_pandas()

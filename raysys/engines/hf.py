@@ -21,6 +21,7 @@ from raysys.engines.base import (
     ResourceBudgetError,
     Sampling,
     audit_rows,
+    collect,
     merge_eos_ids,
     output_record,
     resolve_sampling,
@@ -301,7 +302,7 @@ def generate(
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=gen_cfg.num_cpus,
     )
-    got = audit_rows(df, out.to_pandas())
+    got = audit_rows(df, collect(out, len(df)))
     retried = int((got.pop("attempts") > 1).sum())
     if retried:
         log.warning("generation: %d of %d rows were retried after engine errors", retried, len(got))

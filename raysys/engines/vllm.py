@@ -33,6 +33,7 @@ from raysys.engines.base import (
     Sampling,
     VLLMUnavailableError,
     audit_rows,
+    collect,
     merge_eos_ids,
     output_record,
     resolve_sampling,
@@ -218,7 +219,8 @@ def generate(
     loras = sorted(set(work["model"]) - {model_path})
     config = processor_config(model_path, loras, gen_cfg, dtype, plan)
     post = partial(_postprocess, keep=keep, stop_ids=stop_ids, max_tokens=s.max_new_tokens)
-    out = _run(config, post, _encoded(work, model_path, int(gen_cfg.batch_size), plan), plan)
+    encoded = _encoded(work, model_path, int(gen_cfg.batch_size), plan)
+    out = _run(config, post, encoded, plan, total=len(work))
     audit_rows(work, out, keys=["_row", "_sample"])  # every (row, sample) back exactly once
     out = out.sort_values(["_row", "_sample"], kind="stable").reset_index(drop=True)
     if s.n > 1:
@@ -256,7 +258,7 @@ def _encoded(work: pd.DataFrame, model_path: str, size: int, plan: ResourcePlan)
     )
 
 
-def _run(config: Any, postprocess: Any, ds: Any, plan: ResourcePlan) -> pd.DataFrame:
+def _run(config: Any, postprocess: Any, ds: Any, plan: ResourcePlan, total: int) -> pd.DataFrame:
     import ray
     from ray.data.llm import build_processor
 
@@ -271,9 +273,10 @@ def _run(config: Any, postprocess: Any, ds: Any, plan: ResourcePlan) -> pd.DataF
     stage = processor.get_stage_by_name("vLLMEngineStage")
     stage.map_batches_kwargs.update(max_restarts=ENGINE_RESTARTS, max_task_retries=ENGINE_RESTARTS)
     try:
-        return processor(ds).to_pandas()
+        return collect(processor(ds), total)
     except ray.exceptions.ActorDiedError as e:
         raise RuntimeError(
             f"the vLLM engine for {config.model_source} died {ENGINE_RESTARTS + 1} time(s); "
-            "its own error is in the EngineCore/Worker log lines above"
+            "its own error is in the EngineCore/Worker lines of Ray's worker logs (their "
+            "folder is printed at the start; --verbose shows them on the console)"
         ) from e

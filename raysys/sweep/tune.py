@@ -12,8 +12,10 @@ from typing import Any
 from ray.tune import Callback
 
 from raysys.config import SweepConfig
+from raysys.console import quiet
 from raysys.errors import UserError
 from raysys.sweep.grid import Plan, Trial
+from raysys.sweep.progress import SweepProgress
 from raysys.sweep.trial import sweep_trial
 
 log = logging.getLogger(__name__)
@@ -118,11 +120,27 @@ def run_tune(grid: Any, resume: bool, retry_errored: bool) -> dict[str, list[str
                 name="tune",
                 storage_path=tune_parent(cfg, grid.sweep_dir),
                 callbacks=callbacks,
-                verbose=1,
+                verbose=0 if quiet() else 1,  # quiet: our bar (sweep.progress) instead
                 failure_config=tune.FailureConfig(max_failures=cfg.sweep.max_trial_failures),
             ),
         )
-    return trial_failures(tuner.fit())
+    return trial_failures(_fit(tuner))
+
+
+def _fit(tuner: Any) -> Any:
+    """`tuner.fit()`; quiet, with Tune's legacy reporter at verbosity 0 (its new output
+    prints the experiment's table even at verbose=0): the sweep's bar says the rest."""
+    if not quiet():
+        return tuner.fit()
+    before = os.environ.get("RAY_AIR_NEW_OUTPUT")
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    try:
+        return tuner.fit()
+    finally:
+        if before is None:
+            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
+        else:
+            os.environ["RAY_AIR_NEW_OUTPUT"] = before
 
 
 def _grid_order(grid: Any) -> list[dict[str, Any]]:
@@ -142,7 +160,7 @@ def _trial_context(grid: Any) -> tuple[dict[str, Any], list[Any]]:
         "tasks_dir": str(grid.tasks_dir),  # every task's rows: trials read only these
         "threads": _threads(grid.cfg, grid.plan),
     }
-    callbacks = list(grid.callbacks)
+    callbacks = [*grid.callbacks, SweepProgress(len(grid.trials))]
     faults = faults_from_env(("sweep_exit_after_trials", "sweep_fail_trial"))
     if "sweep_exit_after_trials" in faults:
         callbacks.append(ExitAfterTrials(faults["sweep_exit_after_trials"]))

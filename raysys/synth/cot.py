@@ -29,6 +29,7 @@ from typing import Any
 
 import pandas as pd
 
+from raysys.console import Progress
 from raysys.io import write_json, write_parquet
 from raysys.tasks.base import MISSING, Task
 
@@ -172,22 +173,19 @@ def run_synthesis(
     start_index = len(list(shards.glob("*.parquet")))
     log.info("synthesis: %d inputs, %d done earlier, %d to label", len(pool), len(done), len(todo))
     clock: dict[str, float] = {"generation": 0.0, "extraction_and_vote": 0.0, "writing": 0.0}
-    for k, s in enumerate(range(0, len(todo), size)):
-        records = label_shard(task, todo[s : s + size], model_path, adapters, cfg, clock)
-        t0 = time.perf_counter()
-        write_parquet(shards / f"{start_index + k:05d}.parquet", records)  # atomic
-        if keep is not None:
-            keep(shards / f"{start_index + k:05d}.parquet")
-        clock["writing"] += time.perf_counter() - t0
-        log.info(
-            "synthesis: shard %d written (%d/%d inputs)",
-            start_index + k,
-            s + len(records),
-            len(todo),
-        )
-        if faults and faults.get("synth_crash_after_shards") == k + 1:
-            log.warning("fault injection: exiting after %d shard(s)", k + 1)
-            os._exit(1)
+    with Progress("synthesis", total=len(pool), unit="inputs") as bar:
+        bar.set(len(done))
+        for k, s in enumerate(range(0, len(todo), size)):
+            records = label_shard(task, todo[s : s + size], model_path, adapters, cfg, clock)
+            t0 = time.perf_counter()
+            write_parquet(shards / f"{start_index + k:05d}.parquet", records)  # atomic
+            if keep is not None:
+                keep(shards / f"{start_index + k:05d}.parquet")
+            clock["writing"] += time.perf_counter() - t0
+            bar.update(len(records), f"shard {start_index + k} written")
+            if faults and faults.get("synth_crash_after_shards") == k + 1:
+                log.warning("fault injection: exiting after %d shard(s)", k + 1)
+                os._exit(1)
     # phase timings and the rate describe a run that labeled its whole pool itself
     return assemble(task, pool, shards, cfg, out_dir, None if done else clock)
 

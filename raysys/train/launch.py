@@ -37,6 +37,7 @@ from raysys.train.guards import DataGuardError, TrainingDivergedError, check_col
 from raysys.train.reports import (  # noqa: F401 - read_reports is the module's public name
     REPORTS,
     ReportRecorder,
+    StepProgress,
     check_history,
     dedupe_history,
     filesystem_of,
@@ -108,7 +109,8 @@ def run_spec(
     trainer = _torch_trainer(_worker_spec(spec, out_dir), storage, name, callbacks or [])
     start = time.perf_counter()
     try:
-        result = trainer.fit()
+        with StepProgress(storage, name, f"training {name}"):
+            result = trainer.fit()
     except Exception as e:  # TrainingFailedError and friends: explain, keep the cause
         raise _explain(e, storage, name) from e
     if result.checkpoint is None:

@@ -137,3 +137,73 @@ def filesystem_of(storage: str) -> tuple[pyarrow.fs.FileSystem, str]:
     if "://" in storage:
         return pyarrow.fs.FileSystem.from_uri(storage)
     return pyarrow.fs.LocalFileSystem(), str(Path(storage).resolve())
+
+
+def latest_report(storage: str, name: str) -> dict[str, Any] | None:
+    """The newest report of run `name` (one listing, one read), or None."""
+    from pyarrow.fs import FileSelector, FileType
+
+    fs, root = filesystem_of(storage)
+    folder = f"{root}/{name}/{REPORTS}"
+    if fs.get_file_info(folder).type != FileType.Directory:
+        return None
+    names = [
+        i.path
+        for i in fs.get_file_info(FileSelector(folder))
+        if i.base_name.endswith(".json") and not i.base_name.startswith(".")
+    ]
+    if not names:
+        return None
+    with fs.open_input_stream(max(names)) as f:
+        return _parse_report(f.read())
+
+
+class StepProgress:
+    """A driver-side bar of a Ray Train run's steps, read from its report files every
+    `every_s` seconds in a thread (the workers report to Train's controller, not here).
+    Only in a CLI process (`raysys.console.active`): a sweep trial has Tune's bar."""
+
+    def __init__(self, storage: str, name: str, title: str, every_s: float = 5.0) -> None:
+        import threading
+
+        self.storage, self.name, self.title, self.every_s = storage, name, title, every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True, name="raysys-steps")
+
+    def __enter__(self) -> StepProgress:
+        from raysys.console import active
+
+        if active():
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def _poll(self) -> None:
+        from raysys.console import Progress
+
+        bar = None
+        try:
+            while not self._stop.wait(self.every_s):
+                try:
+                    report = latest_report(self.storage, self.name)
+                except OSError:
+                    continue  # storage hiccup: the next poll tries again
+                if not report or report.get("step") is None:
+                    continue
+                metrics = report.get("metrics") or {}
+                total = metrics.get("max_steps")
+                if bar is None:
+                    bar = Progress(self.title, total=total, unit="steps")
+                loss = metrics.get("loss")
+                bar.set(
+                    int(report["step"]),
+                    f"loss {loss:.3g}" if isinstance(loss, int | float) else None,
+                    total=total,
+                )
+        finally:
+            if bar is not None:
+                bar.close()
