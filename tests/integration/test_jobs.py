@@ -265,6 +265,15 @@ def test_cli_submitted_sweep_writes_results_and_report(tiny_sweep):
     assert f"Report: {sweep_dir / 'report.html'}" in logs
 
 
+def test_the_job_log_shows_raysys_lines_without_terminal_codes(tiny_sweep):
+    """The quiet console under `ray job submit`: raysys's own lines, the trial bar as
+    plain lines, no Tune table, no Train dicts, no control codes."""
+    sweep_dir, logs = tiny_sweep
+    for noise in ("Trial status", "╭", "{'loss'", "RayTrainWorker", "\r", "\x1b["):
+        assert noise not in logs, noise
+    assert "[raysys " in logs and (sweep_dir / "logs" / "driver.log").is_file()
+
+
 def test_a_trial_that_fails_once_is_retried_by_tune_and_recorded(tiny_sweep):
     sweep_dir, logs = tiny_sweep
     meta = json.loads((sweep_dir / "sweep.json").read_text())

@@ -60,7 +60,7 @@ def killed_and_resumed(ray_local, tiny_model, tmp_path_factory):
     done_before = {p.parent.name for p in sweep_dir.glob("trials/*/result.json")}
     resumed = _sweep_cli(storage, ckpt, "--resume")
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    return storage, sweep_dir, done_before, resumed.stdout
+    return storage, sweep_dir, done_before, resumed
 
 
 def test_finished_trials_are_not_run_again(killed_and_resumed):
@@ -105,13 +105,34 @@ def test_results_table_has_one_row_per_trial_and_task(killed_and_resumed):
 
 
 def test_report_has_every_section(killed_and_resumed):
-    _, sweep_dir, _, stdout = killed_and_resumed
+    _, sweep_dir, _, resumed = killed_and_resumed
+    stdout = resumed.stdout
     md = (sweep_dir / "report.md").read_text().lower()
     for section in ("transfer", "leaderboard", "scaling"):
         assert section in md
     html = (sweep_dir / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 3 and 'src="http' not in html
     assert "report.html" in stdout
+
+
+def test_the_console_holds_raysys_lines_and_the_libraries_output_is_in_the_run(
+    killed_and_resumed,
+):
+    """Quiet by default: no Tune table, no Train report dicts, no Ray warnings on the
+    console; they are in <run>/logs/driver.log and Ray's session logs (both named once)."""
+    _, sweep_dir, _, resumed = killed_and_resumed
+    lines = resumed.stdout.splitlines()
+    table = [ln for ln in lines if ln.startswith("|")]  # the results' headline
+    own = [ln for ln in lines if ln.startswith("[raysys ")]
+    rest = [ln for ln in lines if ln.strip() and ln not in table and ln not in own]
+    assert len(rest) <= 3, rest  # the summary, a retry note, "Report: ..."
+    assert len(lines) < 40, resumed.stdout
+    for noise in ("Trial status", "╭", "{'loss'", "(raylet)", "RayTrainWorker", "WARNING"):
+        assert noise not in resumed.stdout + resumed.stderr, noise
+    assert resumed.stderr.strip() == ""
+    assert any("libraries' output" in ln and "driver.log" in ln for ln in own)
+    assert any("Ray workers' output" in ln for ln in own)
+    assert (sweep_dir / "logs" / "driver.log").stat().st_size > 0
 
 
 def test_tune_keeps_tensorboard_logs_per_trial(killed_and_resumed):
