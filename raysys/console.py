@@ -217,7 +217,22 @@ def restore() -> None:
 
 
 class _ConsoleHandler(logging.StreamHandler):
-    """raysys's lines; while a tqdm bar is on the terminal they go above it."""
+    """raysys's lines; while a tqdm bar is on the terminal they go above it. A report's
+    note (raysys.analysis) is shown once per process though a pipeline builds several."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self._seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not super().filter(record):
+            return False
+        if record.name.startswith("raysys.analysis"):
+            msg = record.getMessage()
+            if msg in self._seen:
+                return False
+            self._seen.add(msg)
+        return True
 
     def emit(self, record: logging.LogRecord) -> None:
         if Progress.live:

@@ -191,6 +191,5 @@ def sweep_meta(
 def write_sweep_report(sweep_dir: Path) -> dict[str, str]:
     from raysys.analysis.report import write_report
 
-    paths = write_report(sweep_dir)
-    log.info("report: %s", paths.html)
+    paths = write_report(sweep_dir)  # it logs where the report is
     return {"markdown": str(paths.markdown), "html": str(paths.html)}

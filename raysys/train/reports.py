@@ -185,7 +185,8 @@ class StepProgress:
     def _poll(self) -> None:
         from raysys.console import Progress
 
-        bar = None
+        bar = Progress(self.title, total=None, unit="steps")
+        bar.set(0, "starting workers")
         try:
             while not self._stop.wait(self.every_s):
                 try:
@@ -195,15 +196,11 @@ class StepProgress:
                 if not report or report.get("step") is None:
                     continue
                 metrics = report.get("metrics") or {}
-                total = metrics.get("max_steps")
-                if bar is None:
-                    bar = Progress(self.title, total=total, unit="steps")
                 loss = metrics.get("loss")
                 bar.set(
                     int(report["step"]),
-                    f"loss {loss:.3g}" if isinstance(loss, int | float) else None,
-                    total=total,
+                    f"loss {loss:.3g}" if isinstance(loss, int | float) else "training",
+                    total=metrics.get("max_steps"),
                 )
         finally:
-            if bar is not None:
-                bar.close()
+            bar.close()

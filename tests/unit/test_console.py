@@ -139,9 +139,26 @@ def test_a_training_bar_reads_the_newest_report(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(console, "PLAIN_EVERY_S", 0.0)
     monkeypatch.setattr(console._State, "active", True)
     caplog.set_level(logging.INFO, logger="raysys.console")
+
+    def lines():
+        return [r.getMessage() for r in caplog.records]
+
     with StepProgress(str(tmp_path), "run", "training run", every_s=0.05):
         deadline = time.monotonic() + 10
-        while not caplog.records and time.monotonic() < deadline:
+        while not any("4/8" in ln for ln in lines()) and time.monotonic() < deadline:
             time.sleep(0.05)
-    assert caplog.records[0].getMessage().startswith("training run: 4/8 steps [")
-    assert "loss 0.25" in caplog.records[0].getMessage()
+    assert lines()[0].startswith("training run: 0 steps [00:00], starting workers")
+    assert any(ln.startswith("training run: 4/8 steps [") and "loss 0.25" in ln for ln in lines())
+
+
+def test_a_report_note_repeated_by_each_report_build_is_shown_once(capsys):
+    console.setup(verbose=False)
+    try:
+        for _ in range(3):
+            logging.getLogger("raysys.analysis.scaling").info("no scaling fit for 4 of 4")
+        logging.getLogger("raysys.pipeline").info("stage line")
+        logging.getLogger("raysys.pipeline").info("stage line")
+    finally:
+        console.restore()
+    out = capsys.readouterr().out
+    assert out.count("no scaling fit for 4 of 4") == 1 and out.count("stage line") == 2
