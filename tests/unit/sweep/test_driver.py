@@ -4,6 +4,7 @@ must not start one."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -47,11 +48,6 @@ def test_a_good_sweep_passes_with_its_run_id_fixed(tmp_path):
             r"train.num_workers x train.cpus_per_worker = 4 CPUs, but this Ray has 2",
         ),
         (["generate.num_cpus=3"], ResourceBudgetError, r"generate.num_cpus=3 per engine actor"),
-        (
-            ["sweep.mlflow.tracking_uri=http://127.0.0.1:1"],
-            UserError,
-            r"sweep.mlflow.tracking_uri needs MLflow",
-        ),
         (["sweep.cocktails=[nope.yaml]"], UserError, r"nope.yaml"),
         (
             ["train.checkpoint_storage=s3://KEY:SECRET@bucket/ckpt"],
@@ -66,6 +62,16 @@ def test_what_could_never_run_is_refused_before_anything_is_written(
     storage = tmp_path / "runs"
     with pytest.raises(error, match=match):
         check_sweep(_cfg(storage, *overrides), resume=False)
+    assert not storage.exists()
+
+
+def test_mlflow_tracking_without_the_extra_is_refused_before_anything_is_written(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # `import mlflow` raises ImportError
+    storage = tmp_path / "runs"
+    with pytest.raises(UserError, match=r"sweep.mlflow.tracking_uri needs MLflow"):
+        check_sweep(_cfg(storage, "sweep.mlflow.tracking_uri=http://127.0.0.1:1"), resume=False)
     assert not storage.exists()
 
 
