@@ -140,7 +140,18 @@ def make_grid(
 
 
 def execute(grid: Grid, resume: bool, retry_errored: bool) -> SweepOutcome:
-    """Every trial through Tune, then one test pass, the results table and the report."""
+    """Every trial through Tune, then one test pass, the results table and the report;
+    tracked in MLflow when `sweep.mlflow.tracking_uri` is set."""
+    tracking = open_tracking(grid)  # the sweep's parent run; the trial runs nest under it
+    try:
+        return _execute(grid, resume, retry_errored, tracking)
+    except BaseException:
+        if tracking:  # (finish() ends it otherwise)
+            tracking.close("FAILED")
+        raise
+
+
+def _execute(grid: Grid, resume: bool, retry_errored: bool, tracking: Any) -> SweepOutcome:
     from raysys.runs import RunDir
 
     start = time.perf_counter()
@@ -160,6 +171,8 @@ def execute(grid: Grid, resume: bool, retry_errored: bool) -> SweepOutcome:
     meta |= grid.data_stats | {"failures": failures}  # retried ones included
     _write_results(grid.sweep_dir, results, preds, meta)
     report = write_sweep_report(grid.sweep_dir)
+    if tracking:  # test scores into each trial's run, the report onto the sweep's
+        tracking.finish(finished, results, errored)
     RunDir.at(grid.sweep_dir).keep()  # object-store runs: results and report up to the store
     if errored:
         raise SweepIncompleteError(
@@ -168,6 +181,16 @@ def execute(grid: Grid, resume: bool, retry_errored: bool) -> SweepOutcome:
             "retry them with --resume --retry-errored"
         )
     return SweepOutcome(grid.sweep_dir, results, meta, errored, report)
+
+
+def open_tracking(grid: Grid) -> Any:
+    """The sweep's MLflow parent run (`raysys.sweep.tracking.SweepTracking`), with the
+    trial callback bound to it; None when `sweep.mlflow.tracking_uri` is unset."""
+    if not grid.cfg.sweep.mlflow.tracking_uri:
+        return None
+    from raysys.sweep.tracking import SweepTracking
+
+    return SweepTracking.open(grid.cfg, grid.sweep_dir, grid.callbacks)
 
 
 def _write_results(sweep_dir: Path, results: Any, preds: Any, meta: dict[str, Any]) -> None:

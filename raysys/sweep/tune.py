@@ -50,23 +50,14 @@ def cluster_resources() -> dict[str, float]:
 
 
 def tune_callbacks(cfg: SweepConfig) -> list[Any]:
-    """MLflow when configured (checked up front: a missing extra fails before any work)."""
-    out: list[Any] = []
-    ml = cfg.sweep.mlflow
-    if ml.tracking_uri:
-        try:
-            import mlflow  # noqa: F401
-            from ray.air.integrations.mlflow import MLflowLoggerCallback
-        except ImportError:
-            raise UserError(
-                "sweep.mlflow.tracking_uri needs MLflow: pip install 'raysys[mlflow]', or unset it"
-            ) from None
-        out.append(
-            MLflowLoggerCallback(
-                tracking_uri=ml.tracking_uri, experiment_name=ml.experiment, save_artifact=False
-            )
-        )
-    return out
+    """MLflow when configured (checked up front: a missing extra fails before any work);
+    the driver binds it to the sweep's parent run (`raysys.sweep.tracking`)."""
+    if not cfg.sweep.mlflow.tracking_uri:
+        return []
+    from raysys.sweep.tracking import TrialRuns, require_mlflow
+
+    require_mlflow()
+    return [TrialRuns(cfg.sweep.mlflow.tracking_uri, cfg.sweep.mlflow.experiment)]
 
 
 def trial_dirname(trial: Any) -> str:
