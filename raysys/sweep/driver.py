@@ -86,14 +86,15 @@ class Grid:
 def run_sweep(cfg: SweepConfig, resume: bool = False, retry_errored: bool = False) -> SweepOutcome:
     """Run (or resume) the grid, score every adapter on test in one pass, write the report."""
     from raysys.models import resolve_model
-    from raysys.runs import open_run
+    from raysys.runs import RunDir, open_run
     from raysys.runtime import init_ray
 
     cfg, trials, callbacks = check_sweep(cfg, resume)  # bad input refused: nothing written
     model_path = resolve_model(cfg.model.source)
     tasks = prepare_tasks(cfg, resume)  # every task's rows read and checked; nothing written
     data = prepare_data(cfg, trials, model_path)  # bad training data: refused here too
-    init_ray(cfg.ray.address, cfg.ray.num_cpus)
+    where = RunDir.of(cfg.run.storage_path, cfg.run.name, str(cfg.run.run_id))
+    init_ray(cfg.ray.address, cfg.ray.num_cpus, metadata=where.job_metadata("sweep"))
     run = open_run(cfg)
     tasks.write()  # <sweep_dir>/tasks: what trials read, never the users' files
     run.keep(TASKS_DIR)
