@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,46 @@ def require_mlflow() -> None:
         raise UserError(
             "sweep.mlflow.tracking_uri needs MLflow: pip install 'raysys[mlflow]', or unset it"
         ) from None
+
+
+def probe_server(tracking_uri: str) -> None:
+    """A tracking server answers, checked before any work with one request, no retry
+    (MLflow's client otherwise retries an unreachable server for about 4 minutes, and the
+    sweep would fail after Ray started and files were written). Non-HTTP URIs (a local
+    store) are not probed: that would create the store."""
+    from mlflow import MlflowClient
+
+    from raysys.uris import redact
+
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+    saved = {k: os.environ.get(k) for k in quick}
+    os.environ.update(quick)  # MLflow reads them per request
+    try:
+        MlflowClient(tracking_uri=tracking_uri).search_experiments(max_results=1)
+    except _tracking_errors() as e:
+        raise UserError(
+            f"sweep.mlflow.tracking_uri: no MLflow server answers at {redact(tracking_uri)} "
+            f"({_why(e)}); start it (mlflow server ...), or unset sweep.mlflow.tracking_uri"
+        ) from None
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _why(e: BaseException) -> str:
+    """The root of a failed request in a few words (MLflow's message repeats the URL and
+    urllib3's pool details)."""
+    from raysys.uris import redact
+
+    text = str(e)
+    if m := re.search(r"\[Errno -?\d+\] [^'\")\]]+", text):
+        return m.group(0).strip()
+    return redact(text.splitlines()[0] if text else type(e).__name__)[:160]
 
 
 def _quiet() -> None:

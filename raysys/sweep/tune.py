@@ -50,14 +50,17 @@ def cluster_resources() -> dict[str, float]:
 
 
 def tune_callbacks(cfg: SweepConfig) -> list[Any]:
-    """MLflow when configured (checked up front: a missing extra fails before any work);
-    the driver binds it to the sweep's parent run (`raysys.sweep.tracking`)."""
-    if not cfg.sweep.mlflow.tracking_uri:
+    """MLflow when configured (checked up front: a missing extra or a server that does not
+    answer fails before any work); the driver binds it to the sweep's parent run
+    (`raysys.sweep.tracking`)."""
+    ml = cfg.sweep.mlflow
+    if not ml.tracking_uri:
         return []
-    from raysys.sweep.tracking import TrialRuns, require_mlflow
+    from raysys.sweep.tracking import TrialRuns, probe_server, require_mlflow
 
     require_mlflow()
-    return [TrialRuns(cfg.sweep.mlflow.tracking_uri, cfg.sweep.mlflow.experiment)]
+    probe_server(ml.tracking_uri)
+    return [TrialRuns(ml.tracking_uri, ml.experiment)]
 
 
 def trial_dirname(trial: Any) -> str:

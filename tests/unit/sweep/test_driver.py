@@ -4,7 +4,9 @@ must not start one."""
 
 from __future__ import annotations
 
+import socket
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -62,6 +64,25 @@ def test_what_could_never_run_is_refused_before_anything_is_written(
     storage = tmp_path / "runs"
     with pytest.raises(error, match=match):
         check_sweep(_cfg(storage, *overrides), resume=False)
+    assert not storage.exists()
+
+
+def test_an_mlflow_server_that_does_not_answer_is_refused_before_anything_is_written(tmp_path):
+    """A closed loopback port: one line naming the field and the cause, within seconds
+    (MLflow's client alone would retry it for about 4 minutes)."""
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    storage = tmp_path / "runs"
+    start = time.monotonic()
+    with pytest.raises(UserError) as err:
+        check_sweep(_cfg(storage, f"sweep.mlflow.tracking_uri=http://127.0.0.1:{port}"), False)
+    assert time.monotonic() - start < 30
+    msg = str(err.value)
+    assert msg.startswith(
+        f"sweep.mlflow.tracking_uri: no MLflow server answers at http://127.0.0.1:{port} ("
+    )
+    assert "Connection refused" in msg and "\n" not in msg and len(msg) < 300, msg
     assert not storage.exists()
 
 
