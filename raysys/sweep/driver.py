@@ -13,6 +13,8 @@ Layout of a sweep directory `<run.storage_path>/<run.name>/<run_id>/`:
 - `results.parquet|csv` (one row per (trial, task)), `test_predictions.parquet`,
   `sweep.json` (wall time, concurrency, data cache), and the report
   (`report.md`, `report.html`, `plots/`).
+- `mlflow.json` with `sweep.mlflow.tracking_uri` set: the MLflow experiment and the ids of
+  the sweep's parent run and its trial runs (`raysys.sweep.tracking`).
 
 `run_sweep` is the job (every check, then the grid); `make_grid` and `execute` are
 the grid alone, which the pipeline's SFT stage calls with its own checks done.
