@@ -351,7 +351,8 @@ class SweepTracking:
             for tid, res in sorted(finished.items()):
                 if tid in runs:
                     self._finish_trial(runs[tid], tid, res, results)
-            self._log_scores(self.parent_run_id, _scores(results, "base", prefix="base/"), 0)
+            parent = self.client.get_run(self.parent_run_id)
+            self._log_scores(parent, _scores(results, "base", prefix="base/"), 0)
             for name in REPORT_FILES:
                 if (self.sweep_dir / name).is_file():
                     self.client.log_artifact(self.parent_run_id, str(self.sweep_dir / name))
@@ -369,20 +370,20 @@ class SweepTracking:
 
     def _finish_trial(self, run: Any, tid: str, res: dict[str, Any], results: Any) -> None:
         step = int(res.get("train", {}).get("step") or 0)
-        scores = {
-            k: v for k, v in _scores(results, tid).items() if run.data.metrics.get(k) != v
-        }  # what Tune's last report did not log already
-        self._log_scores(run.info.run_id, scores, step)
+        self._log_scores(run, _scores(results, tid), step)
         if run.data.tags.get(ADAPTER_TAG) != "true":
             log_adapter(self.client, run.info.run_id, Path(res["adapter"]))
 
-    def _log_scores(self, run_id: str, scores: dict[str, float], step: int) -> None:
+    def _log_scores(self, run: Any, scores: dict[str, float], step: int) -> None:
+        """`scores` into `run`, leaving out what it holds already (Tune's last report
+        logged the trial-time validation scores; a resumed sweep finishes twice)."""
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        metrics = [Metric(k, v, now, step) for k, v in scores.items()]
-        if metrics:
-            self.client.log_batch(run_id, metrics=metrics)
+        new = {k: v for k, v in scores.items() if run.data.metrics.get(k) != v}
+        if new:
+            metrics = [Metric(k, v, now, step) for k, v in new.items()]
+            self.client.log_batch(run.info.run_id, metrics=metrics)
 
     def _trial_runs(self) -> dict[str, Any]:
         """Every trial run under the parent, by trial id."""

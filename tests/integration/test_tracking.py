@@ -119,6 +119,9 @@ def _sweep_cli(storage: Path, url: str, *extra: str, faults: str = "") -> None:
         f"run.storage_path={storage}",
         "run.run_id=m1",
         "sweep.fractions=[1.0]",  # 2 trials: one per task
+        # validation rides along in the one test pass (no engine per trial): cheaper, and
+        # its scores reach the trial runs from the driver, not from Tune's last report
+        "sweep.validate_in=final",
         f"sweep.mlflow.tracking_uri={url}",
         f"sweep.mlflow.experiment={EXPERIMENT}",
         *extra,
