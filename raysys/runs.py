@@ -151,6 +151,15 @@ class RunDir:
         self.keep(sub)
         return self.shown(sub)
 
+    def job_metadata(self, command: str) -> dict[str, str]:
+        """What the Ray job of `command` on this run says about it (`init_ray(metadata=)`):
+        the dashboard's job list then tells one study from another."""
+        return {
+            "raysys_command": command,
+            "raysys_run": f"{self.path.parent.name}/{self.path.name}",  # <name>/<run_id>
+            "raysys_run_dir": self.shown(),  # the path, or the URI without its options
+        }
+
     def stage(self, sub: str | Path, title: str, fn: Callable[[Path], Any]) -> Any:
         """Run `fn(<run>/<sub>)` once (see `stage`); its files reach the store with it."""
         return stage(self.path / sub, title, fn)

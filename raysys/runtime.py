@@ -25,10 +25,18 @@ WORKER_ENV = {
 
 
 def init_ray(
-    address: str | None = None, num_cpus: int | None = None, temp_dir: str | None = None
+    address: str | None = None,
+    num_cpus: int | None = None,
+    temp_dir: str | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> None:
     """Connect to `address`, else $RAY_ADDRESS (set under `ray job submit`), else start a
-    private local instance: never attach to a stranger's cluster by accident."""
+    private local instance: never attach to a stranger's cluster by accident.
+
+    `metadata` (e.g. the run's name and directory) goes into this driver's job config,
+    which the dashboard's job list and `ray list jobs` show for a driver that attached
+    itself; a `ray job submit` job shows its `--metadata-json` instead (Ray merges that
+    over this, and keeps it in the job config too)."""
     import ray
 
     if ray.is_initialized():
@@ -42,6 +50,10 @@ def init_ray(
         # quiet console: workers' output stays in Ray's session logs (printed once)
         "log_to_driver": not console.quiet(),
     }
+    if metadata:
+        from ray.job_config import JobConfig
+
+        kwargs["job_config"] = JobConfig(metadata=dict(metadata))
     if target == "local":
         kwargs["num_cpus"] = num_cpus or os.cpu_count() or 1
         if temp_dir:

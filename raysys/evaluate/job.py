@@ -98,7 +98,7 @@ def run_eval_job(cfg: EvalConfig) -> tuple[Path, pd.DataFrame]:
         raise UserError("eval: nothing to evaluate; add eval.adapters or set eval.include_base")
     run_dir = open_run_with_tasks(cfg, task_needs(cfg))  # <run>/tasks: the rows evaluated
     tasks = task_rows(cfg)
-    init_ray(cfg.ray.address, cfg.ray.num_cpus)
+    init_ray(cfg.ray.address, cfg.ray.num_cpus, metadata=run_dir.job_metadata("eval"))
     if resolve_engine(cfg.generate.engine) == "vllm" and adapters and cfg.eval.parity_probes:
         vllm_parity(model_path, adapters, cfg, tasks, run_dir.path)
     records = run_dir.stage(

@@ -60,7 +60,7 @@ def run_pipeline(cfg: PipelineConfig, resume: bool = False) -> PipelineOutcome:
     run = open_run(cfg, check=False)  # stages are keyed by config: a changed one is fine
     tasks.write()  # <run>/tasks: every stage (and the sweep's trials) reads these rows
     run.keep(TASKS_DIR)
-    init_ray(cfg.ray.address, cfg.ray.num_cpus)
+    init_ray(cfg.ray.address, cfg.ray.num_cpus, metadata=run.job_metadata("pipeline"))
     start = time.perf_counter()
     study = Study(cfg, model_path, run.path, Stages(run.path, stage_count(cfg)))
     run_stages(study)

@@ -13,6 +13,8 @@ Layout of a sweep directory `<run.storage_path>/<run.name>/<run_id>/`:
 - `results.parquet|csv` (one row per (trial, task)), `test_predictions.parquet`,
   `sweep.json` (wall time, concurrency, data cache), and the report
   (`report.md`, `report.html`, `plots/`).
+- `mlflow.json` with `sweep.mlflow.tracking_uri` set: the MLflow experiment and the ids of
+  the sweep's parent run and its trial runs (`raysys.sweep.tracking`).
 
 `run_sweep` is the job (every check, then the grid); `make_grid` and `execute` are
 the grid alone, which the pipeline's SFT stage calls with its own checks done.
@@ -86,14 +88,15 @@ class Grid:
 def run_sweep(cfg: SweepConfig, resume: bool = False, retry_errored: bool = False) -> SweepOutcome:
     """Run (or resume) the grid, score every adapter on test in one pass, write the report."""
     from raysys.models import resolve_model
-    from raysys.runs import open_run
+    from raysys.runs import RunDir, open_run
     from raysys.runtime import init_ray
 
     cfg, trials, callbacks = check_sweep(cfg, resume)  # bad input refused: nothing written
     model_path = resolve_model(cfg.model.source)
     tasks = prepare_tasks(cfg, resume)  # every task's rows read and checked; nothing written
     data = prepare_data(cfg, trials, model_path)  # bad training data: refused here too
-    init_ray(cfg.ray.address, cfg.ray.num_cpus)
+    where = RunDir.of(cfg.run.storage_path, cfg.run.name, str(cfg.run.run_id))
+    init_ray(cfg.ray.address, cfg.ray.num_cpus, metadata=where.job_metadata("sweep"))
     run = open_run(cfg)
     tasks.write()  # <sweep_dir>/tasks: what trials read, never the users' files
     run.keep(TASKS_DIR)
@@ -140,7 +143,18 @@ def make_grid(
 
 
 def execute(grid: Grid, resume: bool, retry_errored: bool) -> SweepOutcome:
-    """Every trial through Tune, then one test pass, the results table and the report."""
+    """Every trial through Tune, then one test pass, the results table and the report;
+    tracked in MLflow when `sweep.mlflow.tracking_uri` is set."""
+    tracking = open_tracking(grid)  # the sweep's parent run; the trial runs nest under it
+    try:
+        return _execute(grid, resume, retry_errored, tracking)
+    except BaseException:
+        if tracking:  # (finish() ends it otherwise)
+            tracking.close("FAILED")
+        raise
+
+
+def _execute(grid: Grid, resume: bool, retry_errored: bool, tracking: Any) -> SweepOutcome:
     from raysys.runs import RunDir
 
     start = time.perf_counter()
@@ -160,6 +174,8 @@ def execute(grid: Grid, resume: bool, retry_errored: bool) -> SweepOutcome:
     meta |= grid.data_stats | {"failures": failures}  # retried ones included
     _write_results(grid.sweep_dir, results, preds, meta)
     report = write_sweep_report(grid.sweep_dir)
+    if tracking:  # test scores into each trial's run, the report onto the sweep's
+        tracking.finish(finished, results, errored)
     RunDir.at(grid.sweep_dir).keep()  # object-store runs: results and report up to the store
     if errored:
         raise SweepIncompleteError(
@@ -168,6 +184,16 @@ def execute(grid: Grid, resume: bool, retry_errored: bool) -> SweepOutcome:
             "retry them with --resume --retry-errored"
         )
     return SweepOutcome(grid.sweep_dir, results, meta, errored, report)
+
+
+def open_tracking(grid: Grid) -> Any:
+    """The sweep's MLflow parent run (`raysys.sweep.tracking.SweepTracking`), with the
+    trial callback bound to it; None when `sweep.mlflow.tracking_uri` is unset."""
+    if not grid.cfg.sweep.mlflow.tracking_uri:
+        return None
+    from raysys.sweep.tracking import SweepTracking
+
+    return SweepTracking.open(grid.cfg, grid.sweep_dir, grid.callbacks)
 
 
 def _write_results(sweep_dir: Path, results: Any, preds: Any, meta: dict[str, Any]) -> None:

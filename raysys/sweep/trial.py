@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 # Scalars only: Tune logs every reported key to its CSV/JSON/TensorBoard files.
 _SCALARS = (int, float, str, bool)
+# The key only a finished trial's last report has (its Train reports have none).
+FINAL_METRIC = "val_main_mean"
 
 
 class TrainToTune(TuneReportCallback):
@@ -234,7 +236,7 @@ def tune_metrics(result: dict[str, Any]) -> dict[str, Any]:
     val = result["validation"]
     mains = [m["main"] for m in val.values() if m.get("main") is not None]
     out: dict[str, Any] = {f"val_main/{t}": m["main"] for t, m in val.items()}
-    out["val_main_mean"] = sum(mains) / len(mains) if mains else float("nan")
+    out[FINAL_METRIC] = sum(mains) / len(mains) if mains else float("nan")
     train = result["train"]
     for key in ("train_loss", "train_tokens", "tokens_per_second", "step"):
         if isinstance(train.get(key), _SCALARS):

@@ -52,23 +52,17 @@ def cluster_resources() -> dict[str, float]:
 
 
 def tune_callbacks(cfg: SweepConfig) -> list[Any]:
-    """MLflow when configured (checked up front: a missing extra fails before any work)."""
-    out: list[Any] = []
+    """MLflow when configured (checked up front: a missing extra or a server that does not
+    answer fails before any work); the driver binds it to the sweep's parent run
+    (`raysys.sweep.tracking`)."""
     ml = cfg.sweep.mlflow
-    if ml.tracking_uri:
-        try:
-            import mlflow  # noqa: F401
-            from ray.air.integrations.mlflow import MLflowLoggerCallback
-        except ImportError:
-            raise UserError(
-                "sweep.mlflow.tracking_uri needs MLflow: pip install 'raysys[mlflow]', or unset it"
-            ) from None
-        out.append(
-            MLflowLoggerCallback(
-                tracking_uri=ml.tracking_uri, experiment_name=ml.experiment, save_artifact=False
-            )
-        )
-    return out
+    if not ml.tracking_uri:
+        return []
+    from raysys.sweep.tracking import TrialRuns, probe_server, require_mlflow
+
+    require_mlflow()
+    probe_server(ml.tracking_uri)
+    return [TrialRuns(ml.tracking_uri, ml.experiment)]
 
 
 def trial_dirname(trial: Any) -> str:

@@ -37,7 +37,7 @@ def run_synth_job(cfg: SynthConfig) -> tuple[Path, dict[str, Any]]:
     # the pool and the test rows it must not contain, checked, then in <run>/tasks
     run_dir = open_run_with_tasks(cfg, [synth_need(cfg.synth)])
     pool, pool_stats = build_pool(task, cfg, cfg.run.seed)
-    init_ray(cfg.ray.address, cfg.ray.num_cpus)
+    init_ray(cfg.ray.address, cfg.ray.num_cpus, metadata=run_dir.job_metadata("synth"))
     faults = faults_from_env(("synth_crash_after_shards",))
     stats = run_dir.stage(
         "synth",

@@ -49,7 +49,7 @@ def run_train_job(cfg: TrainConfig) -> tuple[Path, dict[str, Any]]:
     preflight(train_path, model_path, spec)
     check_local_budget(cfg.train, cfg.ray)
     run_dir = open_run(cfg)
-    init_ray(cfg.ray.address, cfg.ray.num_cpus)
+    init_ray(cfg.ray.address, cfg.ray.num_cpus, metadata=run_dir.job_metadata("train"))
     summary = run_dir.stage(
         "train",
         f"LoRA {spec.method.upper()} on Ray Train",

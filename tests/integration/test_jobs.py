@@ -47,6 +47,7 @@ TINY = "configs/sweep_tiny.yaml"
 @dataclass
 class Head:
     address: str  # the dashboard's HTTP address, for `ray job` and JobSubmissionClient
+    gcs: str  # host:port of the head's GCS, where a driver attaches (RAY_ADDRESS)
     env: dict[str, str]  # environment for `ray job` CLI calls: auth mode and token
     token: str
     temp_dir: str
@@ -154,7 +155,8 @@ def head():
     try:
         started = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
         assert started.returncode == 0, started.stdout[-3000:] + started.stderr[-3000:]
-        yield Head(f"http://127.0.0.1:{ports['dashboard-port']}", env, token, temp_dir)
+        dashboard = f"http://127.0.0.1:{ports['dashboard-port']}"
+        yield Head(dashboard, f"127.0.0.1:{ports['port']}", env, token, temp_dir)
     finally:
         survivors = _stop_head(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)
@@ -232,6 +234,8 @@ def tiny_sweep(head, client, tmp_path_factory):
         "cluster/runtime_env.yaml",
         "--submission-id",
         sid,
+        "--metadata-json",  # as README "Run on a cluster" says: the job list names the run
+        json.dumps({"raysys_run": "sweep_tiny/j1", "raysys_run_dir": str(storage)}),
         "--no-wait",
         "--",
         "env",
@@ -254,15 +258,51 @@ def tiny_sweep(head, client, tmp_path_factory):
             for p in Path(head.temp_dir).glob("session_*/artifacts/*/tune/**/error.txt")
         )
         pytest.fail(f"{status[-3000:]}\nlogs:\n{logs[-6000:]}\ntrial errors:{errors}")
-    return storage / "sweep_tiny" / "j1", logs
+    return storage / "sweep_tiny" / "j1", logs, sid
 
 
-def test_cli_submitted_sweep_writes_results_and_report(tiny_sweep):
-    sweep_dir, logs = tiny_sweep
+def test_cli_submitted_sweep_writes_results_and_report(tiny_sweep, client):
+    sweep_dir, logs, sid = tiny_sweep
     res = pd.read_parquet(sweep_dir / "results.parquet")
     assert len(res) == (4 + 1) * 2  # 4 trials + the base model, x 2 tasks
     assert (sweep_dir / "report.html").is_file()
     assert f"Report: {sweep_dir / 'report.html'}" in logs
+    # the job list shows the submission's metadata (the driver's own merges under it)
+    assert client.get_job_info(sid).metadata["raysys_run"] == "sweep_tiny/j1"
+
+
+def test_a_raysys_driver_attached_to_the_cluster_names_its_run_in_the_job_list(
+    head, client, tmp_path
+):
+    """A raysys command that attaches to the cluster itself (RAY_ADDRESS, no `ray job
+    submit`) is a driver job; its job config carries the run's name and directory, which
+    the dashboard's job list (and `ray list jobs --detail`) shows."""
+    from ray.job_submission import JobType
+
+    driver = (
+        "import ray\n"
+        "from raysys.runs import RunDir\n"
+        "from raysys.runtime import init_ray\n"
+        f"run = RunDir.of({str(tmp_path)!r}, 'study', 'r1')\n"
+        "init_ray(metadata=run.job_metadata('sweep'))\n"
+        "print(ray.get_runtime_context().get_job_id())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", driver],
+        env={**head.env, "RAY_ADDRESS": head.gcs},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    job_id = out.stdout.split()[-1]
+    jobs = {j.job_id: j for j in client.list_jobs() if j.type == JobType.DRIVER}
+    assert jobs[job_id].metadata == {
+        "raysys_command": "sweep",
+        "raysys_run": "study/r1",
+        "raysys_run_dir": str(tmp_path / "study" / "r1"),
+    }
 
 
 def test_the_job_log_shows_raysys_lines_without_terminal_codes(tiny_sweep):
@@ -275,7 +315,7 @@ def test_the_job_log_shows_raysys_lines_without_terminal_codes(tiny_sweep):
 
 
 def test_a_trial_that_fails_once_is_retried_by_tune_and_recorded(tiny_sweep):
-    sweep_dir, logs = tiny_sweep
+    sweep_dir, logs, _ = tiny_sweep
     meta = json.loads((sweep_dir / "sweep.json").read_text())
     assert meta["finished"] == 4 and meta["errored"] == []
     failed = json.loads((sweep_dir / "grid.json").read_text())[1]["trial_id"]
@@ -321,7 +361,7 @@ def test_client_dry_run_prints_the_trials(client):
 
 
 def test_client_report_job_rewrites_the_report(client, tiny_sweep):
-    sweep_dir, _ = tiny_sweep
+    sweep_dir, _, _ = tiny_sweep
     (sweep_dir / "report.html").unlink()
     status, logs = _submit(client, f"python jobs/report.py {sweep_dir}")
     assert status == "SUCCEEDED", logs

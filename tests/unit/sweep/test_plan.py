@@ -3,6 +3,8 @@ new local Ray, with no Ray started and nothing written."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from raysys.config import SweepConfig, load_config
@@ -44,7 +46,8 @@ def test_dry_run_follows_the_workers_and_an_explicit_cap(tmp_path):
     assert short.concurrency == 1 and "an autoscaler may add more" in short.why
 
 
-def test_dry_run_refuses_what_the_real_run_would(tmp_path):
+def test_dry_run_refuses_what_the_real_run_would(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # the extra is not installed
     with pytest.raises(UserError, match="sweep.mlflow.tracking_uri needs MLflow"):
         dry_run(_cfg(tmp_path, "sweep.mlflow.tracking_uri=http://127.0.0.1:1"))
     with pytest.raises(UserError, match="sweep.fractions"):
