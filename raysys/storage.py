@@ -334,6 +334,61 @@ def exists(uri: str) -> bool:
     return bool(_remote_files(fs, root.rstrip("/")))  # object-store folders exist by their objects
 
 
+def listing(
+    location: str, prune: tuple[str, ...] = (), field: str = "location"
+) -> dict[str, tuple[int, float]]:
+    """Every file under a local folder or an object-store prefix, without fetching any:
+    relative path -> (size, mtime). Folders named in `prune` are left out (not walked
+    locally; an object store lists them anyway), and so are dotfiles (temp files of atomic
+    writes, marks). Empty when nothing is there."""
+    if not is_remote(location):
+        return _local_listing(local_root(location, field=field), set(prune))
+    try:
+        fs, root = filesystem(location, field)
+        infos = _remote_files(fs, root.rstrip("/"))
+    except OSError as e:
+        raise SyncError(f"cannot list {bare(location)} ({one_line(e)})") from None
+    return {
+        rel: (i.size, _mtime(i))
+        for rel, i in infos.items()
+        if not any(_skipped(p) or p in prune for p in rel.split("/"))
+    }
+
+
+def _local_listing(root: Path, prune: set[str]) -> dict[str, tuple[int, float]]:
+    out: dict[str, tuple[int, float]] = {}
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in prune and not _skipped(d)]
+        for name in files:
+            if _skipped(name):
+                continue
+            path = Path(folder, name)
+            try:
+                st = path.stat()
+            except FileNotFoundError:  # replaced or removed while walking a running job
+                continue
+            out[path.relative_to(root).as_posix()] = (st.st_size, st.st_mtime)
+    return out
+
+
+def read_bytes(location: str, field: str = "location") -> bytes | None:
+    """A local file's or an object's bytes; None when it is gone (a running job replaces
+    files)."""
+    if not is_remote(location):
+        try:
+            return local_root(location, field=field).read_bytes()
+        except (FileNotFoundError, IsADirectoryError):
+            return None
+    try:
+        fs, path = filesystem(location, field)
+        with fs.open_input_stream(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise SyncError(f"cannot read {bare(location)} ({one_line(e)})") from None
+
+
 def subfolders(uri: str) -> list[str]:
     """Names of the folders directly under `uri` (none when it does not exist)."""
     import pyarrow.fs as pafs
