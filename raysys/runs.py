@@ -197,6 +197,12 @@ class RunFiles:
     def mtime(self, rel: str) -> float | None:
         return self.files[rel][1] if rel in self.files else None
 
+    def fresh(self, rel: str) -> bool:
+        """`rel` exists and was written since this run of its job began (every start and
+        resume rewrites config.yaml): not a summary an earlier, resumed run left."""
+        written, begun = self.mtime(rel), self.mtime("config.yaml")
+        return written is not None and (begun is None or written >= begun)
+
     def newest(self, prefix: str = "") -> float | None:
         """The latest write under `prefix` (a folder; "" for the whole run)."""
         head = prefix.strip("/") + "/" if prefix else ""

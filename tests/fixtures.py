@@ -44,6 +44,19 @@ def quirky_rows(n: int = 400, seed: int = 0, start: int = 0) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- run trees
 
+
+def status_of(run_dir: Path) -> str:
+    """What `raysys status RUN_DIR` prints (it must succeed)."""
+    import contextlib
+    import io
+
+    from raysys.cli import main
+
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        assert main(["status", str(run_dir)]) == 0
+    return out.getvalue()
+
+
 SWEEP_TINY = REPO / "configs" / "sweep_tiny.yaml"
 PIPELINE_TINY = REPO / "configs" / "pipeline_tiny.yaml"
 
@@ -94,8 +107,9 @@ def finish_sweep(cfg: Any, sweep_dir: Path, failures: dict[str, list[str]], when
     plan = plan_resources(cfg, len(trials), {"CPU": 2.0})
     meta = sweep_meta(cfg, trials, finished, errored, plan, 60.0, False)
     write_json(sweep_dir / "sweep.json", meta | {"failures": failures})
-    write_text(sweep_dir / "report.html", "<html></html>")
-    os.utime(sweep_dir / "sweep.json", (when, when))
+    write_text(sweep_dir / "report.html", "<html></html>")  # written after sweep.json
+    for name in ("sweep.json", "report.html"):
+        os.utime(sweep_dir / name, (when, when))
 
 
 _TUNE_STATUS = {

@@ -5,8 +5,9 @@ A stage is done when `<name>-<key>/stage.json` exists (`runs.stage`); a stage fo
 without it is the stage running (or one an interrupted run left). The config's
 `stage_plan` orders them and says what is left; a planned stage without a folder before
 the last one that ran was left out (the DPO gate, a round that kept no row). The SFT
-sweep lives in `sft-<key>/sweep/grid/` and is read as a sweep. `pipeline.json` newer than
-`config.yaml` (rewritten on every start and resume): this run of the pipeline finished.
+sweep lives in `sft-<key>/sweep/grid/` and is read as a sweep. `pipeline.json` and then
+`report.html` newer than `config.yaml` (rewritten on every start and resume): this run of
+the pipeline finished.
 """
 
 from __future__ import annotations
@@ -19,7 +20,15 @@ from typing import Any
 from raysys.errors import UserError
 from raysys.pipeline.stages import stage_plan
 from raysys.runs import RunFiles
-from raysys.sweep.status import SweepStatus, duration, listed, quiet, since, sweep_status
+from raysys.sweep.status import (
+    SweepStatus,
+    duration,
+    listed,
+    quiet,
+    report_line,
+    since,
+    sweep_status,
+)
 
 DONE, RUNNING, PENDING = "done", "running", "pending"
 SKIPPED = "skipped"  # the run went past it without a folder: the DPO gate, an empty round
@@ -90,7 +99,7 @@ class PipelineStatus:
         for state in STATES:
             names = [_named(s) for s in self.of(state)]
             if names:
-                out.append(f"  {state:<8}{listed(names)}")
+                out.append(f"  {state:<8}{listed(names, None)}")  # a few, each worth a look
         return out
 
     def _remaining(self, now: float) -> str:
@@ -122,7 +131,7 @@ def pipeline_status(run: RunFiles, now: float) -> PipelineStatus:
     """A pipeline's state from its files: each planned stage done / running / pending /
     left out, times, the SFT sweep's trials, the last error and the report."""
     config = run.config()
-    finished = _fresh(run, "pipeline.json")
+    finished = run.fresh("pipeline.json") and run.fresh("report.html")  # the report last
     dirs = stage_dirs(run)
     plan = planned(config) or sorted(dirs, key=_written(run, dirs))
     stages = stage_states(run, plan, dirs, finished)
@@ -135,11 +144,11 @@ def pipeline_status(run: RunFiles, now: float) -> PipelineStatus:
         finished=finished,
         stages=stages,
         started=run.mtime("config.yaml"),
-        ended=run.mtime("pipeline.json") if finished else None,
+        ended=run.mtime("report.html") if finished else None,
         updated=run.newest(),
         sweep=sweep,
         sweep_dir=sweep_root if sweep is not None else None,
-        report=run.shown("report.html") if run.has("report.html") else None,
+        report=report_line(run, run.fresh("report.html")),
     )
 
 
@@ -196,11 +205,6 @@ def stage_states(
 
 def _written(run: RunFiles, dirs: dict[str, str]) -> Any:
     return lambda name: run.newest(dirs[name]) or 0.0
-
-
-def _fresh(run: RunFiles, summary: str) -> bool:
-    written, begun = run.mtime(summary), run.mtime("config.yaml")
-    return written is not None and (begun is None or written >= begun)
 
 
 def _named(s: StageStatus) -> str:

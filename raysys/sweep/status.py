@@ -10,8 +10,8 @@ What each file says:
   and last result (every `sweep.snapshot_seconds`; the newest session is the current one)
 - `tune/<id>/error.txt`: each failure of a trial, retried or final
 - `config.yaml`: rewritten when the sweep starts or resumes; `sweep.json` newer than it:
-  this run of the sweep finished (its errored trials, failures, concurrency)
-- `report.html`: the report
+  this run of the sweep has its results (its errored trials, failures, concurrency)
+- `report.html` newer than config.yaml: the report of this run; the sweep is finished
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class TrialStatus:
 @dataclass(frozen=True)
 class SweepStatus:
     where: str
-    phase: str  # starting | trials | test pass | stopped | finished
+    phase: str  # starting | trials | test pass | report | stopped | finished
     trials: list[TrialStatus]
     started: float | None  # when this run of the sweep started (or resumed)
     ended: float | None
@@ -98,6 +98,7 @@ class SweepStatus:
             "trials": "running: trials on Ray Tune",
             "test pass": f"running: trials ended; test pass (base + {len(self.of(DONE))} "
             "adapters), then the report",
+            "report": "running: results written; writing the report",
             "stopped": "stopped: no trial finished (see error)",
             "finished": "finished",
         }[self.phase]
@@ -123,6 +124,8 @@ class SweepStatus:
             return "none"
         if self.phase == "test pass":
             return "unknown (the test pass and the report are left)"
+        if self.phase == "report":
+            return "unknown (the report is left)"
         eta = self.remaining(now)
         if eta is None:
             return "unknown (no trial finished yet)"
@@ -141,17 +144,26 @@ def sweep_status(run: RunFiles, now: float) -> SweepStatus:
     grid = [p["trial_id"] for p in run.json("grid.json") or [] if isinstance(p, dict)]
     trials = [trial_status(run, tid, tune.get(tid)) for tid in grid]
     meta = finished_meta(run)
+    reported = run.fresh("report.html")  # written after sweep.json
+    ended = [run.mtime(f) for f in ("sweep.json", "report.html")] if meta and reported else []
     return SweepStatus(
         where=run.shown(),
-        phase=phase(grid, trials, meta),
+        phase=phase(grid, trials, meta, reported),
         trials=trials,
         started=run.mtime("config.yaml"),
-        ended=run.mtime("sweep.json") if meta is not None else None,
+        ended=max((t for t in ended if t is not None), default=None),
         updated=run.newest(),
         concurrency=max(len([t for t in trials if t.state == RUNNING]), _meta_slots(meta), 1),
         error=last_error(run, trials, meta),
-        report=run.shown("report.html") if run.has("report.html") else None,
+        report=report_line(run, reported),
     )
+
+
+def report_line(run: RunFiles, fresh: bool) -> str | None:
+    """Where the report is; one an earlier run left is named as such."""
+    if not run.has("report.html"):
+        return None
+    return run.shown("report.html") + ("" if fresh else " (an earlier run's, rewritten at the end)")
 
 
 def tune_trials(run: RunFiles) -> dict[str, dict[str, Any]]:
@@ -203,10 +215,7 @@ def _number(x: Any) -> float | None:
 def finished_meta(run: RunFiles) -> dict[str, Any] | None:
     """sweep.json when this run of the sweep wrote it (a resumed sweep rewrote config.yaml
     after the last one)."""
-    written, begun = run.mtime("sweep.json"), run.mtime("config.yaml")
-    if written is None or (begun is not None and written < begun):
-        return None
-    meta = run.json("sweep.json")
+    meta = run.json("sweep.json") if run.fresh("sweep.json") else None
     return meta if isinstance(meta, dict) else None
 
 
@@ -215,9 +224,11 @@ def _meta_slots(meta: dict[str, Any] | None) -> int:
     return slots if isinstance(slots, int) else 0
 
 
-def phase(grid: list[str], trials: list[TrialStatus], meta: dict[str, Any] | None) -> str:
+def phase(
+    grid: list[str], trials: list[TrialStatus], meta: dict[str, Any] | None, reported: bool
+) -> str:
     if meta is not None:
-        return "finished"
+        return "finished" if reported else "report"
     if not grid:
         return "starting"
     if any(t.state in (RUNNING, PENDING) for t in trials):
@@ -281,9 +292,11 @@ def quiet(updated: float | None, now: float, finished: bool) -> str:
     return ago + ": is the job still running? `ray job status`, or resume it with --resume)"
 
 
-def listed(items: list[str]) -> str:
-    shown = ", ".join(items[:SHOWN_IDS])
-    return shown + (f", +{len(items) - SHOWN_IDS} more" if len(items) > SHOWN_IDS else "")
+def listed(items: list[str], limit: int | None = SHOWN_IDS) -> str:
+    """`a, b, c, +7 more`: the first `limit` items (None: all)."""
+    limit = len(items) if limit is None else limit
+    more = f", +{len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
 
 
 def _with_age(t: TrialStatus, now: float) -> str:

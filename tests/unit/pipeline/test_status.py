@@ -104,8 +104,10 @@ def test_a_finished_pipeline_names_skipped_stages_its_sweep_and_report(tmp_path)
     _done(st, "dpo_probe", "synth_r1", "sft_r1", "eval_r1")  # the DPO gate said no
     summary = Study(cfg, "model", run_dir, st).summary(60.0)
     write_json(run_dir / "pipeline.json", summary)  # as run_pipeline, then its report
-    write_text(run_dir / "report.html", "<html></html>")
     os.utime(run_dir / "pipeline.json", (NOW - 10, NOW - 10))
+    assert "state     running: the stage after eval_r1" in _text(run_dir)  # the report is last
+    write_text(run_dir / "report.html", "<html></html>")
+    os.utime(run_dir / "report.html", (NOW - 10, NOW - 10))
     text = _text(run_dir)
     assert "state     finished (last write " in text
     assert "stages    7: 5 done, 2 skipped" in text and "  skipped dpo, eval_dpo" in text

@@ -23,8 +23,9 @@ def _no_ray_started(no_ray):
     yield
 
 
-def _cfg(storage) -> SweepConfig:
-    return load_config(SweepConfig, SWEEP_TINY, [f"run.storage_path={storage}", "run.run_id=s1"])
+def _cfg(storage, *overrides: str) -> SweepConfig:
+    args = [f"run.storage_path={storage}", "run.run_id=s1", *overrides]
+    return load_config(SweepConfig, SWEEP_TINY, args)
 
 
 def _status(sweep_dir, now: float = NOW):
@@ -100,6 +101,17 @@ def test_a_resumed_sweep_is_running_again_until_it_rewrites_sweep_json(tmp_path)
     st = _status(sweep_dir)
     assert st.phase == "test pass" and not st.finished  # every trial ended, no new summary
     assert "remaining unknown (the test pass and the report are left)" in st.lines(NOW)
+    assert st.report.endswith("report.html (an earlier run's, rewritten at the end)")
+
+
+def test_a_sweep_is_finished_once_its_report_follows_its_results(tmp_path):
+    cfg = _cfg(tmp_path)
+    sweep_dir = sweep_tree(cfg, ["done"] * 4, NOW)
+    finish_sweep(cfg, sweep_dir, {}, NOW - 10)
+    os.remove(sweep_dir / "report.html")  # sweep.json is written, the report not yet
+    st = _status(sweep_dir)
+    assert st.phase == "report" and not st.finished
+    assert "state     running: results written; writing the report" in "\n".join(st.lines(NOW))
 
 
 def test_a_sweep_where_every_trial_errored_has_stopped(tmp_path):
@@ -114,6 +126,12 @@ def test_a_sweep_that_writes_nothing_for_long_may_be_gone(tmp_path):
     later = NOW + 3600  # a killed driver leaves its trial "running"
     state = _status(sweep_dir, later).lines(later)[1]
     assert "is the job still running?" in state and "--resume" in state
+
+
+def test_long_lists_of_ids_are_cut(tmp_path):
+    sweep_dir = sweep_tree(_cfg(tmp_path, "sweep.seeds=[0,1]"), ["done"] * 8, NOW)
+    line = next(ln for ln in _status(sweep_dir).lines(NOW) if ln.startswith("  done"))
+    assert line.count(", ") == 6 and line.endswith(", +2 more")
 
 
 def test_a_sweep_that_has_not_written_its_grid_is_starting(tmp_path):
