@@ -88,6 +88,8 @@ class PipelineStatus:
         done = self.of(DONE)
         if not done:
             return "starting: checking the config and preparing the tasks"
+        if not self.of(PENDING):
+            return "running: every stage ended; writing pipeline.json and the report"
         return f"running: the stage after {done[-1].name} (it has written nothing yet)"
 
     def _counts(self) -> str:
@@ -111,7 +113,9 @@ class PipelineStatus:
         sweep_eta = self.sweep.remaining(now) if self.sweep else None
         if running and running[0].name == "sft" and sweep_eta is not None:
             return f"~{duration(sweep_eta)} for the sweep's trials; then its test pass, {after}"
-        return f"unknown; {after}" if running else f"unknown; {left} stage(s) left"
+        if running:
+            return f"unknown; {after}"
+        return f"unknown; {left} stage(s) left" if left else "unknown (the report is left)"
 
 
 def run_status(location: str, cache: dict | None = None) -> SweepStatus | PipelineStatus:
@@ -129,7 +133,7 @@ def run_status(location: str, cache: dict | None = None) -> SweepStatus | Pipeli
 
 def pipeline_status(run: RunFiles, now: float) -> PipelineStatus:
     """A pipeline's state from its files: each planned stage done / running / pending /
-    left out, times, the SFT sweep's trials, the last error and the report."""
+    skipped, times, the SFT sweep's trials, the last error and the report."""
     config = run.config()
     finished = run.fresh("pipeline.json") and run.fresh("report.html")  # the report last
     dirs = stage_dirs(run)

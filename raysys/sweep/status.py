@@ -67,17 +67,20 @@ class SweepStatus:
     def remaining(self, now: float) -> float | None:
         """Seconds until the last trial ends: pending trials take the mean finished
         trial's time, a running one what is left of it, `concurrency` at a time (None:
-        nothing finished yet, or no trial left to time)."""
-        done = [t.seconds for t in self.of(DONE) if t.seconds is not None]
-        if self.phase != "trials" or not done:
+        no trial finished yet, or the trials are over)."""
+        mean = self.mean_trial()
+        if self.phase != "trials" or mean is None:
             return None
-        mean = sum(done) / len(done)
         slots = [max(mean - (now - (t.started or now)), 0.0) for t in self.of(RUNNING)]
         slots += [0.0] * max(self.concurrency - len(slots), 0)
         heapq.heapify(slots)
         for _ in self.of(PENDING):  # each goes to the slot that frees first
             heapq.heappush(slots, heapq.heappop(slots) + mean)
         return max(slots)
+
+    def mean_trial(self) -> float | None:
+        done = [t.seconds for t in self.of(DONE) if t.seconds is not None]
+        return sum(done) / len(done) if done else None
 
     def lines(self, now: float) -> list[str]:
         """The status as `label  value` lines (what `raysys status` prints)."""
@@ -126,11 +129,9 @@ class SweepStatus:
             return "unknown (the test pass and the report are left)"
         if self.phase == "report":
             return "unknown (the report is left)"
-        eta = self.remaining(now)
-        if eta is None:
+        eta, mean = self.remaining(now), self.mean_trial()
+        if eta is None or mean is None:
             return "unknown (no trial finished yet)"
-        done = [t.seconds for t in self.of(DONE) if t.seconds is not None]
-        mean = sum(done) / len(done)
         return (
             f"~{duration(eta)} for the trials (mean trial {duration(mean)}, "
             f"{self.concurrency} at a time), then the test pass"

@@ -106,7 +106,9 @@ def test_a_finished_pipeline_names_skipped_stages_its_sweep_and_report(tmp_path)
     summary = Study(cfg, "model", run_dir, st).summary(60.0)
     write_json(run_dir / "pipeline.json", summary)  # as run_pipeline, then its report
     os.utime(run_dir / "pipeline.json", (NOW - 10, NOW - 10))
-    assert "state     running: the stage after eval_r1" in _text(run_dir)  # the report is last
+    text = _text(run_dir)  # pipeline.json is written, the report not yet
+    assert "state     running: every stage ended; writing pipeline.json and the report" in text
+    assert "remaining unknown (the report is left)" in text
     write_text(run_dir / "report.html", "<html></html>")
     os.utime(run_dir / "report.html", (NOW - 10, NOW - 10))
     text = _text(run_dir)
