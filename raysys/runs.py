@@ -15,6 +15,7 @@ fetch=True)`) and names paths as users should see them (`shown`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -163,6 +164,118 @@ class RunDir:
     def stage(self, sub: str | Path, title: str, fn: Callable[[Path], Any]) -> Any:
         """Run `fn(<run>/<sub>)` once (see `stage`); its files reach the store with it."""
         return stage(self.path / sub, title, fn)
+
+
+# Folders a status reader never needs (checkpoints, adapters, task rows): not walked.
+UNREAD = ("ray_train", "adapter", "tasks", "shards", "plots")
+KINDS = ("pipeline", "sweep", "synth", "eval", "train")  # a config's telling section first
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """A run directory as another terminal sees it while a job writes it: its files listed
+    once (a local folder or an object store; nothing is fetched or written), the small
+    ones read on demand. `cache` keeps what was read of a file until it changes, across
+    listings (`raysys status --watch`)."""
+
+    location: str  # a local path or a URI (with its options)
+    files: dict[str, tuple[int, float]]  # relative path -> (size, mtime)
+    cache: dict[tuple[str, int, float], Any] = dataclasses.field(
+        default_factory=dict, compare=False
+    )
+
+    @classmethod
+    def listed(cls, location: str, field: str = "RUN_DIR", cache: dict | None = None) -> RunFiles:
+        from raysys.storage import listing
+
+        files = listing(location, UNREAD, field)
+        cache = {} if cache is None else cache
+        stamps = {(_joined(location, rel), *st) for rel, st in files.items()}
+        for key in [k for k in cache if k not in stamps]:  # changed or gone: read again
+            del cache[key]
+        return cls(location, files, cache)
+
+    def under(self, prefix: str) -> RunFiles:
+        """A folder of this run as a run of its own (a pipeline's sweep)."""
+        head = prefix.strip("/") + "/"
+        files = {k[len(head) :]: v for k, v in self.files.items() if k.startswith(head)}
+        return RunFiles(_joined(self.location, prefix.strip("/")), files, self.cache)
+
+    def has(self, rel: str) -> bool:
+        return rel in self.files
+
+    def mtime(self, rel: str) -> float | None:
+        return self.files[rel][1] if rel in self.files else None
+
+    def fresh(self, rel: str) -> bool:
+        """`rel` exists and was written since this run of its job began (every start and
+        resume rewrites config.yaml): not a summary an earlier, resumed run left."""
+        written, begun = self.mtime(rel), self.mtime("config.yaml")
+        return written is not None and (begun is None or written >= begun)
+
+    def newest(self, prefix: str = "") -> float | None:
+        """The latest write under `prefix` (a folder; "" for the whole run)."""
+        head = prefix.strip("/") + "/" if prefix else ""
+        times = [st[1] for rel, st in self.files.items() if rel.startswith(head)]
+        return max(times) if times else None
+
+    def names(self, prefix: str = "") -> list[str]:
+        """Names of the files and folders directly under `prefix` (folders by their files)."""
+        head = prefix.strip("/") + "/" if prefix else ""
+        return sorted({k[len(head) :].split("/")[0] for k in self.files if k.startswith(head)})
+
+    def text(self, rel: str) -> str | None:
+        """A file's text (None: not there, or gone since the listing)."""
+        if rel not in self.files:
+            return None
+        key = (_joined(self.location, rel), *self.files[rel])
+        if key not in self.cache:
+            from raysys.storage import read_bytes
+
+            data = read_bytes(key[0], "RUN_DIR")
+            self.cache[key] = None if data is None else data.decode(errors="replace")
+        return self.cache[key]
+
+    def json(self, rel: str) -> Any:
+        """A JSON file's data (None: not there, or not JSON, as a file being written)."""
+        text = self.text(rel)
+        try:
+            return json.loads(text) if text is not None else None
+        except ValueError:
+            return None
+
+    def config(self) -> dict[str, Any]:
+        """The run's resolved config.yaml as plain data ({} when missing or unreadable)."""
+        import yaml
+
+        from raysys.config import load_yaml_text
+
+        try:
+            data = load_yaml_text(self.text("config.yaml") or "")
+        except yaml.YAMLError:  # not ours after all: the reader does without it
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def kind(self) -> str | None:
+        """Which job made this run (its config's section: pipeline, sweep, synth, eval,
+        train); None when it holds no config.yaml."""
+        config = self.config()
+        return next((k for k in KINDS if k in config), None)
+
+    def shown(self, rel: str = "") -> str:
+        """How a file of this run is named to users: its path, or its URI without options."""
+        from raysys.storage import bare, is_remote, redact
+
+        where = _joined(self.location, rel)
+        return bare(where) if is_remote(where) else redact(where)
+
+
+def _joined(location: str, rel: str) -> str:
+    from raysys.storage import is_remote, join_uri
+
+    if not rel:
+        return location
+    return join_uri(location, rel) if is_remote(location) else str(Path(location) / rel)
 
 
 def storage_root(storage_path: str, field: str = "run.storage_path") -> Path:

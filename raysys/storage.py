@@ -334,6 +334,74 @@ def exists(uri: str) -> bool:
     return bool(_remote_files(fs, root.rstrip("/")))  # object-store folders exist by their objects
 
 
+def listing(
+    location: str, prune: tuple[str, ...] = (), field: str = "location"
+) -> dict[str, tuple[int, float]]:
+    """Every file under a local folder or an object-store prefix, without fetching any:
+    relative path -> (size, mtime). A folder named in `prune` is one entry, `<path>/`
+    with its latest change (not walked locally; an object store lists it anyway), so a
+    job that only writes there (checkpoints, shards) is still seen at work. Dotfiles
+    (temp files of atomic writes, marks) are left out. Empty when nothing is there."""
+    if not is_remote(location):
+        return _local_listing(local_root(location, field=field), set(prune))
+    try:
+        fs, root = filesystem(location, field)
+        infos = _remote_files(fs, root.rstrip("/"))
+    except OSError as e:
+        raise SyncError(f"cannot list {bare(location)} ({one_line(e)})") from None
+    out: dict[str, tuple[int, float]] = {}
+    for rel, info in infos.items():
+        parts = rel.split("/")
+        if any(_skipped(p) for p in parts):
+            continue
+        cut = next((i for i, p in enumerate(parts[:-1]) if p in prune), None)
+        if cut is None:
+            out[rel] = (info.size, _mtime(info))
+        else:
+            key = "/".join(parts[: cut + 1]) + "/"
+            out[key] = (0, max(out.get(key, (0, 0.0))[1], _mtime(info)))
+    return out
+
+
+def _local_listing(root: Path, prune: set[str]) -> dict[str, tuple[int, float]]:
+    out: dict[str, tuple[int, float]] = {}
+    for folder, dirs, files in os.walk(root):
+        here = Path(folder)
+        for name in dirs:
+            if name in prune and not _skipped(name) and (st := _stat(here / name)):
+                out[(here / name).relative_to(root).as_posix() + "/"] = (0, st.st_mtime)
+        dirs[:] = [d for d in dirs if d not in prune and not _skipped(d)]
+        for name in files:
+            if not _skipped(name) and (st := _stat(here / name)):
+                out[(here / name).relative_to(root).as_posix()] = (st.st_size, st.st_mtime)
+    return out
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return path.stat()
+    except FileNotFoundError:  # replaced or removed while a running job was walked
+        return None
+
+
+def read_bytes(location: str, field: str = "location") -> bytes | None:
+    """A local file's or an object's bytes; None when it is gone (a running job replaces
+    files)."""
+    if not is_remote(location):
+        try:
+            return local_root(location, field=field).read_bytes()
+        except (FileNotFoundError, IsADirectoryError):
+            return None
+    try:
+        fs, path = filesystem(location, field)
+        with fs.open_input_stream(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise SyncError(f"cannot read {bare(location)} ({one_line(e)})") from None
+
+
 def subfolders(uri: str) -> list[str]:
     """Names of the folders directly under `uri` (none when it does not exist)."""
     import pyarrow.fs as pafs

@@ -1,10 +1,13 @@
 """Helpers shared by test files (fixtures proper live in conftest.py): the repository
-root, and a user's quirky labelled file."""
+root, a user's quirky labelled file, and run directories as sweeps leave them."""
 
 from __future__ import annotations
 
+import json
+import os
 import random
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -37,3 +40,132 @@ def quirky_rows(n: int = 400, seed: int = 0, start: int = 0) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- run trees
+
+
+def status_of(run_dir: Path) -> str:
+    """What `raysys status RUN_DIR` prints (it must succeed)."""
+    import contextlib
+    import io
+
+    from raysys.cli import main
+
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        assert main(["status", str(run_dir)]) == 0
+    return out.getvalue()
+
+
+SWEEP_TINY = REPO / "configs" / "sweep_tiny.yaml"
+PIPELINE_TINY = REPO / "configs" / "pipeline_tiny.yaml"
+
+
+def sweep_tree(cfg: Any, states: list[str], now: float, trial_seconds: float = 30.0) -> Path:
+    """A sweep's run directory as `raysys sweep` leaves it, mid-run or finished, by the
+    writers the sweep uses: `open_run` (config.yaml), the grid's trials (grid.json),
+    `runs.stage` and the trial's result.json, Tune's own trial records (experiment state)
+    and failure text (error.txt). `states[i]` is what trial i of the grid did: done,
+    running, errored, pending, retried (failed once, then finished) or "" (Tune has not
+    heard of it: no experiment state yet when every state is ""). Tune's times are
+    relative to `now`; config.yaml was written 100 s before it."""
+    from raysys.io import write_json
+    from raysys.runs import open_run, stage
+    from raysys.sweep.grid import expand_grid
+
+    run = open_run(cfg)
+    trials = expand_grid(cfg)
+    write_json(run / "grid.json", [t.params() for t in trials])  # as sweep.driver.make_grid
+    records = []
+    for i, (trial, state) in enumerate(zip(trials, states, strict=False)):
+        tdir = run / "trials" / trial.trial_id
+        if state:
+            records.append(_tune_record(run.path, trial, i, state, now, trial_seconds))
+        if state in ("running", "errored", "done", "retried"):
+            tdir.mkdir(parents=True, exist_ok=True)  # as sweep.trial._train's attempt log
+            (tdir / "train_attempts.jsonl").write_text(json.dumps({"time": now - 10}) + "\n")
+        if state in ("errored", "retried"):
+            _tune_failure(run.path / "tune" / trial.trial_id, trial.trial_id)
+        if state in ("done", "retried"):
+            stage(tdir / "train", "train", lambda d: {"train_loss": 1.0})
+            result = {"trial": trial.params(), "train": {}, "trial_seconds": trial_seconds}
+            write_json(tdir / "result.json", result)  # as sweep.trial.sweep_trial
+    if records:
+        _tune_state(run.path / "tune", records, now)
+    os.utime(run / "config.yaml", (now - 100, now - 100))
+    return run.path
+
+
+def finish_sweep(cfg: Any, sweep_dir: Path, failures: dict[str, list[str]], when: float) -> None:
+    """sweep.json (`sweep_meta`, as `sweep.driver.execute` writes it) and a report."""
+    from raysys.io import write_json, write_text
+    from raysys.sweep.grid import expand_grid, plan_resources
+    from raysys.sweep.results import collect_trials, sweep_meta
+
+    trials = expand_grid(cfg)
+    finished, errored = collect_trials(sweep_dir, trials)
+    plan = plan_resources(cfg, len(trials), {"CPU": 2.0})
+    meta = sweep_meta(cfg, trials, finished, errored, plan, 60.0, False)
+    write_json(sweep_dir / "sweep.json", meta | {"failures": failures})
+    write_text(sweep_dir / "report.html", "<html></html>")  # written after sweep.json
+    for name in ("sweep.json", "report.html"):
+        os.utime(sweep_dir / name, (when, when))
+
+
+_TUNE_STATUS = {
+    "done": "TERMINATED",
+    "retried": "TERMINATED",
+    "running": "RUNNING",
+    "errored": "ERROR",
+    "pending": "PENDING",
+}
+
+
+def _tune_record(run_dir: Path, trial: Any, i: int, state: str, now: float, seconds: float) -> Any:
+    """One trial as Tune's controller snapshots it (`Trial.get_json_state`)."""
+    from ray.train._internal.storage import StorageContext
+    from ray.tune.experiment import Trial
+
+    storage = StorageContext(str(run_dir), experiment_dir_name="tune", trial_dir_name="t")
+    t = Trial(
+        "sweep_trial",
+        config={"trial": trial.params()},  # sweep.tune.TRIAL_ID_KEY
+        storage=storage,
+        trial_id=f"abcde_{i:05d}",
+        stub=True,  # no registered trainable needed: only its record is written
+    )
+    t.set_status(_TUNE_STATUS[state])
+    if state != "pending":
+        t.run_metadata.start_time = now - (10 if state == "running" else seconds + 20)
+    if state in ("done", "retried"):
+        t.run_metadata.last_result = {"trial_seconds": seconds, "done": True}
+    if state in ("errored", "retried"):
+        t.run_metadata.num_failures = 1
+    return t.get_json_state()
+
+
+def _tune_state(tune_dir: Path, records: list[Any], now: float) -> None:
+    """The experiment state file as `TuneController.save_to_dir` writes it."""
+    from ray.tune.utils.serialization import TuneFunctionEncoder
+
+    state = {"trial_data": records, "runner_data": {}, "stats": {"start_time": now - 100}}
+    tune_dir.mkdir(parents=True, exist_ok=True)
+    (tune_dir / "experiment_state-2026-01-01_00-00-00.json").write_text(
+        json.dumps(state, cls=TuneFunctionEncoder)
+    )
+
+
+def _tune_failure(trial_dir: Path, trial_id: str) -> None:
+    """error.txt as Tune's `Trial.handle_error` appends it: a header, then the failure
+    (here the traceback of the sweep's own fault drill)."""
+    import traceback
+
+    from raysys.sweep.trial import _fail_once
+
+    try:
+        _fail_once(trial_dir / "fault-marker", trial_id)
+    except RuntimeError:
+        text = traceback.format_exc()
+    (trial_dir / "fault-marker").unlink()
+    with open(trial_dir / "error.txt", "a") as f:
+        f.write(f"Failure # 1 (occurred at 2026-01-01_00-00-05)\n{text}\n")

@@ -13,6 +13,7 @@ from raysys.cli import (
     pipeline,
     quickstart,
     report,
+    status,
     sweep,
     synth,
     tasks,
@@ -21,7 +22,19 @@ from raysys.cli import (
 )
 from raysys.errors import UserError
 
-COMMANDS = (quickstart, pipeline, train, evaluation, synth, sweep, report, tasks, data, validate)
+COMMANDS = (
+    quickstart,
+    pipeline,
+    train,
+    evaluation,
+    synth,
+    sweep,
+    report,
+    status,
+    tasks,
+    data,
+    validate,
+)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,7 +27,7 @@ from typing import Any
 from raysys.config import PipelineConfig, resolve_run_id
 from raysys.errors import UserError
 from raysys.io import write_json
-from raysys.pipeline.stages import Stages, Study
+from raysys.pipeline.stages import Stages, Study, stage_plan
 from raysys.tasks import scoped
 from raysys.tasks.store import TASKS_DIR, Need, prepare
 
@@ -152,11 +152,5 @@ def preflight(cfg: PipelineConfig) -> None:
 
 
 def stage_count(cfg: PipelineConfig) -> int:
-    s, p = cfg.pipeline.stages, cfg.pipeline
-    if cfg.sweep is not None:
-        n = 1  # the sweep: SFT, base and SFT evaluations in one stage
-    else:
-        n = 1 + (1 if s.eval_base else 0) + (2 if s.sft else 0)  # data, evals, sft
-    n += 3 if s.dpo else 0  # probe, dpo, eval (the last two may do nothing)
-    n += 3 * p.rounds if s.synth else 0
-    return n
+    p = cfg.pipeline
+    return len(stage_plan(p.stages, p.rounds, with_sweep=cfg.sweep is not None))

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from raysys.config import PipelineConfig
+from raysys.config import PipelineConfig, PipelineStages
 
 Row = dict[str, Any]
 
@@ -103,6 +103,20 @@ class Study:
         if "sft" in self.st.records and self.cfg.sweep is not None:
             out["sweep_dir"] = self.st.records["sft"].result["sweep_dir"]
         return out
+
+
+def stage_plan(stages: PipelineStages, rounds: int, with_sweep: bool) -> list[str]:
+    """Every stage the pipeline may run, in order (`driver.run_stages`). The DPO gate or
+    a round that kept no synthetic row may leave some out; none is added."""
+    if with_sweep:
+        names = ["sft"]  # the sweep: SFT, base and SFT evaluations in one stage
+    else:
+        names = ["data", *(["eval_base"] if stages.eval_base else [])]
+        names += ["sft", "eval_sft"] if stages.sft else []
+    names += ["dpo_probe", "dpo", "eval_dpo"] if stages.dpo else []
+    for r in range(1, rounds + 1 if stages.synth else 1):
+        names += [f"synth_r{r}", f"sft_r{r}", f"eval_r{r}"]
+    return names
 
 
 def dumped(section: Any) -> Any:

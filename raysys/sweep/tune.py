@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from ray.tune import Callback
 from raysys.config import SweepConfig
 from raysys.console import quiet
 from raysys.errors import UserError
+from raysys.sweep.failures import cause, failure_causes
 from raysys.sweep.grid import Plan, Trial
 from raysys.sweep.progress import SweepProgress
 from raysys.sweep.trial import sweep_trial
@@ -175,43 +175,12 @@ def trial_failures(grid: Any) -> dict[str, list[str]]:
                 text = f.read().decode(errors="replace")
         except (FileNotFoundError, OSError):
             text = ""
-        blocks = [b for b in _FAILURE_HEADER.split(text) if b.strip()]
-        causes = [cause(b) for b in blocks]
+        causes = failure_causes(text)
         if not causes and r.error is not None:
             causes = [cause(str(r.error))]
         if causes:
             out[tid] = causes
     return out
-
-
-_FAILURE_HEADER = re.compile(r"^Failure # \d+ \(occurred at [^)]*\)$", re.M)
-
-
-_EXC_LINE = re.compile(
-    r"^(?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt)): (.+)$"
-)
-
-
-_PYDANTIC_MSG = re.compile(r"^(?:Value error, )?(.*?) \[type=\w+.*\]$")
-
-
-def cause(text: str) -> str:
-    """One line that says why a trial failed: the traceback's last `Type: message` line
-    without the module path; for a pydantic error the field and its message (its own last
-    line is a documentation URL)."""
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    lines = [ln for ln in lines if not ln.startswith("For further information visit")]
-    line = lines[-1] if lines else "unknown error"
-    for i in range(len(lines) - 1, -1, -1):
-        if (m := _PYDANTIC_MSG.match(lines[i])) and i > 0:
-            line = f"ValidationError: {lines[i - 1]}: {m.group(1)}"
-            break
-        if m := _EXC_LINE.match(lines[i]):
-            if "validation error" in m.group(2) and i + 2 < len(lines):
-                continue  # its detail lines follow; the loop met them already
-            line = f"{m.group(1)}: {m.group(2)}"
-            break
-    return line if len(line) <= 300 else line[:297] + "..."
 
 
 def first_cause(errored: list[str], failures: dict[str, list[str]]) -> str:

@@ -15,7 +15,7 @@ import pytest
 
 from raysys.config import PipelineConfig, load_config
 from raysys.errors import ConfigError
-from tests.fixtures import REPO
+from tests.fixtures import REPO, status_of
 
 TINY = REPO / "configs" / "pipeline_tiny.yaml"
 ALL_STAGES = [
@@ -64,6 +64,7 @@ def killed_and_resumed(tmp_path_factory):
     }
     shards = sorted((dirs["synth_r1"] / "news_sentiment" / "shards").glob("*.parquet"))
     shard_mtimes = {s.name: s.stat().st_mtime_ns for s in shards}
+    mid_status = status_of(run_dir)  # what a stage left mid-way looks like from outside
     second = _cli([*args, "--resume"])
     return SimpleNamespace(
         first=first,
@@ -71,6 +72,7 @@ def killed_and_resumed(tmp_path_factory):
         run_dir=run_dir,
         before=before,
         shard_mtimes=shard_mtimes,
+        mid_status=mid_status,
     )
 
 
@@ -130,6 +132,23 @@ def test_every_stage_ran_and_the_report_has_the_stage_table(killed_and_resumed):
     assert (k.run_dir / "report.html").read_text().count("data:image/png;base64") == 1
     csv = pd.read_csv(k.run_dir / "pipeline.csv")
     assert list(csv["stage"].unique()) == ["base", "sft", "dpo", "sft_r1"]
+
+
+def test_status_reads_the_stages_mid_way_and_finished(killed_and_resumed):
+    k = killed_and_resumed
+    mid = k.mid_status  # killed inside synth_r1: its folder has a shard, no stage.json
+    assert f"pipeline  {k.run_dir}\nstate     running: stage 8/10 synth_r1" in mid
+    assert "stages    10: 7 done, 1 running, 2 pending" in mid
+    assert "  running synth_r1\n  pending sft_r1, eval_r1\n" in mid
+    assert "report    none yet" in mid
+    done = status_of(k.run_dir)
+    assert "state     finished" in done and "stages    10: 10 done\n" in done
+    # the config's stage plan is the order the stages ran in
+    ran = [s["stage"] for s in json.loads((k.run_dir / "pipeline.json").read_text())["stages"]]
+    assert ran == ALL_STAGES
+    line = next(ln for ln in done.splitlines() if ln.startswith("  done    "))
+    assert [x.split(" (")[0] for x in line[10:].split(", ")] == ALL_STAGES
+    assert f"report    {k.run_dir / 'report.html'}" in done
 
 
 def test_a_config_change_redoes_only_the_stages_it_touches(killed_and_resumed, ray_local):
@@ -194,6 +213,12 @@ def test_sweep_as_the_sft_stage(ray_local, tmp_path):
     report = (out.run_dir / "report.md").read_text()
     for text in ("Stages x tasks", "The SFT sweep", "Transfer", "Scaling"):
         assert text in report, text
+    status = status_of(out.run_dir)  # the sweep inside the pipeline, read as a sweep
+    sweep_in_run = sweep_dir.relative_to(out.run_dir).as_posix()
+    assert f"sft sweep {sweep_in_run}\n  state     finished" in status
+    assert "  trials    2: 2 done, 0 running, 0 errored, 0 pending" in status
+    line = next(ln for ln in status.splitlines() if ln.startswith("  done    "))
+    assert [x.split(" (")[0] for x in line[10:].split(", ")] == [x["stage"] for x in s["stages"]]
 
 
 # --------------------------------------------------------------------------- units

@@ -1,4 +1,5 @@
-"""Sweeps through the CLI: a real Ray Tune sweep on the tiny model that is killed and resumed."""
+"""Sweeps through the CLI: a real Ray Tune sweep on the tiny model that is killed and
+resumed, and `raysys status` reading it from this process while it runs and once done."""
 
 from __future__ import annotations
 
@@ -6,13 +7,15 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from raysys.cli import main
-from tests.fixtures import REPO
+from tests.fixtures import REPO, status_of
 
 TINY = REPO / "configs" / "sweep_tiny.yaml"
 
@@ -36,15 +39,42 @@ def test_resume_of_a_missing_sweep_is_refused(tmp_path, capsys):
 
 
 def _sweep_cli(storage: Path, *extra: str, faults: str = "") -> subprocess.CompletedProcess:
-    env = {**os.environ, "RAYSYS_FAULTS": faults}
-    args = [str(TINY), f"run.storage_path={storage}", "run.run_id=s1", *extra]
     return subprocess.run(
-        [sys.executable, "-m", "raysys.cli", "sweep", *args],
-        env=env,
+        _sweep_args(storage, *extra),
+        env=_sweep_env(faults),
         capture_output=True,
         text=True,
         timeout=900,
     )
+
+
+def _sweep_args(storage: Path, *extra: str) -> list[str]:
+    args = [str(TINY), f"run.storage_path={storage}", "run.run_id=s1", *extra]
+    return [sys.executable, "-m", "raysys.cli", "sweep", *args]
+
+
+def _sweep_env(faults: str) -> dict[str, str]:
+    return {**os.environ, "RAYSYS_FAULTS": faults}
+
+
+def _sweep_watched(
+    storage: Path, *extra: str, faults: str = ""
+) -> tuple[subprocess.CompletedProcess, str]:
+    """The sweep CLI in its own process; `raysys status` from this one, polled until it
+    shows a trial running. Returns the sweep's outcome and that status block."""
+    sweep_dir = storage / "sweep_tiny" / "s1"
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(
+            _sweep_args(storage, *extra), env=_sweep_env(faults), stdout=out, stderr=err, text=True
+        )
+        seen = ""
+        while proc.poll() is None and "\n  running " not in seen:
+            time.sleep(1.0)
+            if (sweep_dir / "config.yaml").is_file():
+                seen = status_of(sweep_dir)
+        proc.wait(timeout=900)
+        out.seek(0), err.seek(0)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out.read(), err.read()), seen
 
 
 @pytest.fixture(scope="module")
@@ -54,17 +84,31 @@ def killed_and_resumed(ray_local, tiny_model, tmp_path_factory):
     storage = tmp_path_factory.mktemp("sweeps")
     # Ray Train checkpoints through pyarrow's filesystems, as s3:// or gs:// would go
     ckpt = f"train.checkpoint_storage=file://{storage}/ckpt"
-    killed = _sweep_cli(storage, ckpt, faults="sweep_exit_after_trials=1")
+    killed, while_running = _sweep_watched(storage, ckpt, faults="sweep_exit_after_trials=1")
     assert killed.returncode == 137, killed.stdout[-3000:] + killed.stderr[-3000:]
     sweep_dir = storage / "sweep_tiny" / "s1"
     done_before = {p.parent.name for p in sweep_dir.glob("trials/*/result.json")}
     resumed = _sweep_cli(storage, ckpt, "--resume")
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    return storage, sweep_dir, done_before, resumed
+    return storage, sweep_dir, done_before, resumed, while_running
+
+
+def test_status_reads_the_sweep_while_it_runs_and_once_it_finished(killed_and_resumed):
+    _, sweep_dir, _, _, while_running = killed_and_resumed
+    grid = [t["trial_id"] for t in json.loads((sweep_dir / "grid.json").read_text())]
+    assert f"sweep     {sweep_dir}\nstate     running: trials on Ray Tune" in while_running
+    running = next(ln for ln in while_running.splitlines() if ln.startswith("  running "))
+    ids = [t.split(" (")[0] for t in running.removeprefix("  running ").split(", ")]
+    assert ids and set(ids) <= set(grid), while_running  # Tune's record, raysys's ids
+    assert f"trials    {len(grid)}: " in while_running and "report    none yet" in while_running
+    done = status_of(sweep_dir)
+    assert "state     finished" in done
+    assert f"trials    {len(grid)}: {len(grid)} done, 0 running, 0 errored, 0 pending" in done
+    assert "remaining none" in done and f"report    {sweep_dir / 'report.html'}" in done
 
 
 def test_finished_trials_are_not_run_again(killed_and_resumed):
-    _, sweep_dir, done_before, _ = killed_and_resumed
+    _, sweep_dir, done_before, _, _ = killed_and_resumed
     assert done_before  # the driver died after at least one trial finished
     for trial in done_before:
         attempts = (sweep_dir / "trials" / trial / "train_attempts.jsonl").read_text()
@@ -73,7 +117,7 @@ def test_finished_trials_are_not_run_again(killed_and_resumed):
 
 
 def test_each_trial_checkpoints_in_its_own_folder_of_the_checkpoint_storage(killed_and_resumed):
-    storage, sweep_dir, _, _ = killed_and_resumed
+    storage, sweep_dir, _, _, _ = killed_and_resumed
     trials = sorted(p.name for p in (sweep_dir / "trials").iterdir())
     root = storage / "ckpt" / "sweep_tiny" / "s1"  # <name>/<run_id>/<trial>
     assert sorted(p.name for p in root.iterdir()) == trials
@@ -82,7 +126,7 @@ def test_each_trial_checkpoints_in_its_own_folder_of_the_checkpoint_storage(kill
 
 
 def test_data_is_built_once_per_cocktail_and_fraction(killed_and_resumed):
-    storage, sweep_dir, _, _ = killed_and_resumed
+    storage, sweep_dir, _, _, _ = killed_and_resumed
     assert len([p for p in (storage / "cocktails").iterdir() if p.is_dir()]) == 4
     meta = json.loads((sweep_dir / "sweep.json").read_text())
     assert meta["datasets"] == 4 and meta["data_cached"] == 4  # built by the killed run
@@ -90,7 +134,7 @@ def test_data_is_built_once_per_cocktail_and_fraction(killed_and_resumed):
 
 
 def test_results_table_has_one_row_per_trial_and_task(killed_and_resumed):
-    _, sweep_dir, _, _ = killed_and_resumed
+    _, sweep_dir, _, _, _ = killed_and_resumed
     res = pd.read_parquet(sweep_dir / "results.parquet")
     assert len(res) == (4 + 1) * 2  # 4 trials + the base model, x 2 tasks
     assert not res.duplicated(["trial_id", "task"]).any()
@@ -105,7 +149,7 @@ def test_results_table_has_one_row_per_trial_and_task(killed_and_resumed):
 
 
 def test_report_has_every_section(killed_and_resumed):
-    _, sweep_dir, _, resumed = killed_and_resumed
+    _, sweep_dir, _, resumed, _ = killed_and_resumed
     stdout = resumed.stdout
     md = (sweep_dir / "report.md").read_text().lower()
     for section in ("transfer", "leaderboard", "scaling"):
@@ -120,7 +164,7 @@ def test_the_console_holds_raysys_lines_and_the_libraries_output_is_in_the_run(
 ):
     """Quiet by default: no Tune table, no Train report dicts, no Ray warnings on the
     console; they are in <run>/logs/driver.log and Ray's session logs (both named once)."""
-    _, sweep_dir, _, resumed = killed_and_resumed
+    _, sweep_dir, _, resumed, _ = killed_and_resumed
     lines = resumed.stdout.splitlines()
     table = [ln for ln in lines if ln.startswith("|")]  # the results' headline
     own = [ln for ln in lines if ln.startswith("[raysys ")]
@@ -136,13 +180,13 @@ def test_the_console_holds_raysys_lines_and_the_libraries_output_is_in_the_run(
 
 
 def test_tune_keeps_tensorboard_logs_per_trial(killed_and_resumed):
-    _, sweep_dir, _, _ = killed_and_resumed
+    _, sweep_dir, _, _, _ = killed_and_resumed
     events = list((sweep_dir / "tune").glob("*/events.out.tfevents*"))
     assert {p.parent.name for p in events} >= {"news_sentiment-g0-m0-f1-s0"}
 
 
 def test_report_command_rewrites_the_report(killed_and_resumed, capsys):
-    _, sweep_dir, _, _ = killed_and_resumed
+    _, sweep_dir, _, _, _ = killed_and_resumed
     (sweep_dir / "report.html").unlink()
     assert main(["report", str(sweep_dir)]) == 0
     assert (sweep_dir / "report.html").is_file()
@@ -155,7 +199,7 @@ def test_storage_that_turns_unwritable_is_one_clear_line_and_keeps_the_files(
     import os
     import subprocess
 
-    _, sweep_dir, _, _ = killed_and_resumed
+    _, sweep_dir, _, _, _ = killed_and_resumed
     before = (sweep_dir / "report.md").read_text()
     # root ignores permission bits; an immutable folder refuses root too
     lock = ["chattr", "+i"] if os.geteuid() == 0 else ["chmod", "a-w"]
@@ -174,7 +218,7 @@ def test_storage_that_turns_unwritable_is_one_clear_line_and_keeps_the_files(
 
 
 def test_a_second_sweep_in_the_same_directory_is_refused(killed_and_resumed):
-    storage, _, _, _ = killed_and_resumed
+    storage, _, _, _, _ = killed_and_resumed
     again = _sweep_cli(storage)
     assert again.returncode == 2 and "already holds a sweep" in again.stderr
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import shutil
 import socket
 from pathlib import Path
 
@@ -195,6 +196,30 @@ def test_exists_and_subfolders_read_the_store(endpoint, cache):
     assert storage.exists(storage.join_uri(uri, "exp", "r2", "tune"))  # a folder, by its objects
     assert storage.exists(storage.join_uri(uri, "exp", "r1", "config.yaml"))
     assert not storage.exists(storage.join_uri(uri, "exp", "r1", "tune"))
+
+
+def test_a_listing_reads_nothing_and_names_pruned_folders_once(endpoint, cache, tmp_path):
+    files = {
+        "grid.json": "[1]",
+        "trials/t/result.json": "{}",
+        "trials/t/train/ray_train/checkpoint_000001/a.bin": "ckpt",
+        "trials/t/train/ray_train/checkpoint_000002/b.bin": "ckpt",
+        "trials/t/.result.json.tmp-7": "half",  # an atomic write's temp file
+    }
+    local = tmp_path / "run"
+    _write(local, files)
+    uri = _uri(endpoint, "status-listing")
+    _write(storage.local_root(uri), files)
+    storage.push(storage.local_root(uri))
+    shutil.rmtree(storage.local_root(uri))  # read in the store, not in a mirror
+    want = ["grid.json", "trials/t/result.json", "trials/t/train/ray_train/"]
+    assert sorted(storage.listing(str(local), ("ray_train",))) == want
+    assert sorted(storage.listing(uri, ("ray_train",))) == want
+    assert len(storage.listing(uri)) == 4
+    assert storage.listing(_uri(endpoint, "nothing-here")) == {}
+    for where in (str(local), uri):
+        assert storage.read_bytes(storage.join_uri(where, "grid.json")) == b"[1]"
+        assert storage.read_bytes(storage.join_uri(where, "gone.json")) is None
 
 
 def test_a_store_that_refuses_the_upload_is_a_sync_error(endpoint, cache):

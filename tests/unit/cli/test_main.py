@@ -23,6 +23,7 @@ NAMES = [
     "synth",
     "sweep",
     "report",
+    "status",
     "tasks",
     "data",
     "validate",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from raysys.config import PipelineConfig, load_config
 from raysys.pipeline.presets import preset_path
-from raysys.pipeline.stages import Stages, Study, dumped, holdout, sizes
+from raysys.pipeline.stages import Stages, Study, dumped, holdout, sizes, stage_plan
 from tests.fixtures import REPO
 
 TINY = REPO / "configs" / "pipeline_tiny.yaml"
@@ -99,6 +99,32 @@ def test_a_sweep_study_names_its_sweep(tmp_path):
     st = Stages(tmp_path, 1)
     st.run("sft", "sweep", {}, (), lambda d: {"sweep_dir": "/runs/sweep/grid"})
     assert Study(cfg, "m", tmp_path, st).summary(1.0)["sweep_dir"] == "/runs/sweep/grid"
+
+
+def test_the_stage_plan_is_the_run_order():
+    def plan(cfg: PipelineConfig) -> list[str]:
+        p = cfg.pipeline
+        return stage_plan(p.stages, p.rounds, with_sweep=cfg.sweep is not None)
+
+    tiny = load_config(PipelineConfig, TINY)
+    assert plan(tiny) == [
+        "data",
+        "eval_base",
+        "sft",
+        "eval_sft",
+        "dpo_probe",
+        "dpo",
+        "eval_dpo",
+        "synth_r1",
+        "sft_r1",
+        "eval_r1",
+    ]
+    two = load_config(PipelineConfig, TINY, ["pipeline.rounds=2", "pipeline.stages.dpo=false"])
+    assert plan(two)[4:] == ["synth_r1", "sft_r1", "eval_r1", "synth_r2", "sft_r2", "eval_r2"]
+    off = load_config(PipelineConfig, TINY, ["pipeline.stages.synth=false"])
+    assert plan(off)[-1] == "eval_dpo"
+    embedded = load_config(PipelineConfig, preset_path("embedded"))  # the sweep is the SFT stage
+    assert plan(embedded) == ["sft", "dpo_probe", "dpo", "eval_dpo", *plan(tiny)[-3:]]
 
 
 def test_section_helpers():

@@ -1,7 +1,8 @@
 """The Tune side of a sweep without running one (`raysys.sweep.tune`): trial driver
 resources, the scheduler, the trial order, every trial's failures read back as one line
-each (from Tune's own `error.txt` and `Result`s), where Tune keeps its state, and the
-exit drill. No Ray is started; `run_tune` itself: tests/integration/test_sweep.py."""
+each (from Tune's own `error.txt` and `Result`s; the line itself: `sweep.failures`),
+where Tune keeps its state, and the exit drill. No Ray is started; `run_tune` itself:
+tests/integration/test_sweep.py."""
 
 from __future__ import annotations
 
@@ -83,13 +84,13 @@ sweep.fractions
     ],
 )
 def test_a_failure_is_one_line_saying_why(text, expected):
-    from raysys.sweep.tune import cause
+    from raysys.sweep.failures import cause
 
     assert cause(text) == expected
 
 
 def test_a_long_cause_is_cut():
-    from raysys.sweep.tune import cause
+    from raysys.sweep.failures import cause
 
     line = cause("RuntimeError: " + "x" * 400)
     assert len(line) == 300 and line.startswith("RuntimeError: xxx") and line.endswith("...")
