@@ -305,10 +305,12 @@ def test_a_raysys_driver_attached_to_the_cluster_names_its_run_in_the_job_list(
     }
 
 
-def test_the_job_log_shows_raysys_lines_without_terminal_codes(tiny_sweep):
+def test_the_job_log_shows_raysys_lines_without_terminal_codes(tiny_sweep, client):
     """The quiet console under `ray job submit`: raysys's own lines, the trial bar as
-    plain lines, no Tune table, no Train dicts, no control codes."""
-    sweep_dir, logs = tiny_sweep
+    plain lines, no Tune table, no Train dicts, no control codes (the job's own log, not
+    `ray job logs`, whose header Ray's CLI colours)."""
+    sweep_dir, _, sid = tiny_sweep
+    logs = client.get_job_logs(sid)
     for noise in ("Trial status", "╭", "{'loss'", "RayTrainWorker", "\r", "\x1b["):
         assert noise not in logs, noise
     assert "[raysys " in logs and (sweep_dir / "logs" / "driver.log").is_file()
