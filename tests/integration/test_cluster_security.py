@@ -23,13 +23,11 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import stat
 import subprocess
 import sys
 import tempfile
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +38,7 @@ import pytest
 import yaml
 
 from tests.fixtures import REPO
+from tests.integration.ray_head import free_block, stop_head
 
 VENV_BIN = Path(sys.executable).parent
 RAY = str(VENV_BIN / "ray")
@@ -215,64 +214,6 @@ def test_ray_up_rsync_copies_the_code_and_no_secret(checkout: Path, tmp_path: Pa
 # --------------------------------------------------------------------------- 2. the head
 
 
-def _free_block(n: int) -> int:
-    """The first of `n` consecutive ports free on loopback and on all interfaces."""
-    for _ in range(200):
-        base = secrets.randbelow(12_000 - n) + 20_000
-        if all(_port_free(p) for p in range(base, base + n)):
-            return base
-    raise RuntimeError(f"no block of {n} free ports found")
-
-
-def _port_free(port: int) -> bool:
-    for host in ("127.0.0.1", "0.0.0.0"):
-        with socket.socket() as s:
-            try:
-                s.bind((host, port))
-            except OSError:
-                return False
-    return True
-
-
-def _head_processes(temp_dir: str) -> list[psutil.Process]:
-    """The head's processes (their command lines name its temp dir) and their children."""
-    found: dict[int, psutil.Process] = {}
-    for p in psutil.process_iter(["cmdline"]):
-        if any(temp_dir in arg for arg in p.info["cmdline"] or []):
-            found[p.pid] = p
-            try:
-                found.update((c.pid, c) for c in p.children(recursive=True))
-            except psutil.NoSuchProcess:
-                pass
-    found.pop(os.getpid(), None)
-    return list(found.values())
-
-
-def _alive(p: psutil.Process) -> bool:
-    try:
-        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _stop(temp_dir: str) -> list[int]:
-    """SIGTERM the head's processes by PID, SIGKILL what is left after 5 s; returns survivors."""
-    for _ in range(3):
-        procs = [p for p in _head_processes(temp_dir) if _alive(p)]
-        if not procs:
-            return []
-        for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-            for p in procs:
-                try:
-                    p.send_signal(sig)
-                except psutil.NoSuchProcess:
-                    pass
-            deadline = time.monotonic() + wait
-            while (procs := [p for p in procs if _alive(p)]) and time.monotonic() < deadline:
-                time.sleep(0.2)
-    return [p.pid for p in _head_processes(temp_dir) if _alive(p)]
-
-
 def _recipe_line(token_path: str, ports: dict[str, int]) -> str:
     """cluster/aws.yaml's head `ray start` line with this machine's ports, address, temp dir
     and token path; everything else as written."""
@@ -313,7 +254,7 @@ def recipe_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     temp_dir = tempfile.mkdtemp(prefix="rs", dir="/tmp")  # short: Ray's socket paths
     home = tmp_path_factory.mktemp("home")
     token_path = str(tmp_path_factory.mktemp("node") / ".raysys" / "auth_token")
-    base = _free_block(110)
+    base = free_block(110)
     names = (
         "port dashboard-port ray-client-server-port node-manager-port object-manager-port "
         "metrics-export-port dashboard-agent-listen-port dashboard-agent-grpc-port "
@@ -338,7 +279,7 @@ def recipe_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
             "temp_dir": temp_dir,
         }
     finally:
-        survivors = _stop(temp_dir)
+        survivors = stop_head(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)
         assert not survivors, f"head processes still running: {survivors}"
 

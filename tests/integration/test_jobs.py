@@ -20,8 +20,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,10 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import psutil
 import pytest
 
 from tests.fixtures import REPO
+from tests.integration.ray_head import free_block, head_processes, stop_head
 
 VENV_BIN = Path(sys.executable).parent  # the venv's python, ray, ...
 RAY = str(VENV_BIN / "ray")
@@ -53,75 +51,6 @@ class Head:
     temp_dir: str
 
 
-def _free_block(n: int) -> int:
-    """The first of `n` consecutive ports free on loopback and on all interfaces, below
-    the kernel's ephemeral range and above Ray's default worker ports (10002-19999)."""
-    for _ in range(200):
-        base = secrets.randbelow(12_000 - n) + 20_000
-        if all(_port_free(p) for p in range(base, base + n)):
-            return base
-    raise RuntimeError(f"no block of {n} free ports found")
-
-
-def _port_free(port: int) -> bool:
-    for host in ("127.0.0.1", "0.0.0.0"):
-        with socket.socket() as s:
-            try:
-                s.bind((host, port))
-            except OSError:
-                return False
-    return True
-
-
-def head_processes(temp_dir: str) -> list[psutil.Process]:
-    """The head's processes (their command lines name its temp dir: GCS, raylet,
-    dashboard, agents, monitors, workers) and everything they started (job drivers)."""
-    found: dict[int, psutil.Process] = {}
-    for p in psutil.process_iter(["cmdline"]):
-        if any(temp_dir in arg for arg in p.info["cmdline"] or []):
-            found[p.pid] = p
-            try:
-                found.update((c.pid, c) for c in p.children(recursive=True))
-            except psutil.NoSuchProcess:
-                pass
-    found.pop(os.getpid(), None)
-    return list(found.values())
-
-
-def _stop_head(temp_dir: str) -> list[int]:
-    """SIGTERM the head's processes (all found before any is signalled, so none is
-    reparented out of sight), SIGKILL what is left after 5 s (GCS, raylet and the
-    runtime-env agent outwait a SIGTERM by 15 s or more); again for anything started
-    meanwhile. Returns the survivors."""
-    for _ in range(3):
-        procs = [p for p in head_processes(temp_dir) if _running(p)]
-        if not procs:
-            return []
-        _signal(procs, signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        while (alive := [p for p in procs if _running(p)]) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        _signal(alive, signal.SIGKILL)
-        psutil.wait_procs(alive, timeout=5)
-    return [p.pid for p in head_processes(temp_dir) if _running(p)]
-
-
-def _signal(procs: list[psutil.Process], sig: int) -> None:
-    for p in procs:
-        try:
-            p.send_signal(sig)
-        except psutil.NoSuchProcess:
-            pass
-
-
-def _running(p: psutil.Process) -> bool:
-    """Alive and not a zombie (a dead child the init process has not reaped yet)."""
-    try:
-        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
 @pytest.fixture(scope="module")
 def head():
     temp_dir = tempfile.mkdtemp(prefix="rj", dir="/tmp")  # short: Ray's socket paths
@@ -135,7 +64,7 @@ def head():
     }
     env.pop("RAY_ADDRESS", None)
     env.pop("RAY_AUTH_TOKEN_PATH", None)
-    base = _free_block(110)
+    base = free_block(110)
     names = (
         "port dashboard-port ray-client-server-port node-manager-port object-manager-port "
         "metrics-export-port dashboard-agent-listen-port dashboard-agent-grpc-port "
@@ -158,7 +87,7 @@ def head():
         dashboard = f"http://127.0.0.1:{ports['dashboard-port']}"
         yield Head(dashboard, f"127.0.0.1:{ports['port']}", env, token, temp_dir)
     finally:
-        survivors = _stop_head(temp_dir)
+        survivors = stop_head(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)
         assert not survivors, f"head processes still running: {survivors}"
 
