@@ -188,7 +188,9 @@ class StepProgress:
         bar = Progress(self.title, total=None, unit="steps")
         bar.set(0, "starting workers")
         try:
-            while not self._stop.wait(self.every_s):
+            stopped = False
+            while not stopped:
+                stopped = self._stop.wait(self.every_s)  # then one last read: the final report
                 try:
                     report = latest_report(self.storage, self.name)
                 except OSError:

@@ -162,3 +162,22 @@ def test_a_report_note_repeated_by_each_report_build_is_shown_once(capsys):
         console.restore()
     out = capsys.readouterr().out
     assert out.count("no scaling fit for 4 of 4") == 1 and out.count("stage line") == 2
+
+
+def test_a_training_bar_ends_on_the_last_report_written_before_it_stopped(tmp_path, caplog):
+    """A run whose only report lands between two polls still ends its bar on that step."""
+    from raysys.train.reports import REPORTS, StepProgress
+
+    folder = tmp_path / "run" / REPORTS
+    folder.mkdir(parents=True)
+    caplog.set_level(logging.INFO, logger="raysys.console")
+    import unittest.mock as mock
+
+    with (
+        mock.patch.object(console._State, "active", True),
+        mock.patch.object(console, "PLAIN_EVERY_S", 0.0),
+    ):
+        with StepProgress(str(tmp_path), "run", "training run", every_s=30):
+            record = {"step": 2, "metrics": {"max_steps": 2, "loss": 0.5}, "history": []}
+            (folder / f"{time.time_ns():020d}-000002.json").write_text(json.dumps(record))
+    assert caplog.records[-1].getMessage().startswith("training run: 2/2 steps [")
