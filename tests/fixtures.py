@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import os
 import random
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -126,10 +129,12 @@ def _tune_record(run_dir: Path, trial: Any, i: int, state: str, now: float, seco
     from ray.train._internal.storage import StorageContext
     from ray.tune.experiment import Trial
 
+    from raysys.sweep.grid import TUNE_KEY
+
     storage = StorageContext(str(run_dir), experiment_dir_name="tune", trial_dir_name="t")
     t = Trial(
         "sweep_trial",
-        config={"trial": trial.params()},  # sweep.tune.TRIAL_ID_KEY
+        config={TUNE_KEY: trial.params()},
         storage=storage,
         trial_id=f"abcde_{i:05d}",
         stub=True,  # no registered trainable needed: only its record is written
@@ -169,3 +174,24 @@ def _tune_failure(trial_dir: Path, trial_id: str) -> None:
     (trial_dir / "fault-marker").unlink()
     with open(trial_dir / "error.txt", "a") as f:
         f.write(f"Failure # 1 (occurred at 2026-01-01_00-00-05)\n{text}\n")
+
+
+@contextmanager
+def moto_s3(bucket: str) -> Iterator[str]:
+    """A real S3 server (moto) on a free loopback port with `bucket` made; yields its
+    `host:port` (credentials: the AWS_* variables tests/conftest.py sets; moto takes any)."""
+    from moto.server import ThreadedMotoServer
+    from pyarrow import fs
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        where = f"127.0.0.1:{port}"
+        s3 = fs.S3FileSystem(endpoint_override=where, scheme="http", allow_bucket_creation=True)
+        s3.create_dir(bucket)
+        yield where
+    finally:
+        server.stop()

@@ -19,6 +19,14 @@ from typing import Any
 from raysys.config import COCKTAIL_GENERATORS, SweepConfig
 from raysys.errors import UserError, clip
 
+TUNE_KEY = "trial"  # a trial's parameters (`Trial.params()`) sit under this key of Tune's config
+
+
+def tune_trial_id(config: dict[str, Any]) -> str:
+    """The raysys trial id in a Tune trial's config (Tune's own trial id is another)."""
+    return config[TUNE_KEY]["trial_id"]
+
+
 log = logging.getLogger(__name__)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from ray.tune import Callback
 
 from raysys.console import Progress
+from raysys.sweep.grid import tune_trial_id
 
 _DONE, _RUNNING, _FAILED = "TERMINATED", "RUNNING", "ERROR"
 
@@ -30,7 +31,7 @@ class SweepProgress(Callback):
     ) -> None:
         step, loss = result.get("step"), result.get("loss")
         if step is not None:
-            self.latest = f"{_tid(trial)} step {step}" + (
+            self.latest = f"{tune_trial_id(trial.config)} step {step}" + (
                 f" loss {loss:.3g}" if isinstance(loss, int | float) else ""
             )
 
@@ -51,7 +52,3 @@ class SweepProgress(Callback):
             self.on_step_end(0, trials)
             self.bar.close()
             self.bar = None
-
-
-def _tid(trial: Any) -> str:
-    return (trial.config.get("trial") or {}).get("trial_id", trial.trial_id)

@@ -13,7 +13,7 @@ import pandas as pd
 
 from raysys.config import SweepConfig
 from raysys.sweep.grid import Plan, Trial
-from raysys.sweep.trial import eval_rows, eval_task_names
+from raysys.sweep.trial import adapter_path, eval_rows, eval_task_names, trial_path
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +26,12 @@ def collect_trials(
     """Finished trials' results by id; the ids of the others."""
     finished, errored = {}, []
     for t in trials:
-        done = sweep_dir / "trials" / t.trial_id / "result.json"
+        done = trial_path(sweep_dir, t.trial_id) / "result.json"
         if done.is_file():
             res = json.loads(done.read_text())
             # where the adapter is now (the sweep may have been moved, or pulled from an
             # object store into another machine's mirror), not where it was written
-            res["adapter"] = str(done.parent / "train" / "adapter")
+            res["adapter"] = str(adapter_path(done.parent))
             finished[t.trial_id] = res
         else:
             errored.append(t.trial_id)

@@ -25,11 +25,10 @@ from typing import Any
 
 from raysys.runs import RunFiles
 from raysys.sweep.failures import failure_causes
+from raysys.sweep.grid import tune_trial_id
 
 DONE, RUNNING, ERRORED, PENDING = "done", "running", "errored", "pending"
 STATES = (DONE, RUNNING, ERRORED, PENDING)
-TUNE_KEY = "trial"  # sweep.tune.TRIAL_ID_KEY: a trial's params in Tune's config (that
-# module imports Ray, which a status reader does without)
 QUIET_SECONDS = 600  # no write for this long while "running": say the job may be gone
 SHOWN_IDS = 6  # ids listed per state; the rest are counted
 
@@ -176,7 +175,7 @@ def tune_trials(run: RunFiles) -> dict[str, dict[str, Any]]:
     for pair in (state or {}).get("trial_data", []):
         try:
             trial, runtime = (json.loads(p) for p in pair)
-            tid = trial["config"][TUNE_KEY]["trial_id"]
+            tid = tune_trial_id(trial["config"])
         except (KeyError, TypeError, ValueError):
             continue  # another Tune version's record: the trial counts by raysys's files
         out[tid] = {"status": trial.get("status"), **runtime}

@@ -38,7 +38,8 @@ from ray.tune.result import AUTO_RESULT_KEYS
 from raysys.config import SweepConfig
 from raysys.errors import UserError
 from raysys.io import write_json
-from raysys.sweep.trial import FINAL_METRIC
+from raysys.sweep.grid import tune_trial_id
+from raysys.sweep.trial import FINAL_METRIC, adapter_path, trial_path
 
 log = logging.getLogger(__name__)
 
@@ -152,10 +153,6 @@ def result_metrics(result: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def adapter_dir(sweep_dir: str | Path, trial_id: str) -> Path:
-    return Path(sweep_dir) / "trials" / trial_id / "train" / "adapter"
-
-
 class TrialRuns(MLflowLoggerCallback):
     """Ray's MLflow callback, one run per trial nested under the sweep's parent run.
 
@@ -190,7 +187,9 @@ class TrialRuns(MLflowLoggerCallback):
         try:
             self._start(trial)
         except _tracking_errors() as e:
-            log.warning("MLflow: %s: its run could not be started: %s", _tid(trial), e)
+            log.warning(
+                "MLflow: %s: its run could not be started: %s", tune_trial_id(trial.config), e
+            )
 
     def log_trial_result(self, iteration: int, trial: Any, result: dict[str, Any]) -> None:
         from mlflow.entities import Metric
@@ -212,25 +211,32 @@ class TrialRuns(MLflowLoggerCallback):
         try:
             self.client.log_batch(run_id, metrics=metrics)
         except _tracking_errors() as e:
-            log.warning("MLflow: %s: metrics at step %d not logged: %s", _tid(trial), step, e)
+            log.warning(
+                "MLflow: %s: metrics at step %d not logged: %s",
+                tune_trial_id(trial.config),
+                step,
+                e,
+            )
 
     def log_trial_end(self, trial: Any, failed: bool = False) -> None:
         run_id = self._trial_runs.get(trial)
         if run_id is None:
             return
         try:
-            adapter = adapter_dir(str(self.sweep_dir), _tid(trial))
+            adapter = adapter_path(trial_path(self.sweep_dir, tune_trial_id(trial.config)))
             if not failed and trial not in self._adapter:
                 if log_adapter(self.client, run_id, adapter):
                     self._adapter.add(trial)
             self.client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
         except _tracking_errors() as e:
-            log.warning("MLflow: %s: its run could not be ended: %s", _tid(trial), e)
+            log.warning(
+                "MLflow: %s: its run could not be ended: %s", tune_trial_id(trial.config), e
+            )
 
     def _start(self, trial: Any) -> None:
         from mlflow.entities import Param
 
-        client, tid = self.client, _tid(trial)
+        client, tid = self.client, tune_trial_id(trial.config)
         run_id = self._trial_runs.get(trial)
         if run_id is None:
             run = find_trial_run(client, self.mlflow_util.experiment_id, self.parent_run_id, tid)
@@ -251,10 +257,6 @@ class TrialRuns(MLflowLoggerCallback):
             self._done.add(trial)
         if run.data.tags.get(ADAPTER_TAG) == "true":
             self._adapter.add(trial)
-
-
-def _tid(trial: Any) -> str:
-    return trial.config["trial"]["trial_id"]
 
 
 def find_trial_run(client: Any, experiment_id: str, parent_run_id: str, trial_id: str) -> Any:

@@ -21,7 +21,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from raysys.config import SweepConfig
 from raysys.io import write_json
-from raysys.sweep.grid import Trial
+from raysys.sweep.grid import TUNE_KEY, Trial
 from raysys.tasks import scoped
 
 if TYPE_CHECKING:
@@ -52,6 +52,16 @@ class TrainToTune(TuneReportCallback):
         super().after_report(run_context, slim, checkpoint)
 
 
+def trial_path(sweep_dir: str | Path, trial_id: str) -> Path:
+    """A trial's folder in its sweep."""
+    return Path(sweep_dir) / "trials" / trial_id
+
+
+def adapter_path(trial_dir: Path) -> Path:
+    """Where a trial's PEFT adapter is, under its folder."""
+    return trial_dir / "train" / "adapter"
+
+
 @scoped  # this run's task rows are registered for the run only
 def sweep_trial(config: dict[str, Any], ctx: dict[str, Any]) -> None:
     """Tune trial function: `config["trial"]` is one `Trial.params()`."""
@@ -61,10 +71,10 @@ def sweep_trial(config: dict[str, Any], ctx: dict[str, Any]) -> None:
     from raysys.runtime import quiet_ray_data
     from raysys.tasks.store import load_run_tasks
 
-    trial = Trial.from_params(config["trial"])
+    trial = Trial.from_params(config[TUNE_KEY])
     load_run_tasks(Path(ctx["tasks_dir"]))  # the run's rows; never the users' files
     cfg = trial_config(ctx["config"])
-    trial_dir = Path(ctx["sweep_dir"]) / "trials" / trial.trial_id
+    trial_dir = trial_path(ctx["sweep_dir"], trial.trial_id)
     done = trial_dir / "result.json"
     if done.is_file():  # finished before the driver restarted: report it, do nothing else
         tune.report(tune_metrics(json.loads(done.read_text())))
@@ -95,7 +105,7 @@ def sweep_trial(config: dict[str, Any], ctx: dict[str, Any]) -> None:
         "train": summary,
         "validation": validation,
         "trial_seconds": time.perf_counter() - start,
-        "adapter": str(trial_dir / "train" / "adapter"),
+        "adapter": str(adapter_path(trial_dir)),
     }
     write_json(done, result)
     RunDir.at(trial_dir).keep()  # object-store sweeps: kept even if the driver dies
@@ -221,7 +231,7 @@ def _validate(
     tasks = eval_rows(cfg, "validation")
     if not tasks:
         return {}
-    adapter = {trial.trial_id: str(out_dir.parent / "train" / "adapter")}
+    adapter = {trial.trial_id: str(adapter_path(out_dir.parent))}
     table = evaluate_tasks(
         tasks, model_path, adapter, gen_cfg, cfg.model.dtype, out_dir, include_base=False
     )

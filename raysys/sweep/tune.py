@@ -14,13 +14,11 @@ from raysys.config import SweepConfig
 from raysys.console import quiet
 from raysys.errors import UserError
 from raysys.sweep.failures import cause, failure_causes
-from raysys.sweep.grid import Plan, Trial
+from raysys.sweep.grid import TUNE_KEY, Plan, Trial, tune_trial_id
 from raysys.sweep.progress import SweepProgress
 from raysys.sweep.trial import sweep_trial
 
 log = logging.getLogger(__name__)
-
-TRIAL_ID_KEY = "trial"
 
 
 DRIVER_MEMORY = (
@@ -67,7 +65,7 @@ def tune_callbacks(cfg: SweepConfig) -> list[Any]:
 
 def trial_dirname(trial: Any) -> str:
     """Tune's per-trial folder (and TensorBoard run) is the trial id."""
-    return trial.config[TRIAL_ID_KEY]["trial_id"]
+    return tune_trial_id(trial.config)
 
 
 def _threads(cfg: SweepConfig, plan: Plan) -> int | None:
@@ -103,7 +101,7 @@ def run_tune(grid: Any, resume: bool, retry_errored: bool) -> dict[str, list[str
     else:
         tuner = tune.Tuner(
             trainable,
-            param_space={TRIAL_ID_KEY: tune.grid_search(_grid_order(grid))},
+            param_space={TUNE_KEY: tune.grid_search(_grid_order(grid))},
             tune_config=tune.TuneConfig(
                 max_concurrent_trials=grid.plan.concurrency,
                 scheduler=_scheduler(cfg),
@@ -169,7 +167,7 @@ def trial_failures(grid: Any) -> dict[str, list[str]]:
     the last error Tune kept where that file cannot be read."""
     out: dict[str, list[str]] = {}
     for r in grid:
-        tid = r.config[TRIAL_ID_KEY]["trial_id"]
+        tid = tune_trial_id(r.config)
         try:
             with r.filesystem.open_input_stream(f"{r.path}/error.txt") as f:
                 text = f.read().decode(errors="replace")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from raysys.cli import main
-from tests.fixtures import REPO
+from tests.fixtures import REPO, moto_s3
 
 BUCKET = "raysys-test"
 
@@ -22,17 +22,8 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def s3_endpoint():
-    from moto.server import ThreadedMotoServer
-    from pyarrow import fs
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"127.0.0.1:{port}"
-    s3 = fs.S3FileSystem(endpoint_override=endpoint, scheme="http", allow_bucket_creation=True)
-    s3.create_dir(BUCKET)
-    yield endpoint
-    server.stop()
+    with moto_s3(BUCKET) as where:
+        yield where
 
 
 def _uri(endpoint: str, path: str) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
@@ -16,26 +15,15 @@ import pytest
 from raysys import storage
 from raysys.errors import UserError
 from raysys.storage import SyncError
+from tests.fixtures import moto_s3
 
 BUCKET = "raysys-unit"
 
 
 @pytest.fixture(scope="module")
 def endpoint():
-    from moto.server import ThreadedMotoServer
-    from pyarrow import fs
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    where = f"127.0.0.1:{port}"
-    fs.S3FileSystem(endpoint_override=where, scheme="http", allow_bucket_creation=True).create_dir(
-        BUCKET
-    )
-    yield where
-    server.stop()
+    with moto_s3(BUCKET) as where:
+        yield where
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ store (moto's S3 server on 127.0.0.1) with its URI shown without options or secr
 from __future__ import annotations
 
 import shutil
-import socket
 import threading
 import time
 
@@ -15,7 +14,7 @@ from raysys.cli import main
 from raysys.config import SweepConfig, TrainConfig, load_config
 from raysys.runs import RunFiles, open_run
 from raysys.storage import push
-from tests.fixtures import REPO, SWEEP_TINY, finish_sweep, sweep_tree
+from tests.fixtures import REPO, SWEEP_TINY, finish_sweep, moto_s3, sweep_tree
 from tests.unit.cli._parsers import subparser
 
 BUCKET = "raysys-status"
@@ -97,19 +96,8 @@ def test_watch_without_a_terminal_prints_a_block_per_refresh_until_finished(tmp_
 
 @pytest.fixture(scope="module")
 def endpoint():
-    from moto.server import ThreadedMotoServer
-    from pyarrow import fs
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    where = f"127.0.0.1:{port}"
-    s3 = fs.S3FileSystem(endpoint_override=where, scheme="http", allow_bucket_creation=True)
-    s3.create_dir(BUCKET)
-    yield where
-    server.stop()
+    with moto_s3(BUCKET) as where:
+        yield where
 
 
 def test_a_run_in_an_object_store_is_read_there_and_shown_without_options(

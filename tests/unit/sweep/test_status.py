@@ -140,10 +140,3 @@ def test_a_sweep_that_has_not_written_its_grid_is_starting(tmp_path):
     st = _status(sweep_dir)
     assert st.phase == "starting" and st.trials == []
     assert "trials    unknown yet" in st.lines(NOW)
-
-
-def test_trials_are_found_in_tunes_records_under_the_sweeps_own_key():
-    from raysys.sweep.status import TUNE_KEY
-    from raysys.sweep.tune import TRIAL_ID_KEY  # imports Ray; the status reader does not
-
-    assert TUNE_KEY == TRIAL_ID_KEY
