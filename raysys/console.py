@@ -42,12 +42,8 @@ class _State:
     log_path: Path | None = None
     lib_handler: logging.Handler | None = None
     handlers: list[logging.Handler] = []
-    routed: list[tuple[logging.Logger, list[logging.Handler], bool]] = []
+    routed: list[tuple[logging.Logger, list[logging.Handler]]] = []
     shown_ray_logs = False
-
-
-def verbose() -> bool:
-    return _State.verbose
 
 
 def active() -> bool:
@@ -142,7 +138,7 @@ def route_library_loggers() -> None:
         console = [h for h in logger.handlers if _is_console(h)]
         if not console:
             continue
-        _State.routed.append((logger, console, logger.propagate))
+        _State.routed.append((logger, console))
         for h in console:
             logger.removeHandler(h)
         if not logger.propagate:  # else its records reach the root's file handler
@@ -193,7 +189,7 @@ def restore() -> None:
     root = logging.getLogger()
     for h in _State.handlers:
         root.removeHandler(h)
-    for logger, handlers, _ in _State.routed:
+    for logger, handlers in _State.routed:
         if _State.lib_handler is not None:
             logger.removeHandler(_State.lib_handler)
         for h in handlers:
