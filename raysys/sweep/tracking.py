@@ -371,10 +371,34 @@ class SweepTracking:
             log.warning("MLflow: the sweep run could not be ended: %s", e)
 
     def _finish_trial(self, run: Any, tid: str, res: dict[str, Any], results: Any) -> None:
+        self._backfill(run, Path(res["adapter"]).parent / "metrics.json")
         step = int(res.get("train", {}).get("step") or 0)
         self._log_scores(run, _scores(results, tid), step)
         if run.data.tags.get(ADAPTER_TAG) != "true":
             log_adapter(self.client, run.info.run_id, Path(res["adapter"]))
+
+    def _backfill(self, run: Any, train_metrics: Path) -> None:
+        """Training steps the run lacks at its end: a trial's last reports go unlogged when
+        the driver dies before Tune hands them to the callback, and a resumed trial does
+        not report them again (it restarts from its checkpoint). The trial's own
+        `train/metrics.json` holds every step."""
+        from mlflow.entities import Metric
+
+        from raysys.io import read_json
+
+        if not train_metrics.is_file():
+            return
+        last = last_step(self.client, run.info.run_id)
+        now = int(time.time() * 1000)
+        history = read_json(train_metrics, "training metrics").get("history", [])
+        metrics = [
+            Metric(k, v, now, int(h["step"]))
+            for h in history
+            if int(h.get("step", -1)) > last
+            for k, v in result_metrics(h).items()
+        ]
+        for i in range(0, len(metrics), 1000):  # MLflow's limit per batch
+            self.client.log_batch(run.info.run_id, metrics=metrics[i : i + 1000])
 
     def _log_scores(self, run: Any, scores: dict[str, float], step: int) -> None:
         """`scores` into `run`, leaving out what it holds already (Tune's last report

@@ -80,3 +80,38 @@ def test_scores_are_the_main_metric_per_task_and_their_mean_without_nans():
 def test_a_run_link_is_the_ui_address_for_a_server_only():
     assert run_link("http://h:5000/", "3", "abc") == "http://h:5000/#/experiments/3/runs/abc"
     assert run_link("sqlite:///m.db", "3", "abc") == "abc (experiment 3 in sqlite:///m.db)"
+
+
+def test_steps_a_killed_driver_never_logged_are_taken_from_the_trials_metrics(tmp_path):
+    """A driver killed between a trial's last reports and their logging: the resumed trial
+    restarts from its checkpoint and reports no more steps; its metrics.json has them."""
+    import json
+    from types import SimpleNamespace
+
+    from raysys.sweep.tracking import SweepTracking
+
+    class Client:
+        def __init__(self):
+            self.logged = [SimpleNamespace(step=s) for s in (1, 2, 3)]
+            self.batches = []
+
+        def get_metric_history(self, run_id, key):
+            return self.logged
+
+        def log_batch(self, run_id, metrics):
+            self.batches.append(metrics)
+
+    history = [{"step": s, "loss": 1.0 / s, "grad_norm": 0.5} for s in (1, 2, 3, 4)]
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps({"final": {}, "history": history}))
+    client = Client()
+    SweepTracking(None, tmp_path, client, {})._backfill(
+        SimpleNamespace(info=SimpleNamespace(run_id="r")), path
+    )
+    (batch,) = client.batches
+    assert {(m.key, m.step, m.value) for m in batch} == {("loss", 4, 0.25), ("grad_norm", 4, 0.5)}
+    client.logged.append(SimpleNamespace(step=4))
+    SweepTracking(None, tmp_path, client, {})._backfill(
+        SimpleNamespace(info=SimpleNamespace(run_id="r")), path
+    )
+    assert len(client.batches) == 1  # nothing missing: nothing logged again
