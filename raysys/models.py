@@ -88,6 +88,34 @@ def resolve_model(source: str) -> str:
     )
 
 
+_BUILT_RE = re.compile(rf"^(.+)-v{CACHE_VERSION}$")
+
+
+def local_model(path: str) -> str:
+    """The model `resolve_model` gave another process, on this node: a path that exists
+    here or a hub id as is; a model raysys built into another node's cache (the embedded
+    model, a tiny test model) built into this node's cache. What Ray workers call first:
+    on a cluster they may run where the driver's cache is not (nodes share no disk)."""
+    p = Path(path)
+    if p.is_dir() or not p.is_absolute():
+        return path
+    m = _BUILT_RE.match(p.name)
+    if m and p.parent.name == "models":
+        name = m.group(1)
+        if name in EMBEDDED:
+            return resolve_model(name)
+        tiny = re.fullmatch(rf"tiny-random-(\d+)-r{TINY_RECIPE}", name)
+        if tiny:
+            return resolve_model(f"tiny-random-{tiny.group(1)}")
+    import socket
+
+    raise ModelSourceError(
+        f"model.source: {path} is not on this node ({socket.gethostname()}); a model "
+        "directory must be on storage every node mounts, or use a hub id or an embedded "
+        "model (each node builds those into its own cache)"
+    )
+
+
 def _cached(name: str, build: Callable[[Path], None]) -> Path:
     from filelock import FileLock
 

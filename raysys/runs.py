@@ -147,6 +147,17 @@ class RunDir:
 
         push(self.path / sub if sub is not None else self.path)
 
+    def gather(self, sub: str, exclude: tuple[str, ...] = ()) -> int:
+        """What Ray workers on other nodes wrote under `sub` of an object-store run (they
+        send it to the store; nodes share no disk), brought into this mirror, leaving out
+        `exclude` (fnmatch patterns under `sub`; Ray Train checkpoints always). Returns
+        the number of files fetched; nothing to do for local runs."""
+        if self.uri is None:
+            return 0
+        from raysys.storage import join_uri, pull
+
+        return pull(join_uri(self.uri, sub), self.path / sub, exclude=exclude)
+
     def publish(self, sub: str | Path | None = None) -> str:
         """`keep`, then the name to print (its URI, or the path)."""
         self.keep(sub)

@@ -180,8 +180,12 @@ def _tune_failure(trial_dir: Path, trial_id: str) -> None:
 def moto_s3(bucket: str) -> Iterator[str]:
     """A real S3 server (moto) on a free loopback port with `bucket` made; yields its
     `host:port` (credentials: the AWS_* variables tests/conftest.py sets; moto takes any)."""
+    import logging
+
     from moto.server import ThreadedMotoServer
     from pyarrow import fs
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request otherwise
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -115,6 +115,16 @@ class GenerateSection(Section):
     enforce_eager: bool | None = Field(
         None, description="vllm: None = eager on CPU, compiled (CUDA graphs) on GPU"
     )
+    resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="custom Ray resources each engine actor also asks for (vllm: each "
+        "replica), e.g. {inference: 0.01} to keep engines on nodes that advertise it",
+    )
+
+    @field_validator("resources")
+    @classmethod
+    def _resources(cls, v: dict[str, float]) -> dict[str, float]:
+        return custom_resources(v)
 
 
 class EvalSection(Section):
@@ -190,6 +200,20 @@ class SynthSection(Section):
                 "time; set synth.temperature > 0 (e.g. 0.7) or synth.samples=1"
             )
         return self
+
+
+def custom_resources(v: dict[str, float]) -> dict[str, float]:
+    """Custom Ray resources (what `ray start --resources` advertises): named, positive,
+    and not CPU/GPU/memory, which have their own fields."""
+    for name, amount in v.items():
+        if name in ("CPU", "GPU", "memory", "object_store_memory") or not name:
+            raise ValueError(
+                f"{name!r} is not a custom resource; give CPUs and GPUs with their own fields "
+                "and name only resources nodes advertise with `ray start --resources`"
+            )
+        if not amount > 0:
+            raise ValueError(f"resource {name!r}: amount {amount} must be > 0, e.g. 0.01")
+    return v
 
 
 def unique_list(v: list[str] | None) -> list[str] | None:

@@ -7,7 +7,13 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from raysys.config.sections import MAX_ROWS, ModelSection, Section, storage_problem
+from raysys.config.sections import (
+    MAX_ROWS,
+    ModelSection,
+    Section,
+    custom_resources,
+    storage_problem,
+)
 
 
 class LoraSection(Section):
@@ -56,6 +62,11 @@ class TrainSection(Section):
     num_workers: int = Field(1, ge=1)
     use_gpu: bool = False
     cpus_per_worker: float = Field(1.0, gt=0)
+    worker_resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="custom Ray resources each Train worker also asks for, e.g. "
+        "{trainer: 0.01} to keep training on nodes that advertise it",
+    )
     torch_threads: int | None = Field(None, ge=1)
     max_failures: int = Field(0, ge=0)
     logging_steps: int = Field(1, ge=1, description="steps between loss-history entries")
@@ -80,6 +91,11 @@ class TrainSection(Section):
     )
     dpo: DpoSection = DpoSection()
     lora: LoraSection = LoraSection()
+
+    @field_validator("worker_resources")
+    @classmethod
+    def _resources(cls, v: dict[str, float]) -> dict[str, float]:
+        return custom_resources(v)
 
     @field_validator("checkpoint_storage")
     @classmethod

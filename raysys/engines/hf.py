@@ -57,6 +57,9 @@ class HFGenerator:
 
         if torch_threads:
             torch.set_num_threads(torch_threads)
+        from raysys.models import local_model
+
+        model_path = local_model(model_path)  # this actor may be on any node of a cluster
         self.tok = AutoTokenizer.from_pretrained(model_path)
         self.tok.padding_side = "left"  # decoder-only: new tokens follow the prompt directly
         if self.tok.pad_token is None:
@@ -301,6 +304,7 @@ def generate(
         batch_size=None,  # whole blocks: the actor re-batches by length itself
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=gen_cfg.num_cpus,
+        **({"resources": dict(gen_cfg.resources)} if gen_cfg.resources else {}),
     )
     got = audit_rows(df, collect(out, len(df)))
     retried = int((got.pop("attempts") > 1).sum())

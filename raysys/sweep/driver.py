@@ -142,6 +142,9 @@ def make_grid(
     return Grid(cfg, trials, sweep_dir, model_path, tasks_dir, *data, plan, callbacks)
 
 
+ADAPTER_FILES = ("*/adapter/*", "*/delta_adapter/*")
+
+
 def execute(grid: Grid, resume: bool, retry_errored: bool) -> SweepOutcome:
     """Every trial through Tune, then one test pass, the results table and the report;
     tracked in MLflow when `sweep.mlflow.tracking_uri` is set."""
@@ -160,6 +163,9 @@ def _execute(grid: Grid, resume: bool, retry_errored: bool, tracking: Any) -> Sw
     start = time.perf_counter()
     failures = run_tune(grid, resume, retry_errored)
     tune_seconds = time.perf_counter() - start
+    # trials on other nodes wrote to their own mirrors and the store: their results here
+    # (not their adapters: the test pass's engines fetch those from the store themselves)
+    RunDir.at(grid.sweep_dir).gather("trials", exclude=ADAPTER_FILES)
     finished, errored = collect_trials(grid.sweep_dir, grid.trials)
     if not finished:
         raise SweepIncompleteError(

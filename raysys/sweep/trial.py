@@ -69,12 +69,17 @@ def sweep_trial(config: dict[str, Any], ctx: dict[str, Any]) -> None:
 
     from raysys.runs import RunDir, stage
     from raysys.runtime import quiet_ray_data
+    from raysys.storage import join_uri, localize, pull
     from raysys.tasks.store import load_run_tasks
 
     trial = Trial.from_params(config[TUNE_KEY])
-    load_run_tasks(Path(ctx["tasks_dir"]))  # the run's rows; never the users' files
     cfg = trial_config(ctx["config"])
-    trial_dir = trial_path(ctx["sweep_dir"], trial.trial_id)
+    # the run's rows (never the users' files), fetched once per node from an object store
+    load_run_tasks(Path(localize(ctx["tasks_dir"], "sweep tasks")))
+    trial_dir = trial_path(on_this_node(cfg, ctx["sweep_dir"]), trial.trial_id)
+    sweep = RunDir.at(trial_dir.parents[1])
+    if sweep.uri:  # what earlier attempts (maybe on other nodes) left: its finished stages
+        pull(join_uri(sweep.uri, "trials", trial.trial_id), trial_dir)
     done = trial_dir / "result.json"
     if done.is_file():  # finished before the driver restarted: report it, do nothing else
         tune.report(tune_metrics(json.loads(done.read_text())))
@@ -110,6 +115,20 @@ def sweep_trial(config: dict[str, Any], ctx: dict[str, Any]) -> None:
     write_json(done, result)
     RunDir.at(trial_dir).keep()  # object-store sweeps: kept even if the driver dies
     tune.report(tune_metrics(result))
+
+
+def on_this_node(cfg: SweepConfig, driver_sweep_dir: str) -> Path:
+    """The sweep directory a trial writes: the driver's, or for an object-store sweep
+    this node's mirror of it (nodes share no disk; the same layout under this node's
+    cache, so Ray Train's run names and checkpoint URIs are the same on every node, and
+    what a trial writes reaches the driver through the store)."""
+    from raysys.runs import RunDir
+    from raysys.storage import is_remote
+
+    run = cfg.run
+    if not is_remote(run.storage_path):
+        return Path(driver_sweep_dir)  # local storage: a path every node mounts
+    return RunDir.of(run.storage_path, run.name, str(run.run_id)).path
 
 
 class TrialError(RuntimeError):

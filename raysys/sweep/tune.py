@@ -143,13 +143,16 @@ def _trial_context(grid: Any) -> tuple[dict[str, Any], list[Any]]:
     """What every trial gets (plain data: it travels to the trial's process) and the
     callbacks, with the fault drills the environment asks for."""
     from raysys.runtime import faults_from_env
+    from raysys.storage import for_workers
 
     ctx = {
         "config": grid.cfg.model_dump(mode="json"),
         "sweep_dir": str(grid.sweep_dir),
-        "model_path": grid.model_path,
-        "data": grid.data,  # trial id -> its prepared training data (path, rows per task)
-        "tasks_dir": str(grid.tasks_dir),  # every task's rows: trials read only these
+        "model_path": grid.model_path,  # each node builds a built-in model into its cache
+        # trial id -> its prepared training data (path, rows per task); what trials read
+        # is handed over as URIs when the sweep is in an object store (trials run anywhere)
+        "data": {t: d | {"path": for_workers(d["path"])} for t, d in grid.data.items()},
+        "tasks_dir": for_workers(grid.tasks_dir),  # every task's rows: trials read only these
         "threads": _threads(grid.cfg, grid.plan),
     }
     callbacks = [*grid.callbacks, SweepProgress(len(grid.trials))]

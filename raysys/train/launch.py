@@ -156,7 +156,8 @@ def _torch_trainer(
         scaling_config=ScalingConfig(
             num_workers=spec.num_workers,
             use_gpu=spec.use_gpu,
-            resources_per_worker=None if spec.use_gpu else {"CPU": spec.cpus_per_worker},
+            resources_per_worker=({"GPU": 1} if spec.use_gpu else {"CPU": spec.cpus_per_worker})
+            | spec.worker_resources,
         ),
         run_config=RunConfig(
             name=name,
@@ -203,8 +204,13 @@ def preflight(
     import pyarrow.parquet as pq
     from transformers import AutoTokenizer
 
+    from raysys.models import local_model
+
+    # a sweep trial may run on a node other than the driver's (nothing shared but the store)
+    shown_path, train_path = train_path, localize(train_path, "data.path")
+    model_path = local_model(model_path)
     if not Path(train_path).exists():
-        raise DataGuardError(f"training data not found: {train_path}; check data.path")
+        raise DataGuardError(f"training data not found: {shown_path}; check data.path")
     init = train_cfg.init_adapter and localize(train_cfg.init_adapter, "train.init_adapter")
     if init and not (Path(init) / "adapter_config.json").is_file():
         raise DataGuardError(

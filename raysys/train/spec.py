@@ -99,6 +99,7 @@ class TrainSpec:
     num_workers: int
     use_gpu: bool
     cpus_per_worker: float
+    worker_resources: dict[str, float]  # custom Ray resources per worker
     torch_threads: int | None  # None: the node's cores / its workers
     max_failures: int
     logging_steps: int
@@ -145,6 +146,7 @@ class TrainSpec:
             num_workers=train.num_workers,
             use_gpu=train.use_gpu,
             cpus_per_worker=train.cpus_per_worker,
+            worker_resources=dict(train.worker_resources),
             torch_threads=train.torch_threads,
             max_failures=train.max_failures,
             logging_steps=train.logging_steps,

@@ -28,6 +28,7 @@ import ray.train
 import ray.train.torch
 from transformers import TrainerCallback, TrainerState
 
+from raysys.models import local_model
 from raysys.train.guards import check_finite
 from raysys.train.perf import model_flops_per_token, peak_memory_bytes, probe_peak_flops, versions
 from raysys.train.spec import TrainSpec
@@ -47,7 +48,12 @@ def train_worker(config: dict[str, TrainSpec]) -> None:
     import torch
 
     spec = config["spec"]
-    spec = replace(spec, dtype=supported_dtype(spec.dtype, spec.use_gpu))
+    # the model on this worker's node (a cluster's nodes share no disk; see local_model)
+    spec = replace(
+        spec,
+        dtype=supported_dtype(spec.dtype, spec.use_gpu),
+        model_path=local_model(spec.model_path),
+    )
     ctx = ray.train.get_context()
     # Decided on the worker's node, not the driver's: clusters mix machine sizes.
     torch.set_num_threads(spec.torch_threads or max(1, _cores() // ctx.get_local_world_size()))
