@@ -592,8 +592,10 @@ def subfolders(uri: str) -> list[str]:
 
 def localize(path: str, field: str = "path") -> str:
     """A local copy of an object-store file or folder (fetched once per node into the
-    cache, keyed by the URI and the objects' sizes and times); local paths unchanged.
-    What Ray workers call on paths that `for_workers` gave them."""
+    cache, keyed by the URI and the objects' sizes and LastModified times); local paths
+    unchanged. What Ray workers call on paths that `for_workers` gave them. The key is
+    the store's own version of each object (its clock, never compared with this node's):
+    pyarrow lists nothing better (an ETag or version id would cost a request per object)."""
     if not is_remote(path):  # file:///abs is /abs (Path would read "file:/abs" as relative)
         return path[len("file://") :] if path.lower().startswith("file://") else path
     import pyarrow.fs as pafs
