@@ -23,6 +23,19 @@ re-run of the same run id) on any machine. Markers (`stage.json`, `result.json`)
 up last, so a marker in the store means the files it vouches for are there. Paths that
 Ray workers read on other nodes (training data, adapters) are handed to them as URIs
 (`for_workers`) and fetched once per node into the cache (`localize`).
+
+Neither sync compares a local clock with the store's (a node whose clock is off would
+skip changed files or resend unchanged ones). A mirror's root keeps a ledger
+(`.raysys-sync.json`): for each file, the sha256 of its content at its last sync and the
+store's version of it then (size and LastModified, the store's own clock, compared only
+with itself; pyarrow lists no ETag or version id). `push` sends a file the store lacks,
+one with no ledger entry, or one whose content changed here since its last sync; a file
+unchanged here stays home even when another writer replaced the object. `pull` fetches
+a file missing here, one with no ledger entry, or one whose object changed in the store
+while it stayed unchanged here; local edits not yet pushed are kept. Hashes are cached
+per file by its local stat (size, mtime, ctime, inode: the local clock against itself).
+Limit: an object rewritten with the same size within the same second (S3's LastModified
+resolution) reads as the same version.
 """
 
 from __future__ import annotations
@@ -30,6 +43,7 @@ from __future__ import annotations
 import errno
 import fnmatch
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -59,6 +73,10 @@ log = logging.getLogger(__name__)
 PROBE_SECONDS = 20.0  # an endpoint that has not answered by then is unreachable
 MIRROR_MARK = ".raysys-remote"  # in a mirror's root: the URI it mirrors
 MARKERS = ("stage.json", "result.json")  # uploaded after the files they vouch for
+LEDGER = ".raysys-sync.json"  # in a mirror's root: each file's content and version at its last sync
+# A file changed this close to the moment it is hashed may change again within the same
+# timestamp tick, its stat unchanged: its hash is not cached (git's "racily clean" files).
+_RACY_NS = 2_000_000_000
 
 
 def filesystem(uri: str, field: str = "storage URI") -> tuple[Any, str]:
@@ -175,10 +193,19 @@ def remote_of(path: str | Path) -> str | None:
     the URI the mirror is named after and belongs to this user: a `.raysys-remote`
     planted in a parent of a local path (a world-writable /tmp) must not send its
     outputs to someone else's bucket."""
+    found = _mirror_of(path)
+    if found is None:
+        return None
+    root, uri = found
+    return join_uri(uri, *Path(path).resolve().relative_to(root).parts)
+
+
+def _mirror_of(path: str | Path) -> tuple[Path, str] | None:
+    """The root of the mirror holding `path` and the URI it mirrors (see `remote_of`)."""
     path, mirrors = Path(path).resolve(), mirrors_dir()
     if not path.is_relative_to(mirrors) or path == mirrors:
         return None
-    name, *rest = path.relative_to(mirrors).parts
+    name = path.relative_to(mirrors).parts[0]
     mark = mirrors / name / MIRROR_MARK
     if not mark.is_file():
         return None
@@ -186,7 +213,7 @@ def remote_of(path: str | Path) -> str | None:
     if _mirror_name(uri) != name or (hasattr(os, "getuid") and mark.stat().st_uid != os.getuid()):
         log.warning("ignoring %s: not a mark raysys wrote", mark)
         return None
-    return join_uri(uri, *rest)
+    return mirrors / name, uri
 
 
 def shown(path: str | Path) -> str:
@@ -224,11 +251,120 @@ def _mtime(info: Any) -> float:
     return info.mtime.timestamp() if info.mtime is not None else 0.0
 
 
+def _version(info: Any) -> list[Any]:
+    """An object's version as the store tells it: its size and LastModified, in whole
+    seconds (S3 lists and heads objects at that resolution; MinIO lists milliseconds but
+    heads seconds). Only ever compared with an earlier version of the same object."""
+    ns = info.mtime_ns
+    return [info.size, None if ns is None else ns // 1_000_000_000]
+
+
+def _stat_key(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
+class _Ledger:
+    """What each file of a synced folder was at its last sync (`LEDGER` in `home`, keys
+    relative to it): {"sha256": content, "store": `_version` of the object, "stat": the
+    local stat the hash was taken at (None: not to be trusted)}. Read once; `save` merges
+    what this sync learned into what is on disk then, under a file lock, so processes
+    that sync the same mirror at once (the driver, sweep trials) keep each other's
+    entries."""
+
+    def __init__(self, home: Path, prefix: str = "") -> None:
+        self.home, self.prefix = home, prefix
+        self.entries = self._read()
+        self.updates: dict[str, dict[str, Any]] = {}
+        self._since: int | None = None
+
+    @classmethod
+    def of(cls, local: Path, uri: str) -> _Ledger:
+        """The ledger of `local`, synced with `uri`: its mirror's when `local` is the
+        mirror's copy of `uri`, else one in `local` itself."""
+        found = _mirror_of(local)
+        if found is not None:
+            root, mirrored = found
+            parts = local.resolve().relative_to(root).parts
+            if join_uri(bare(mirrored), *parts) == bare(uri).rstrip("/"):
+                return cls(root, "/".join(parts))
+        return cls(local)
+
+    def _read(self) -> dict[str, dict[str, Any]]:
+        try:
+            data = json.loads((self.home / LEDGER).read_text())
+            files = data["files"]
+            if isinstance(files, dict):
+                return files
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        log.warning("ignoring %s: unreadable (every file counts as unsynced)", self.home / LEDGER)
+        return {}
+
+    def _key(self, rel: str) -> str:
+        return "/".join(p for p in (self.prefix, rel) if p)
+
+    def get(self, rel: str) -> dict[str, Any] | None:
+        key = self._key(rel)
+        return self.updates.get(key) or self.entries.get(key)
+
+    def since(self) -> int:
+        """The filesystem's time before this sync read any file (a file touched here
+        reads it; the local clock is never set against the store's)."""
+        if self._since is None:
+            mark = self.home / (LEDGER + ".lock")
+            mark.touch()
+            self._since = mark.stat().st_mtime_ns
+        return self._since
+
+    def trusted(self, st: os.stat_result) -> list[int] | None:
+        """`st` as a cache key for the hash read after it, unless the file changed so
+        recently that it may change again unseen (same size, same timestamp tick)."""
+        return _stat_key(st) if st.st_ctime_ns < self.since() - _RACY_NS else None
+
+    def local_hash(self, rel: str, f: Path) -> str:
+        """The sha256 of `f`: the ledger's when `f`'s stat is the one it was hashed at."""
+        entry = self.get(rel)
+        if entry is not None and entry.get("stat") == _stat_key(f.stat()):
+            return entry["sha256"]
+        self.since()
+        digest = hashlib.sha256()
+        with open(f, "rb") as src:
+            st = os.fstat(src.fileno())
+            while chunk := src.read(8 << 20):
+                digest.update(chunk)
+        sha = digest.hexdigest()
+        if entry is not None and entry["sha256"] == sha and (key := self.trusted(st)):
+            self.updates[self._key(rel)] = {**entry, "stat": key}  # unchanged: not hashed again
+        return sha
+
+    def record(self, rel: str, sha: str, version: list[Any], st: os.stat_result | None) -> None:
+        """`rel` is in sync: its content `sha` is the object's `version` in the store."""
+        key = None if st is None else self.trusted(st)
+        self.updates[self._key(rel)] = {"sha256": sha, "store": version, "stat": key}
+
+    def save(self) -> None:
+        if not self.updates:
+            return
+        from filelock import FileLock
+
+        from raysys.io import write_text
+
+        self.home.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.home / (LEDGER + ".lock"))):
+            entries = self._read() | self.updates  # what others wrote since, then ours
+            text = json.dumps({"version": 1, "files": entries}, sort_keys=True)
+            write_text(self.home / LEDGER, text)
+        self.entries, self.updates = entries, {}
+
+
 def push(path: str | Path) -> int:
     """Upload what changed under a mirrored `path` (a no-op for other paths); markers
-    last. A file counts as changed when the store lacks it, holds another size, or holds
-    an older copy (after each upload the local mtime is set to the store's). Returns the
-    number of files uploaded."""
+    last. A file goes up when the store lacks it, the ledger has no record of it, or its
+    content changed here since its last sync; one unchanged here is not sent over a
+    newer object another writer put there. No clock is read. Returns the number of
+    files uploaded."""
     uri = remote_of(path)
     if uri is None:
         return 0
@@ -251,20 +387,16 @@ def push(path: str | Path) -> int:
                 if f.is_file() and not any(_skipped(p) for p in f.relative_to(local).parts)
             }
             remote = _remote_files(fs, root)
-        todo = []
-        for rel, f in files.items():
-            st, have = f.stat(), remote.get(rel)
-            if have is None or have.size != st.st_size or _mtime(have) < st.st_mtime:
-                todo.append(rel)
+        ledger = _Ledger.of(local, uri)
+        todo = [rel for rel, f in files.items() if _to_push(ledger, rel, f, remote.get(rel))]
         todo.sort(key=lambda rel: files[rel].name in MARKERS)
-        for rel in todo:
-            dst = f"{root}/{rel}" if rel else root
-            # atomic: an object store shows an object only once its upload completes
-            with open(files[rel], "rb") as src, fs.open_output_stream(dst) as out:
-                shutil.copyfileobj(src, out, 8 << 20)
-            stamp = _mtime(fs.get_file_info(dst))
-            if stamp:
-                os.utime(files[rel], (stamp, stamp))
+        try:
+            for rel in todo:
+                dst = f"{root}/{rel}" if rel else root
+                sha, st = _upload(ledger, files[rel], fs, dst)
+                ledger.record(rel, sha, _version(fs.get_file_info(dst)), st)
+        finally:
+            ledger.save()  # what went up stays known even when a later upload failed
     except OSError as e:
         raise SyncError(
             f"run.storage_path: uploading {local} to {bare(uri)} failed "
@@ -276,30 +408,59 @@ def push(path: str | Path) -> int:
     return len(todo)
 
 
+def _to_push(ledger: _Ledger, rel: str, f: Path, have: Any) -> bool:
+    entry = ledger.get(rel)
+    if have is None or entry is None:
+        return True
+    if ledger.local_hash(rel, f) != entry["sha256"]:
+        return True  # changed here since its last sync
+    if _version(have) != entry["store"]:
+        log.debug("not sending %s: unchanged here, and replaced in the store since", f)
+    return False
+
+
+def _upload(ledger: _Ledger, src: Path, fs: Any, dst: str) -> tuple[str, os.stat_result]:
+    """One file to the object `dst`; the sha256 of what was sent, and the file's stat
+    taken before it was read."""
+    ledger.since()
+    digest = hashlib.sha256()
+    # atomic: an object store shows an object only once its upload completes
+    with open(src, "rb") as f, fs.open_output_stream(dst) as out:
+        st = os.fstat(f.fileno())
+        while chunk := f.read(8 << 20):
+            digest.update(chunk)
+            out.write(chunk)
+    return digest.hexdigest(), st
+
+
 def pull(uri: str, local: Path, exclude: tuple[str, ...] = ()) -> int:
-    """Download what `local` lacks (or holds older or another size of) from the folder
-    `uri`. Left out: paths matching an `exclude` pattern (fnmatch), and Ray Train's
-    checkpoint folders (`ray_train/`: Ray Train reads them from the store itself).
-    Returns the number of files fetched."""
+    """Download from the folder `uri` what `local` lacks, has no ledger record of, or
+    holds unchanged since its last sync while the store's object changed since; local
+    changes not pushed yet are kept. No clock is read. Left out: paths matching an
+    `exclude` pattern (fnmatch), and Ray Train's checkpoint folders (`ray_train/`: Ray
+    Train reads them from the store itself). Returns the number of files fetched."""
     try:
         fs, root = filesystem(uri)
         root = root.rstrip("/")
+        ledger = _Ledger.of(local, uri)
         fetched = 0
-        for rel, info in sorted(_remote_files(fs, root).items()):
-            parts = rel.split("/")
-            if any(fnmatch.fnmatch(rel, pat) for pat in exclude) or "ray_train" in parts[:-1]:
-                continue
-            if any(_skipped(p) for p in parts):
-                continue
-            dst = local / rel
-            if dst.is_file():
-                st = dst.stat()
-                if st.st_size == info.size and st.st_mtime >= _mtime(info):
+        try:
+            for rel, info in sorted(_remote_files(fs, root).items()):
+                parts = rel.split("/")
+                if any(fnmatch.fnmatch(rel, pat) for pat in exclude) or "ray_train" in parts[:-1]:
                     continue
-            tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
-            _download(fs, info, tmp)
-            os.replace(tmp, dst)
-            fetched += 1
+                if any(_skipped(p) for p in parts):
+                    continue
+                dst = local / rel
+                if not _to_pull(ledger, rel, dst, info):
+                    continue
+                tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+                sha = _download(fs, info, tmp)
+                os.replace(tmp, dst)
+                ledger.record(rel, sha, _version(info), None)  # just written: hashed again
+                fetched += 1
+        finally:
+            ledger.save()
     except OSError as e:
         raise SyncError(
             f"run.storage_path: downloading {bare(uri)} failed ({one_line(e)}); "
@@ -310,14 +471,32 @@ def pull(uri: str, local: Path, exclude: tuple[str, ...] = ()) -> int:
     return fetched
 
 
-def _download(fs: Any, info: Any, dst: Path) -> None:
-    """One object to a local file, with the object's time as the file's mtime."""
+def _to_pull(ledger: _Ledger, rel: str, dst: Path, info: Any) -> bool:
+    entry = ledger.get(rel)
+    if entry is None or not dst.is_file():
+        return True
+    if _version(info) == entry["store"]:
+        return False  # the object synced last (a change here, if any, goes up with push)
+    if ledger.local_hash(rel, dst) != entry["sha256"]:
+        log.debug("keeping %s: changed here since its last sync (not pushed yet)", dst)
+        return False
+    return True
+
+
+def _download(fs: Any, info: Any, dst: Path) -> str:
+    """One object to a local file; the sha256 of what came. The file takes the object's
+    time as its mtime, for display only (`raysys status` on a mirror shows the order
+    things were written in the store): no sync decision reads it."""
     dst.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
     with fs.open_input_stream(info.path) as src, open(dst, "wb") as out:  # atomic: callers
-        shutil.copyfileobj(src, out, 8 << 20)  # write a temp name and rename it
+        while chunk := src.read(8 << 20):  # write a temp name and rename it
+            digest.update(chunk)
+            out.write(chunk)
     stamp = _mtime(info)
     if stamp:
         os.utime(dst, (stamp, stamp))
+    return digest.hexdigest()
 
 
 def exists(uri: str) -> bool:
@@ -413,8 +592,10 @@ def subfolders(uri: str) -> list[str]:
 
 def localize(path: str, field: str = "path") -> str:
     """A local copy of an object-store file or folder (fetched once per node into the
-    cache, keyed by the URI and the objects' sizes and times); local paths unchanged.
-    What Ray workers call on paths that `for_workers` gave them."""
+    cache, keyed by the URI and the objects' sizes and LastModified times); local paths
+    unchanged. What Ray workers call on paths that `for_workers` gave them. The key is
+    the store's own version of each object (its clock, never compared with this node's):
+    pyarrow lists nothing better (an ETag or version id would cost a request per object)."""
     if not is_remote(path):  # file:///abs is /abs (Path would read "file:/abs" as relative)
         return path[len("file://") :] if path.lower().startswith("file://") else path
     import pyarrow.fs as pafs

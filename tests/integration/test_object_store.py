@@ -232,6 +232,147 @@ def test_for_workers_sends_a_mirrored_input_before_handing_out_its_uri(
     assert st.for_workers(tmp_path / "plain") == str(tmp_path / "plain")  # not mirrored
 
 
+# The sync never sets a local clock against the store's: a node's clock may be far off.
+YEARS = 10 * 365 * 86400
+
+
+def _put(endpoint: str, key: str, data: bytes) -> None:
+    """Another writer (another machine) replacing an object."""
+    with _s3(endpoint).open_output_stream(f"{BUCKET}/{key}") as f:
+        f.write(data)
+
+
+def _get(endpoint: str, key: str) -> bytes:
+    with _s3(endpoint).open_input_stream(f"{BUCKET}/{key}") as f:
+        return f.read()
+
+
+def test_push_goes_by_content_whatever_the_local_clock_says(s3_endpoint, tmp_path, monkeypatch):
+    """A clock far behind the store's: a file changed here (same size) is older than its
+    object, and goes up all the same. One far ahead: files unchanged but newer than their
+    objects stay home, and so does one whose object another writer replaced since."""
+    import os
+    import time
+
+    import raysys.storage as st
+
+    monkeypatch.setenv("RAYSYS_CACHE", str(tmp_path / "cache"))
+    run = st.local_root(_uri(s3_endpoint, "skew-push")) / "run"
+    run.mkdir(parents=True)
+    metrics, config = run / "metrics.json", run / "config.yaml"
+    metrics.write_text('{"loss": 1.0}')
+    config.write_text("a: 1")
+    assert st.push(run) == 2
+    metrics.write_text('{"loss": 2.0}')  # the same size
+    os.utime(metrics, (0, 0))  # written in 1970, by this node's clock
+    assert st.push(run) == 1
+    assert _get(s3_endpoint, "skew-push/run/metrics.json") == b'{"loss": 2.0}'
+    future = time.time() + YEARS
+    for f in (metrics, config):
+        os.utime(f, (future, future))  # touched in 10 years' time, contents unchanged
+    assert st.push(run) == 0
+    _put(s3_endpoint, "skew-push/run/config.yaml", b"a: 22")  # the other writer's is newer
+    assert st.push(run) == 0
+    assert _get(s3_endpoint, "skew-push/run/config.yaml") == b"a: 22"
+    assert st.pull(st.remote_of(run), run) == 1 and config.read_text() == "a: 22"
+    assert st.push(run) == 0
+
+
+def test_pull_goes_by_store_versions_and_keeps_local_edits(s3_endpoint, tmp_path, monkeypatch):
+    """Machine 2's clock is far ahead: machine 1's newer copies (same size) come down all
+    the same. An edit on machine 2 not pushed yet survives a pull, even when the object
+    changed too, and goes up with the next push."""
+    import os
+    import time
+
+    import raysys.storage as st
+
+    uri = _uri(s3_endpoint, "skew-pull")
+
+    def machine(n: int) -> Path:
+        monkeypatch.setenv("RAYSYS_CACHE", str(tmp_path / f"machine{n}"))
+        return st.local_root(uri) / "r1"
+
+    one = machine(1)
+    one.mkdir(parents=True)
+    (one / "a.json").write_text('{"v": 1}')
+    (one / "b.json").write_text('{"w": 1}')
+    assert st.push(one) == 2
+    two = machine(2)
+    assert st.pull(st.remote_of(two), two) == 2
+    future = time.time() + YEARS
+    for name in ("a.json", "b.json"):
+        os.utime(two / name, (future, future))
+    time.sleep(1.1)  # S3 tells versions of one size apart by LastModified, in whole seconds
+    one = machine(1)
+    (one / "a.json").write_text('{"v": 2}')
+    (one / "b.json").write_text('{"w": 2}')
+    assert st.push(one) == 2
+    two = machine(2)
+    (two / "b.json").write_text('{"w": 9}')  # edited here, not pushed yet
+    assert st.pull(st.remote_of(two), two) == 1
+    assert (two / "a.json").read_text() == '{"v": 2}'
+    assert (two / "b.json").read_text() == '{"w": 9}'
+    assert st.pull(st.remote_of(two), two) == 0
+    assert st.push(two) == 1
+    assert _get(s3_endpoint, "skew-pull/r1/b.json") == b'{"w": 9}'
+    # a mirror without a ledger (synced before there was one): the store's copies win
+    (st.local_root(uri) / st.LEDGER).unlink()
+    (two / "a.json").write_text('{"v": 7}')
+    assert st.pull(st.remote_of(two), two) == 2
+    assert (two / "a.json").read_text() == '{"v": 2}'
+
+
+def test_processes_pushing_one_mirror_at_once_keep_each_others_sync_records(
+    s3_endpoint, tmp_path, monkeypatch
+):
+    """The driver and sweep trials push one mirror from their own processes: each saves
+    what it sent into the mirror's ledger under a lock, over what the others saved."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import raysys.storage as st
+
+    monkeypatch.setenv("RAYSYS_CACHE", str(tmp_path / "cache"))
+    root = st.local_root(_uri(s3_endpoint, "together"))
+    trials = [root / "trials" / f"t{i}" for i in range(3)]
+    for t in trials:
+        t.mkdir(parents=True)
+        for j in range(12):
+            (t / f"f{j}.json").write_text(f'{{"trial": "{t.name}", "file": {j}}}')
+    go = tmp_path / "go"
+    code = (
+        "import pathlib, sys, time\n"
+        "from raysys.storage import push\n"
+        "pathlib.Path(sys.argv[3]).touch()\n"
+        "while not pathlib.Path(sys.argv[1]).exists(): time.sleep(0.005)\n"
+        "assert push(sys.argv[2]) == 12\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    ready = [tmp_path / f"ready{i}" for i in range(len(trials))]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(go), str(t), str(r)], env=env)
+        for t, r in zip(trials, ready, strict=True)
+    ]
+    try:
+        deadline = time.time() + 60
+        while not all(r.exists() for r in ready) and time.time() < deadline:
+            time.sleep(0.01)
+        go.touch()  # all three push at once
+        assert [p.wait(timeout=120) for p in procs] == [0] * len(trials)
+    finally:
+        for p in procs:
+            p.kill()
+    entries = json.loads((root / st.LEDGER).read_text())["files"]
+    assert sorted(entries) == sorted(
+        f"trials/{t.name}/f{j}.json" for t in trials for j in range(12)
+    )
+    assert st.push(root) == 0  # every file known: none sent twice
+
+
 @pytest.mark.parametrize(
     "uri, expect",
     [

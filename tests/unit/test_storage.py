@@ -152,7 +152,8 @@ def test_push_sends_what_changed_and_pull_brings_it_back(endpoint, cache, tmp_pa
     other = tmp_path / "other-machine"
     fetched = storage.pull(storage.join_uri(uri, "exp", "r1"), other, exclude=("tune/*",))
     assert fetched == 3  # Tune's state and Ray Train's checkpoints stay in the store
-    assert sorted(str(p.relative_to(other)) for p in other.rglob("*") if p.is_file()) == [
+    files = [p for p in other.rglob("*") if p.is_file() and not p.name.startswith(".")]
+    assert sorted(str(p.relative_to(other)) for p in files) == [  # not the sync ledger
         "config.yaml",
         "train/metrics.json",
         "train/stage.json",
@@ -160,6 +161,32 @@ def test_push_sends_what_changed_and_pull_brings_it_back(endpoint, cache, tmp_pa
     assert (other / "config.yaml").read_text() == "a: 22"
     assert storage.pull(storage.join_uri(uri, "exp", "r1"), other) == 1  # now tune/ too
     assert storage.pull(storage.join_uri(uri, "exp", "r1"), other) == 0
+
+
+def test_a_file_is_hashed_again_only_when_its_stat_changed(endpoint, cache, monkeypatch):
+    """push reads a file it sent before only when its local stat (size, mtime, ctime,
+    inode) changed since it was hashed: big adapters are not read at every push. A file
+    changed within 2 s of a sync is read every time (it might change once more within
+    the same timestamp tick, its stat unchanged)."""
+    import time
+
+    run = storage.local_root(_uri(endpoint, "hash-cache")) / "r1"
+    _write(run, {"adapter.bin": "w" * 1000})
+    reads: list[str] = []
+
+    def spy(f, *args, **kwargs):
+        reads.append(Path(f).name)
+        return open(f, *args, **kwargs)
+
+    monkeypatch.setattr(storage, "open", spy, raising=False)  # the module's own open()
+    assert storage.push(run) == 1 and len(reads) == 1  # read as it went up
+    assert storage.push(run) == 0 and len(reads) == 2  # just written: read again
+    monkeypatch.setattr(storage, "_RACY_NS", 0)  # as if written long ago
+    time.sleep(0.05)
+    assert storage.push(run) == 0 and len(reads) == 3  # its stat is kept this time
+    assert storage.push(run) == 0 and len(reads) == 3  # not read
+    (run / "adapter.bin").touch()
+    assert storage.push(run) == 0 and reads == ["adapter.bin"] * 4  # read: the same bytes
 
 
 def test_push_is_a_no_op_outside_a_mirror(tmp_path, cache):
