@@ -18,6 +18,7 @@ One sweep, as a user drives it from the command line, through every fault at onc
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -25,6 +26,7 @@ import threading
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from raysys.storage import join_uri
@@ -87,17 +89,18 @@ def _sweep_args(endpoint: str, *extra: str) -> list[str]:
 
 
 class Releaser(threading.Thread):
-    """Lets every held training run go on (writes `release` next to each `held-at-N`),
-    until stopped: retried attempts on another node hold again."""
+    """Lets every held training run go on (writes `release` next to each `held-at-N`)
+    while not paused, until stopped: retried attempts on another node hold again."""
 
     def __init__(self, root: Path) -> None:
         super().__init__(daemon=True)
-        self.root, self.stop = root, threading.Event()
+        self.root, self.stop, self.paused = root, threading.Event(), threading.Event()
 
     def run(self) -> None:
         while not self.stop.is_set():
-            for held in self.root.glob(f"{FAULTS}/held-at-*"):
-                (held.parent / "release").touch()
+            if not self.paused.is_set():
+                for held in self.root.glob(f"{FAULTS}/held-at-*"):
+                    (held.parent / "release").touch()
             time.sleep(0.3)
 
 
@@ -106,66 +109,110 @@ def _held(root: Path) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def cluster_sweep(tmp_path_factory):
+def cluster(tmp_path_factory):
+    """The cluster, its bucket and the driver's cache (hidden from the worker nodes).
+    Trials hold at step 3 (the worker nodes' RAYSYS_FAULTS); a releaser lets every held
+    run go on unless a test holds it back."""
     root = tmp_path_factory.mktemp("cluster")
     driver_cache = root / "driver-cache"
     driver_cache.mkdir()
-    out: dict = {"root": root}
     with (
         moto_s3(BUCKET) as endpoint,
         ray_cluster(
             root, hidden=[driver_cache], worker_env={"RAYSYS_FAULTS": "hold_at_step=3"}
-        ) as cluster,
+        ) as c,
     ):
-        out["endpoint"] = endpoint
-        # 1-3: the sweep; both trials hold at step 3; a node dies; then the driver
-        first = _cli(
-            cluster,
-            driver_cache,
-            REPO,
-            *_sweep_args(endpoint, "run.run_id=mn"),
-            faults="sweep_exit_after_trials=1",
-        )
-        deadline = time.monotonic() + 600
-        while len(_held(root)) < 2 and time.monotonic() < deadline and first.poll() is None:
-            time.sleep(0.5)
-        assert len(_held(root)) == 2, (first.poll(), first.stdout.read() if first.poll() else "")
-        victim = next(n for n in cluster.workers if n.runs("RayTrainWorker"))
-        out["victim"] = victim.name
-        out["killed_pid"] = cluster.kill_raylet(victim)
-        out["held_trials"] = sorted(p.parents[2].name for p in _held(root))
         releaser = Releaser(root)
-        releaser.start()
         try:
-            first_out, _ = first.communicate(timeout=900)
-            out["first"] = (first.returncode, first_out)
-            out["before_resume"] = _keys(endpoint)
-            out["alive_after_kill"] = cluster.alive_nodes()
-            # 4: another machine: an empty cache, another working directory
-            machine2 = root / "machine2"
-            machine2.mkdir()
-            resume = _sweep_args(endpoint, "--resume")
-            resumed = _cli(cluster, machine2 / "cache", machine2, *resume)
-            out["resumed"] = (resumed.wait(timeout=900), resumed.stdout.read())
+            yield {"cluster": c, "root": root, "endpoint": endpoint, "releaser": releaser}
         finally:
             releaser.stop.set()
-        machine3 = root / "machine3"
-        machine3.mkdir()
-        _s3(endpoint).delete_file(f"{BUCKET}/{RUN}/report.html")
-        run_uri = join_uri(_uri(endpoint), "sweep_tiny", "mn")
-        report = _cli(cluster, machine3 / "cache", machine3, "report", run_uri)
-        out["report"] = (report.wait(timeout=300), report.stdout.read())
-        out["after"] = _keys(endpoint)
-        out["sweep_json"] = json.loads(_read(endpoint, "sweep.json"))
-        out["attempts"] = {
-            t: _read(endpoint, f"trials/{t}/train_attempts.jsonl").decode().splitlines()
-            for t in ("news_sentiment-g0-m0-f1-s0", "price_direction-g0-m0-f1-s0")
-        }
-        out["metrics"] = {
-            t: json.loads(_read(endpoint, f"trials/{t}/train/metrics.json"))
-            for t in out["attempts"]
-        }
-        yield out
+
+
+@pytest.fixture(scope="module")
+def cluster_pipeline(cluster):
+    """The tiny pipeline (every stage: eval, SFT, DPO, synthesis) driven on the cluster,
+    then `--resume` from another folder with only the bucket in common."""
+    c, root, endpoint = cluster["cluster"], cluster["root"], cluster["endpoint"]
+    if not cluster["releaser"].is_alive():
+        cluster["releaser"].start()
+    args = ["pipeline", str(REPO / "configs" / "pipeline_tiny.yaml")]
+    args += [f"run.storage_path={_uri(endpoint)}", "run.run_id=mn", *STEER]
+    first = _cli(c, root / "driver-cache", REPO, *args)
+    out = {"first": (first.wait(timeout=1200), first.stdout.read())}
+    machine = root / "pipeline-machine2"
+    machine.mkdir()
+    again = _cli(c, machine / "cache", machine, *args, "--resume")
+    out["resumed"] = (again.wait(timeout=900), again.stdout.read())
+    out["keys"] = _keys(endpoint, "sweeps/pipeline_tiny/mn")
+    return out
+
+
+def test_the_pipeline_ran_every_stage_on_the_cluster_into_the_bucket(cluster_pipeline):
+    code, stdout = cluster_pipeline["first"]
+    assert code == 0, stdout[-4000:]
+    keys = cluster_pipeline["keys"]
+    assert "report.html" in keys and "report.md" in keys
+    stages = {k.split("/")[0] for k in keys if k.endswith("stage.json")}
+    assert {"sft_r0", "dpo_r0", "synth_r1", "sft_r1"} <= stages or len(stages) >= 6, sorted(stages)
+
+
+def test_the_pipeline_resumed_from_another_folder_redoes_nothing(cluster_pipeline):
+    code, stdout = cluster_pipeline["resumed"]
+    assert code == 0, stdout[-4000:]
+    assert "Report: s3://" in stdout
+
+
+@pytest.fixture(scope="module")
+def cluster_sweep(cluster):
+    c, root, endpoint = cluster["cluster"], cluster["root"], cluster["endpoint"]
+    releaser = cluster["releaser"]
+    releaser.paused.set()  # both trials must hold before the node dies
+    if not releaser.is_alive():
+        releaser.start()
+    out: dict = {"root": root, "endpoint": endpoint}
+    # 1-3: the sweep; both trials hold at step 3; a node dies; then the driver
+    first = _cli(
+        c,
+        root / "driver-cache",
+        REPO,
+        *_sweep_args(endpoint, "run.run_id=mn"),
+        faults="sweep_exit_after_trials=1",
+    )
+    deadline = time.monotonic() + 600
+    while len(_held(root)) < 2 and time.monotonic() < deadline and first.poll() is None:
+        time.sleep(0.5)
+    assert len(_held(root)) == 2, (first.poll(), first.stdout.read() if first.poll() else "")
+    victim = next(n for n in c.workers if n.runs("RayTrainWorker"))
+    out["victim"] = victim.name
+    out["killed_pid"] = c.kill_raylet(victim)
+    out["held_trials"] = sorted(p.parents[2].name for p in _held(root))
+    releaser.paused.clear()
+    first_out, _ = first.communicate(timeout=900)
+    out["first"] = (first.returncode, first_out)
+    out["before_resume"] = _keys(endpoint)
+    out["alive_after_kill"] = c.alive_nodes()
+    # 4: another machine: an empty cache, another working directory
+    machine2 = root / "machine2"
+    machine2.mkdir()
+    resumed = _cli(c, machine2 / "cache", machine2, *_sweep_args(endpoint, "--resume"))
+    out["resumed"] = (resumed.wait(timeout=900), resumed.stdout.read())
+    machine3 = root / "machine3"
+    machine3.mkdir()
+    _s3(endpoint).delete_file(f"{BUCKET}/{RUN}/report.html")
+    run_uri = join_uri(_uri(endpoint), "sweep_tiny", "mn")
+    report = _cli(c, machine3 / "cache", machine3, "report", run_uri)
+    out["report"] = (report.wait(timeout=300), report.stdout.read())
+    out["after"] = _keys(endpoint)
+    out["sweep_json"] = json.loads(_read(endpoint, "sweep.json"))
+    out["attempts"] = {
+        t: _read(endpoint, f"trials/{t}/train_attempts.jsonl").decode().splitlines()
+        for t in ("news_sentiment-g0-m0-f1-s0", "price_direction-g0-m0-f1-s0")
+    }
+    out["metrics"] = {
+        t: json.loads(_read(endpoint, f"trials/{t}/train/metrics.json")) for t in out["attempts"]
+    }
+    return out
 
 
 def test_worker_nodes_never_saw_the_drivers_disk(cluster_sweep):
@@ -217,8 +264,13 @@ def test_every_output_is_in_the_bucket(cluster_sweep):
     for t in cluster_sweep["attempts"]:
         assert f"trials/{t}/result.json" in after
         assert f"trials/{t}/train/adapter/adapter_model.safetensors" in after
+        # Ray Train checkpointed straight into the bucket (default: beside the adapter)
         assert any(k.startswith(f"trials/{t}/train/ray_train/train/checkpoint_") for k in after), t
+        assert any(k.startswith(f"tune/{t}/events.out.tfevents") for k in after), t
     assert not [k for k in after if ".tmp-" in k or ".raysys" in k or ".write-probe" in k]
+    res = pd.read_parquet(io.BytesIO(_read(cluster_sweep["endpoint"], "results.parquet")))
+    assert len(res) == (2 + 1) * 2 and res["test_main"].notna().all()  # base + 2 trials
+    assert set(res.trial_id) == {"base", *cluster_sweep["attempts"]}
 
 
 def test_report_from_a_folder_with_only_the_bucket(cluster_sweep):

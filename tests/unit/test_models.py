@@ -120,3 +120,27 @@ def test_the_tiny_tokenizer_corpus_is_the_builtin_tasks_only(tmp_path, csv_task)
     before = _tiny_corpus()
     get_task(str(csv_task("my_tone", {"test": 12}, prompt="Zyxwv tone?\n{input}\nAnswer:")))
     assert _tiny_corpus() == before
+
+
+def test_a_model_built_in_another_nodes_cache_is_built_in_this_ones(tmp_path, monkeypatch):
+    from raysys.models import local_model
+
+    elsewhere = resolve_model("tiny-random")  # "the driver's node": the session's cache
+    assert local_model(elsewhere) == elsewhere  # here too: used as is
+    monkeypatch.setenv("RAYSYS_CACHE", str(tmp_path / "node2"))
+    gone = str(tmp_path / "driver" / "models" / Path(elsewhere).name)  # not on this node
+    built = local_model(gone)
+    assert (
+        Path(built).parent == (tmp_path / "node2" / "models")
+        and Path(built).name == Path(elsewhere).name
+    )
+    assert (Path(built) / "config.json").is_file()
+    assert local_model("org/name") == "org/name"  # a hub id: every node asks the hub
+
+
+def test_a_model_folder_missing_on_this_node_names_the_field_and_the_fix(tmp_path):
+    from raysys.models import local_model
+
+    with pytest.raises(ModelSourceError, match=r"model.source: .* is not on this node") as e:
+        local_model(str(tmp_path / "weights" / "my-model"))
+    assert "storage every node mounts" in str(e.value)

@@ -88,3 +88,13 @@ def test_dpo_and_data_sections():
     assert (d.path, d.cocktail, d.fraction, d.train_size) == (None, None, 1.0, 400)
     assert "less than or equal to 1" in _error(DataSection, fraction=1.5)
     assert "greater than 0" in _error(DataSection, fraction=0)
+
+
+def test_custom_resources_steer_train_workers_and_engines():
+    from raysys.config.sections import GenerateSection
+
+    assert TrainSection(worker_resources={"trainer": 0.5}).worker_resources == {"trainer": 0.5}
+    assert GenerateSection(resources={"inference": 1}).resources == {"inference": 1}
+    assert "not a custom resource" in _error(TrainSection, worker_resources={"CPU": 1})
+    assert "not a custom resource" in _error(GenerateSection, resources={"GPU": 1})
+    assert "must be > 0" in _error(TrainSection, worker_resources={"trainer": 0})

@@ -136,3 +136,15 @@ def test_the_gpu_processor_config_serves_every_adapter(tmp_path):
     assert (kw["max_loras"], kw["max_cpu_loras"]) == (2, 3)
     assert kw["enforce_eager"] is False and "kv_cache_memory_bytes" not in kw
     assert cfg.accelerator_type == "H100" and cfg.concurrency == 2
+
+
+def test_custom_resources_ride_on_every_bundle_of_a_replica(tmp_path):
+    gen = _gen(resources={"inference": 1.0}, tensor_parallel_size=2)
+    cpu = processor_config("/m", [], gen, "float32", ResourcePlan("cpu", 2.0, 0, 1, AUX_CPUS))
+    gpu = processor_config("/m", [], gen, "bfloat16", ResourcePlan("gpu", 2.0, 2, 1, AUX_CPUS))
+
+    def bundles(cfg):  # (Ray's config fills in GPU: 0)
+        return [{k: v for k, v in b.items() if v} for b in cfg.placement_group_config["bundles"]]
+
+    assert bundles(cpu) == [{"CPU": 1.0, "inference": 0.5}] * 2
+    assert bundles(gpu) == [{"CPU": 1, "GPU": 1, "inference": 0.5}] * 2
