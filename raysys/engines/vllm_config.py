@@ -133,6 +133,9 @@ def check_model(model_path: str, device: str) -> None:
         )
 
 
+NULL_PREFIX = "raysys-null-lora:"  # a row model: the zero LoRA shaped like the adapter after it
+
+
 def null_adapter(template: str) -> str:
     """A LoRA adapter whose deltas are exactly zero, shaped like `template` (cached).
 

@@ -76,7 +76,7 @@ def sweep_trial(config: dict[str, Any], ctx: dict[str, Any]) -> None:
     cfg = trial_config(ctx["config"])
     # the run's rows (never the users' files), fetched once per node from an object store
     load_run_tasks(Path(localize(ctx["tasks_dir"], "sweep tasks")))
-    trial_dir = trial_path(on_this_node(cfg, ctx["sweep_dir"]), trial.trial_id)
+    trial_dir = trial_path(on_this_node(ctx), trial.trial_id)
     sweep = RunDir.at(trial_dir.parents[1])
     if sweep.uri:  # what earlier attempts (maybe on other nodes) left: its finished stages
         pull(join_uri(sweep.uri, "trials", trial.trial_id), trial_dir)
@@ -117,18 +117,16 @@ def sweep_trial(config: dict[str, Any], ctx: dict[str, Any]) -> None:
     tune.report(tune_metrics(result))
 
 
-def on_this_node(cfg: SweepConfig, driver_sweep_dir: str) -> Path:
+def on_this_node(ctx: dict[str, Any]) -> Path:
     """The sweep directory a trial writes: the driver's, or for an object-store sweep
     this node's mirror of it (nodes share no disk; the same layout under this node's
     cache, so Ray Train's run names and checkpoint URIs are the same on every node, and
     what a trial writes reaches the driver through the store)."""
-    from raysys.runs import RunDir
-    from raysys.storage import is_remote
+    from raysys.storage import in_local_mirror
 
-    run = cfg.run
-    if not is_remote(run.storage_path):
-        return Path(driver_sweep_dir)  # local storage: a path every node mounts
-    return RunDir.of(run.storage_path, run.name, str(run.run_id)).path
+    if ctx.get("sweep_mirror") is None:
+        return Path(ctx["sweep_dir"])  # local storage: a path every node mounts
+    return in_local_mirror(tuple(ctx["sweep_mirror"]))
 
 
 class TrialError(RuntimeError):

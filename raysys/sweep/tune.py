@@ -143,11 +143,12 @@ def _trial_context(grid: Any) -> tuple[dict[str, Any], list[Any]]:
     """What every trial gets (plain data: it travels to the trial's process) and the
     callbacks, with the fault drills the environment asks for."""
     from raysys.runtime import faults_from_env
-    from raysys.storage import for_workers
+    from raysys.storage import for_workers, mirror_location
 
     ctx = {
         "config": grid.cfg.model_dump(mode="json"),
         "sweep_dir": str(grid.sweep_dir),
+        "sweep_mirror": mirror_location(grid.sweep_dir),  # where it is on other nodes
         "model_path": grid.model_path,  # each node builds a built-in model into its cache
         # trial id -> its prepared training data (path, rows per task); what trials read
         # is handed over as URIs when the sweep is in an object store (trials run anywhere)

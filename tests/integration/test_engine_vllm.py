@@ -121,12 +121,23 @@ def test_cpu_head_dim_is_checked_up_front(ray_local, tiny_model):
 
 @needs_vllm
 def test_one_pass_serves_base_and_adapters_like_peft(ray_local, tiny_vllm_model, tmp_path):
+    from pyarrow import fs
+
+    from tests.fixtures import moto_s3
+
+    b = lora_adapter(tiny_vllm_model, tmp_path / "b", 2, r=12)  # max_lora_rank -> 16
+    with moto_s3("adapters") as endpoint:
+        s3 = fs.S3FileSystem(endpoint_override=endpoint, scheme="http")
+        fs.copy_files(b, "adapters/b", destination_filesystem=s3)
+        # "b" from a bucket: each engine replica fetches it on its own node (any node)
+        uri = f"s3://adapters/b?endpoint_override={endpoint}&scheme=http&region=us-east-1"
+        adapters = {"a": lora_adapter(tiny_vllm_model, tmp_path / "a", 1, r=8), "b": uri}
+        _served_like_peft(tiny_vllm_model, adapters)
+
+
+def _served_like_peft(tiny_vllm_model, adapters):
     import pandas as pd
 
-    adapters = {
-        "a": lora_adapter(tiny_vllm_model, tmp_path / "a", 1, r=8),
-        "b": lora_adapter(tiny_vllm_model, tmp_path / "b", 2, r=12),  # max_lora_rank -> 16
-    }
     cfg = GenerateSection(max_new_tokens=8, batch_size=4)
     # float32 on both engines: greedy paths must then match token for token.
     report = compare_with_hf(tiny_vllm_model, adapters, cfg, "float32", _messages(6))
