@@ -15,7 +15,7 @@ nodes, as GPU work does on the real cluster; trial drivers
     python cluster/fake_multinode.py            # starts it, prints RAY_ADDRESS; Ctrl-C stops it
     # in another shell, with the variables it printed:
     raysys sweep configs/sweep_tiny.yaml sweep.driver_resource=raysys_driver \\
-        run.storage_path=/tmp/raysys-fake
+        sweep.max_concurrent_trials=2 run.storage_path=/tmp/raysys-fake
     ray status --address "$RAY_ADDRESS"          # worker nodes come, and go once idle
 
 Everything runs under a private temp dir, on free ports, with its own auth token, and is

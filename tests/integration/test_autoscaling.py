@@ -118,7 +118,7 @@ def test_the_tiny_sweep_scales_workers_up_for_its_trials_and_down_once_idle(
         # ---- the sweep, as a user runs it against the cluster
         args = [TINY, f"run.storage_path={tmp_path / 'runs'}", "run.run_id=a1"]
         args += ["sweep.fractions=[1.0]", "sweep.driver_resource=raysys_driver"]
-        args += ["sweep.max_concurrent_trials=2"]  # as configs/sweep.yaml sets it
+        args += ["sweep.max_concurrent_trials=2"]  # as configs/sweep.yaml sets it (see below)
         t_start = time.time()
         sweep = subprocess.run(
             [sys.executable, "-m", "raysys.cli", "sweep", *map(str, args)],
@@ -130,6 +130,7 @@ def test_the_tiny_sweep_scales_workers_up_for_its_trials_and_down_once_idle(
         )
         t_end = time.time()
         assert sweep.returncode == 0, sweep.stdout[-3000:] + sweep.stderr[-3000:]
+        assert "sweep: 2 trials, 2 at a time (sweep.max_concurrent_trials)" in sweep.stdout
         # the autoscaler's messages to drivers go to the run's log, not the console
         assert "(autoscaler" not in sweep.stdout + sweep.stderr, sweep.stdout[-3000:]
         sweep_dir = tmp_path / "runs" / "sweep_tiny" / "a1"
@@ -179,3 +180,25 @@ def test_the_tiny_sweep_scales_workers_up_for_its_trials_and_down_once_idle(
         f"{t_end - t_start:.0f} s (failures: {meta['failures'] or 'none'}); all gone "
         f"{t_gone - t_end:.0f} s after it ended; test {time.monotonic() - began:.0f} s"
     )
+
+
+def test_with_no_worker_up_yet_the_plan_is_one_trial_at_a_time_and_names_the_knob(cluster):
+    """The planner reads what the cluster has now: 0 CPUs (the head alone). Ray offers no
+    ceiling to plan from instead: the autoscaler `ray start --autoscaling-config` runs (as
+    under `ray up`) reports no cluster config to the GCS, so
+    `ray._private.state.state.get_max_resources_from_cluster_config()` is None (seen here
+    on 2026-12-06). The plan is 1 trial at a time and names the knob; configs/sweep.yaml
+    sets sweep.max_concurrent_trials for its cluster."""
+    dry = subprocess.run(
+        [sys.executable, "-m", "raysys.cli", "sweep", str(TINY), "sweep.fractions=[1.0]"]
+        + ["sweep.driver_resource=raysys_driver", "--dry-run"],
+        env=cluster.client_env(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert dry.returncode == 0, dry.stdout[-3000:] + dry.stderr[-3000:]
+    assert "2 trials\neach trial trains on 1 CPU; cluster: ; 1 trial(s) at a time" in dry.stdout
+    assert "an autoscaler may add more" in dry.stdout
+    assert "set sweep.max_concurrent_trials to run more" in dry.stdout
