@@ -236,12 +236,14 @@ def start(
     cluster = FakeCluster(gcs, client, temp_dir, config, config_path)
     try:
         done = subprocess.run(cmd, env=head_env, capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"ray start failed (logs: {temp_dir}/session_latest/logs):\n"
+                f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+            )
     except BaseException:
-        cluster.stop()
+        cluster.stop()  # (its temp dir stays, for the logs)
         raise
-    if done.returncode != 0:
-        cluster.stop()
-        raise RuntimeError(f"ray start failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return cluster
 
 
