@@ -104,6 +104,7 @@ def _keep_logs(temp_dir: str, to: Path) -> None:
                 shutil.copy2(f, to / f.name)
 
 
+@pytest.mark.slow  # ≈2-3 min on 2 shared cores: cluster start, the sweep, the idle timeout
 def test_the_tiny_sweep_scales_workers_up_for_its_trials_and_down_once_idle(
     cluster, tiny_model, tmp_path
 ):
