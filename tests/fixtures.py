@@ -199,3 +199,17 @@ def moto_s3(bucket: str) -> Iterator[str]:
         yield where
     finally:
         server.stop()
+
+
+def fake_multinode() -> Any:
+    """cluster/fake_multinode.py (a script, not a package module) as a module."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(
+        "fake_multinode", REPO / "cluster" / "fake_multinode.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # (its dataclass looks itself up there)
+    spec.loader.exec_module(module)
+    return module
