@@ -252,9 +252,12 @@ def _encoded(work: pd.DataFrame, model_path: str, size: int, plan: ResourcePlan)
     )
 
 
-def _run(config: Any, postprocess: Any, ds: Any, plan: ResourcePlan, total: int) -> pd.DataFrame:
-    import ray
+def _processor(config: Any, postprocess: Any, plan: ResourcePlan) -> Any:
+    """Ray's processor for `config`, its engine stage resolving the model and adapters on
+    the engine's own node (`vllm_udf`) and giving up after `ENGINE_RESTARTS`."""
     from ray.data.llm import build_processor
+
+    from raysys.engines.vllm_udf import NodeLocalVLLMEngineUDF
 
     processor = build_processor(
         config,
@@ -262,13 +265,19 @@ def _run(config: Any, postprocess: Any, ds: Any, plan: ResourcePlan, total: int)
         preprocess_map_kwargs={"num_cpus": plan.aux_cpus},
         postprocess_map_kwargs={"num_cpus": plan.aux_cpus},
     )
+    stage = processor.get_stage_by_name("vLLMEngineStage")
+    # set without the stage's validation, which would run its setup again (a GPU per replica)
+    object.__setattr__(stage, "fn", NodeLocalVLLMEngineUDF)
     # Ray Data restarts a dead engine actor and retries its tasks forever: an engine that
     # dies on every start (unsupported model, KV cache too small) would loop for good.
-    stage = processor.get_stage_by_name("vLLMEngineStage")
-    from raysys.engines.vllm_udf import NodeLocalVLLMEngineUDF
-
-    stage.fn = NodeLocalVLLMEngineUDF  # model and adapters found on the engine's own node
     stage.map_batches_kwargs.update(max_restarts=ENGINE_RESTARTS, max_task_retries=ENGINE_RESTARTS)
+    return processor
+
+
+def _run(config: Any, postprocess: Any, ds: Any, plan: ResourcePlan, total: int) -> pd.DataFrame:
+    import ray
+
+    processor = _processor(config, postprocess, plan)
     try:
         return collect(processor(ds), total)
     except ray.exceptions.ActorDiedError as e:
