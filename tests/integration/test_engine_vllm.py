@@ -177,3 +177,17 @@ def test_n_samples_per_prompt(ray_local, tiny_vllm_model):
     assert (df.groupby("id")["generated_text"].nunique() > 1).all()
     with pytest.raises(ResourceBudgetError):
         engine.generate(rows, tiny_vllm_model, None, GenerateSection(num_cpus=2.0), "float32")
+
+
+@needs_vllm
+def test_the_node_local_engine_stage_keeps_the_stages_resources(ray_local):
+    # (building Ray's processor attaches to Ray: not a unit test)
+    from raysys.engines.vllm import ENGINE_RESTARTS, _processor
+    from raysys.engines.vllm_config import AUX_CPUS, ResourcePlan, processor_config
+
+    plan = ResourcePlan("cpu", 1.0, 0, 1, AUX_CPUS)
+    config = processor_config("/m", [], GenerateSection(engine="vllm"), "float32", plan)
+    stage = _processor(config, None, plan).get_stage_by_name("vLLMEngineStage")
+    assert stage.fn.__name__ == "NodeLocalVLLMEngineUDF"
+    kw = stage.map_batches_kwargs
+    assert not kw.get("num_gpus") and kw["max_restarts"] == ENGINE_RESTARTS  # CPU bundles kept

@@ -18,7 +18,7 @@ from raysys.engines.vllm import (
     sampling_params,
     stop_token_ids,
 )
-from raysys.engines.vllm_config import AUX_CPUS, ResourcePlan
+from raysys.engines.vllm_config import AUX_CPUS, NULL_PREFIX, ResourcePlan, null_adapter
 from raysys.errors import UserError
 
 MSG = [{"role": "user", "content": "Shares rose."}]
@@ -90,7 +90,9 @@ def test_base_rows_beside_adapter_rows_on_cpu_get_a_zero_lora(tmp_path, monkeypa
     adapters = {"sft": str(tmp_path / "sft")}
     mixed = [{"messages": MSG}, {"messages": MSG, "adapter": "sft"}]
     zero = _base_source(mixed, "/base", adapters, CPU)
-    assert zero.startswith(str(tmp_path / "cache" / "null-lora"))
+    # named by its template: each engine replica builds it on its own node (vllm_udf)
+    assert zero == NULL_PREFIX + str(tmp_path / "sft")
+    assert null_adapter(zero[len(NULL_PREFIX) :]).startswith(str(tmp_path / "cache" / "null-lora"))
     assert _base_source(mixed, "/base", adapters, GPU) == "/base"
     assert _base_source([{"messages": MSG}], "/base", adapters, CPU) == "/base"  # base only
     assert _base_source([{"messages": MSG, "adapter": "sft"}], "/base", adapters, CPU) == "/base"

@@ -149,14 +149,3 @@ def test_custom_resources_ride_on_every_bundle_of_a_replica(tmp_path):
     assert bundles(cpu) == [{"CPU": 1.0, "inference": 0.5}] * 2
     assert bundles(gpu) == [{"CPU": 1, "GPU": 1, "inference": 0.5}] * 2
 
-
-def test_the_node_local_engine_stage_keeps_the_stages_resources():
-    pytest.importorskip("vllm")
-    from raysys.engines.vllm import ENGINE_RESTARTS, _processor
-
-    plan = ResourcePlan("cpu", 1.0, 0, 1, AUX_CPUS)
-    stage = _processor(processor_config("/m", [], _gen(), "float32", plan), None, plan)
-    stage = stage.get_stage_by_name("vLLMEngineStage")
-    assert stage.fn.__name__ == "NodeLocalVLLMEngineUDF"
-    kw = stage.map_batches_kwargs
-    assert not kw.get("num_gpus") and kw["max_restarts"] == ENGINE_RESTARTS  # CPU bundles kept

@@ -61,10 +61,12 @@ def _worst_prefix_deviation(sizes: dict[str, int], seed: int) -> float:
 
 @settings(max_examples=60, deadline=None)
 @given(label_sizes, st.integers(min_value=0, max_value=2**32 - 1))
-def test_every_prefix_holds_each_label_within_two_rows_of_its_share(sizes, seed):
-    # Each label's count at a position threshold is within one row of its share there;
-    # a prefix of m rows moves that threshold, so the bound per prefix is < 2 rows.
-    assert _worst_prefix_deviation(sizes, seed) < 2
+def test_every_prefix_holds_each_label_near_its_share(sizes, seed):
+    # Each label's count at a position threshold t is t·n ± under one row (its offset);
+    # a prefix of m rows sits at the t where the counts sum to m, off by the others'
+    # errors: under 1 row with two labels, under L-1 with L (hypothesis found 2.0 with 4
+    # labels, an earlier claim of "< 2 rows" was wrong beyond three labels).
+    assert _worst_prefix_deviation(sizes, seed) < max(1, len(sizes) - 1)
 
 
 @settings(max_examples=30, deadline=None)
