@@ -307,9 +307,9 @@ def format_estimate(est: Estimate) -> str:
         f"Estimate from {t.source}: {t.trials} finished trial(s) of {t.model} ({t.dtype}, "
         f"{'GPU' if t.use_gpu else 'CPU'}); the timings hold for this model on the same "
         "hardware only.",
-        f"  a trial there: start-up {_dur(t.startup_s)} (Ray Train, model load, checkpoints) "
-        f"+ {t.row_s:.3g} s per training row + rest {_dur(t.rest_s)}",
-        f"  evaluation:    engine start-up {_dur(t.engine_start_s)} + {t.generation_s:.3g} s "
+        f"  a trial there: start-up {duration(t.startup_s)} (Ray Train, model load, checkpoints) "
+        f"+ {t.row_s:.3g} s per training row + rest {duration(t.rest_s)}",
+        f"  evaluation:    engine start-up {duration(t.engine_start_s)} + {t.generation_s:.3g} s "
         f"per generated row and engine replica (from {t.eval_method})",
         f"  Tune overhead: wall/ideal {t.tune_overhead:.2f} in that sweep, applied below",
         _grid_line(costs),
@@ -319,8 +319,8 @@ def format_estimate(est: Estimate) -> str:
     for n, wall in est.walls.items():
         mark = "*" if n == est.planned else " "
         lines.append(
-            f"{n:>5}{mark} {_dur(wall):>10} {_dur(est.tests[n]):>12} "
-            f"{_dur(wall + est.tests[n]):>10}"
+            f"{n:>5}{mark} {duration(wall):>10} {duration(est.tests[n]):>12} "
+            f"{duration(wall + est.tests[n]):>10}"
         )
     lines.append(
         f"* planned: its test pass on generate.concurrency={est.replicas} engine replica(s); "
@@ -346,11 +346,11 @@ def _grid_line(costs: list[TrialCost]) -> str:
     steps = [c.steps for c in costs]
     return (
         f"This grid: {len(costs):,} trials of {min(steps):,}-{max(steps):,} training steps, "
-        f"{_dur(total)} of trial time in all: {shares}"
+        f"{duration(total)} of trial time in all: {shares}"
     )
 
 
-def _dur(seconds: float) -> str:
+def duration(seconds: float) -> str:
     """`42 s`, `12.5 min`, `3.2 h`, `2.1 d`."""
     if seconds < 120:
         return f"{seconds:.0f} s"
