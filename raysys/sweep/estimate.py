@@ -19,6 +19,7 @@ Reads only small files of the earlier run (local, s3:// or gs://); starts nothin
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 import statistics
@@ -123,12 +124,15 @@ def read_timings(location: str) -> Timings:
 
 
 def _sweep_location(location: str) -> str:
-    """A sweep directory from what users may name: it, or a file in it."""
-    stripped = location.rstrip("/")
+    """A sweep directory from what users may name: it, or a file in it (an object-store
+    URI keeps its options, `?endpoint_override=...`)."""
+    path, mark, options = location.partition("?")
+    path = path.rstrip("/")
     for name in ("sweep.json", "results.parquet", "results.csv"):
-        if stripped.endswith("/" + name) or stripped == name:
-            return stripped[: -len(name)].rstrip("/") or "."
-    return location
+        if path.endswith("/" + name) or path == name:
+            path = path[: -len(name)].rstrip("/") or "."
+            break
+    return path + mark + options
 
 
 def _trial_parts(result: dict[str, Any], run: RunFiles, config: dict[str, Any]) -> dict:
@@ -256,13 +260,24 @@ def trial_cost(cfg: SweepConfig, trial: Trial, t: Timings, validation: float) ->
 def trial_rows(trial: Trial, train_size: int) -> int:
     """The training rows of `trial`'s cocktail at its fraction, as `data.cocktail.mix`
     counts them when every task has `train_size` train rows."""
+    return _rows(trial.components, trial.fraction, trial.general, trial.math, train_size)
+
+
+@functools.lru_cache(maxsize=4096)  # seeds, learning rates and ranks share their data
+def _rows(
+    components: tuple[tuple[str, float], ...],
+    fraction: float,
+    general: float,
+    maths: float,
+    train_size: int,
+) -> int:
     from raysys.data.cocktail import apportion, max_total, round_half_up
 
-    weights = dict(trial.components)
+    weights = dict(components)
     targets = apportion(max_total(weights, dict.fromkeys(weights, train_size)), weights)
-    tasks = sum(round_half_up(Fraction(trial.fraction) * n) for n in targets.values())
-    shares = [Fraction(s) for s in (trial.general, trial.math) if s > 0]
-    total = tasks / (1 - Fraction(trial.general) - Fraction(trial.math))
+    tasks = sum(round_half_up(Fraction(fraction) * n) for n in targets.values())
+    shares = [Fraction(s) for s in (general, maths) if s > 0]
+    total = tasks / (1 - Fraction(general) - Fraction(maths))
     return tasks + sum(round_half_up(s * total) for s in shares)
 
 

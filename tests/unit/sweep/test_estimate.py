@@ -156,3 +156,28 @@ def test_steps_and_makespan():
     assert est.makespan([3, 3, 2, 2, 2], 2) == 7  # 3+2+2 | 3+2
     assert est.makespan([3, 3, 2, 2, 2], 1) == 12
     assert est.makespan([3, 1], 8) == 3
+
+
+def test_the_sweep_is_found_from_a_file_in_it():
+    assert est._sweep_location("runs/s/1/sweep.json") == "runs/s/1"
+    assert est._sweep_location("runs/s/1/results.parquet") == "runs/s/1"
+    assert est._sweep_location("runs/s/1/") == "runs/s/1"
+    uri = "s3://b/runs/s/1/sweep.json?endpoint_override=localhost:9000"
+    assert est._sweep_location(uri) == "s3://b/runs/s/1?endpoint_override=localhost:9000"
+
+
+def test_timings_are_read_in_an_object_store_without_a_mirror(tmp_path, monkeypatch):
+    from pyarrow import fs
+
+    from tests.fixtures import moto_s3
+
+    monkeypatch.setenv("RAYSYS_CACHE", str(tmp_path / "cache"))
+    local = _earlier_sweep(tmp_path)
+    with moto_s3("timings") as where:
+        s3 = fs.S3FileSystem(endpoint_override=where, scheme="http", region="us-east-1")
+        fs.copy_files(str(local), "timings/runs/s1", destination_filesystem=s3)
+        options = f"endpoint_override={where}&scheme=http&region=us-east-1"
+        t = est.read_timings(f"s3://timings/runs/s1/sweep.json?{options}")
+    assert t.source == "s3://timings/runs/s1" and t.trials == 2
+    assert t.startup_s == pytest.approx(29.5) and t.generation_s == pytest.approx(0.1)
+    assert not (tmp_path / "cache").exists()  # read in place: nothing fetched
