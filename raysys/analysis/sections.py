@@ -23,7 +23,7 @@ from raysys.analysis.render import (
     fmt_p,
     table,
 )
-from raysys.analysis.results import arm_label, singleton_rows
+from raysys.analysis.results import COCKTAIL_KEY, arm_label, singleton_rows
 from raysys.analysis.scaling import FITTED, MIN_SIZES, scaling_points, scaling_table, top_arms
 from raysys.analysis.stats import MIN_SEEDS_FOR_T
 from raysys.analysis.transfer import transfer_long
@@ -202,7 +202,8 @@ def scaling(doc: Document, results: pd.DataFrame) -> pd.DataFrame:
     )
     if len(shown) < len(fits):
         doc.add(Para(left_out(len(fits) - len(shown), len(fits), "scaling fits", SCALING_RULE)))
-    png = scaling_plot(points, shown)
+    plotted = points.merge(shown[["task", *COCKTAIL_KEY]], on=["task", *COCKTAIL_KEY])
+    png = scaling_plot(plotted, shown)
     doc.image("scaling", png, "1 − test main vs task training rows (log-log)")
     return fits
 
