@@ -51,6 +51,7 @@ class Timings:
     startup_s: float  # Train fit wall minus its steps
     row_s: float  # training seconds per row (step median / effective batch)
     rest_s: float  # trial minus fit minus validation
+    setup_s: float  # of the rest: the training stage outside Ray Train's fit
     engine_start_s: float  # an evaluation pass's start-up (engine, model load)
     generation_s: float  # seconds per generated row of one engine replica
     eval_method: str  # how the two evaluation parts were told apart
@@ -115,6 +116,7 @@ def read_timings(location: str) -> Timings:
         startup_s=_median(p["startup_s"] for p in parts),
         row_s=_median(p["row_s"] for p in parts),
         rest_s=_median(p["rest_s"] for p in parts),
+        setup_s=_median(p["setup_s"] for p in parts),
         engine_start_s=start,
         generation_s=per_row * max(replicas, 1.0),
         eval_method=method,
@@ -139,6 +141,7 @@ def _trial_parts(result: dict[str, Any], run: RunFiles, config: dict[str, Any]) 
     train = result.get("train") or {}
     tid = (result.get("trial") or {}).get("trial_id", "")
     stage = run.json(f"trials/{tid}/eval_validation/stage.json") or {}
+    train_stage = _number((run.json(f"trials/{tid}/train/stage.json") or {}).get("seconds"), 0.0)
     steps = _number(train.get("steps_this_attempt", train.get("step")), 0.0)
     step_s = _number(train.get("seconds_per_step_median"), 0.0)
     fit = _number(train.get("wall_seconds"), 0.0)
@@ -152,6 +155,7 @@ def _trial_parts(result: dict[str, Any], run: RunFiles, config: dict[str, Any]) 
             _number(v.get("n"), 0.0) for v in (result.get("validation") or {}).values()
         ),
         "rest_s": max(_number(result.get("trial_seconds"), fit) - fit - validation, 0.0),
+        "setup_s": max(train_stage - fit, 0.0),
     }
 
 
@@ -323,7 +327,9 @@ def format_estimate(est: Estimate) -> str:
         f"{'GPU' if t.use_gpu else 'CPU'}); the timings hold for this model on the same "
         "hardware only.",
         f"  a trial there: start-up {duration(t.startup_s)} (Ray Train, model load, checkpoints) "
-        f"+ {t.row_s:.3g} s per training row + rest {duration(t.rest_s)}",
+        f"+ {t.row_s:.3g} s per training row + rest {duration(t.rest_s)} (of which "
+        f"{duration(t.setup_s)} in the training stage outside Ray Train's fit: imports, the "
+        "data preflight, copying the adapter)",
         f"  evaluation:    engine start-up {duration(t.engine_start_s)} + {t.generation_s:.3g} s "
         f"per generated row and engine replica (from {t.eval_method})",
         f"  Tune overhead: wall/ideal {t.tune_overhead:.2f} in that sweep, applied below",

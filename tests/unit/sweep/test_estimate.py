@@ -43,6 +43,7 @@ def _earlier_sweep(tmp_path: Path) -> Path:
         result = {"trial": {"trial_id": tid}, "train": train, "validation": validation}
         _write(run / "trials" / tid / "result.json", result | {"trial_seconds": trial_s})
         _write(run / "trials" / tid / "eval_validation" / "stage.json", {"seconds": 12.0})
+        _write(run / "trials" / tid / "train" / "stage.json", {"seconds": fit + 2.0})
     records = [{"adapter": m, "task": t, "n": 16} for m in ("base", "a", "b") for t in "xy"]
     _write(run / "test_eval" / "k1" / "stage.json", {"result": records, "seconds": 20.0})
     return run
@@ -54,6 +55,7 @@ def test_the_parts_of_a_trial_are_read_back_from_its_files(tmp_path):
     assert t.startup_s == pytest.approx(29.5)  # medians of 30 - 4 x 0.5 and 32 - 2 x 0.5
     assert t.row_s == pytest.approx(0.5 / 8)
     assert t.rest_s == pytest.approx(3.5)  # 45 - 30 - 12 and 48 - 32 - 12
+    assert t.setup_s == pytest.approx(2.0)  # the training stage's 2 s outside the fit
     # 12 s for 16 rows and 20 s for 96: 0.1 s per row after a 10.4 s start-up
     assert t.generation_s == pytest.approx(0.1) and t.engine_start_s == pytest.approx(10.4)
     assert t.eval_method == "validation and test passes" and t.tune_overhead == 1.1
