@@ -32,10 +32,10 @@ PREDICTIONS = "test_predictions.parquet"
 META = "sweep.json"
 __all__ = ["REFERENCE_ALPHA", "add_sweep_sections", "headline", "sweep_headline", "write_report"]
 _PLOTS = ("transfer", "leaderboard", "scaling", "pipeline")
+_CSVS = ("transfer", "leaderboard", "scaling", "pipeline")
 # Trials listed in the report: every trial of the cocktail study (~220); beyond that the
 # best by validation, and results.csv has them all.
 MAX_TRIAL_ROWS = 250
-_CSVS = ("transfer", "leaderboard", "scaling", "pipeline")
 _TRIAL_COLUMNS = {
     "trial_id": "trial",
     "cocktail": "cocktail",

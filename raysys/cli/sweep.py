@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     if args.timings and not args.dry_run:
         raise UserError("--timings needs --dry-run (it estimates a grid before it runs)")
     if args.dry_run:
-        return dry_run(cfg, args.timings)
+        return plan_only(cfg, args.timings)
     from raysys.analysis.report import sweep_headline
     from raysys.sweep.driver import run_sweep
 
@@ -68,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def dry_run(cfg: Any, timings: str | None) -> int:
+def plan_only(cfg: Any, timings: str | None) -> int:
+    """--dry-run: the grid, its resources and (with --timings) its estimated wall time."""
     from raysys.sweep.grid import format_grid
     from raysys.sweep.plan import dry_run
 
