@@ -86,11 +86,24 @@ def task_rows(
     if scorer is None or preds is None:
         return None
     mine = mine.assign(pred=preds, id=mine["id"].astype(str)).drop_duplicates(["adapter", "id"])
-    wide = mine.pivot(index="id", columns="adapter", values="pred")
-    meta = mine.drop_duplicates("id").set_index("id")
+    wide = _wide(mine)
+    meta = mine.drop_duplicates("id").set_index("id").reindex(wide.index)
     inputs = meta["input"] if "input" in meta else pd.Series("", index=meta.index)
     frame = pd.concat([meta["gold"].rename("gold"), inputs.rename("input"), wide], axis=1)
-    return TaskRows(task, scorer, frame.sort_index())
+    return TaskRows(task, scorer, frame)
+
+
+def _wide(mine: pd.DataFrame) -> pd.DataFrame:
+    """One row per id and one column per model (its `pred`, NaN where it has none), both
+    sorted. Built as one object block: pandas' pivot makes an arrow-backed string column
+    per model, and a sweep of thousands of models then spends seconds per task taking
+    those columns one by one (2 s a task at 12,500 models; this: 0.1 s)."""
+    ids, row = np.unique(mine["id"].to_numpy(dtype=str), return_inverse=True)
+    col, models = pd.factorize(mine["adapter"], sort=True)
+    cells = np.full((len(ids), len(models)), np.nan, dtype=object)
+    cells[row, col] = mine["pred"].to_numpy(dtype=object)
+    columns = pd.Index(models, name="adapter")
+    return pd.DataFrame(cells, index=pd.Index(ids, name="id"), columns=columns, dtype=object)
 
 
 def baseline_values(rows: TaskRows | None) -> dict[str, object]:

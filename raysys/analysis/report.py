@@ -21,7 +21,7 @@ from raysys.analysis import render, sections
 from raysys.analysis.leaderboard import leaderboard
 from raysys.analysis.render import Document, Heading, Para, fmt, table
 from raysys.analysis.results import MissingInput, is_base, require_columns, trained
-from raysys.analysis.sections import REFERENCE_ALPHA, arm_cells, base_cells, marked
+from raysys.analysis.sections import REFERENCE_ALPHA, arm_cells, base_cells, left_out, marked
 from raysys.errors import UserError
 from raysys.io import read_json, read_parquet
 
@@ -33,6 +33,9 @@ META = "sweep.json"
 __all__ = ["REFERENCE_ALPHA", "add_sweep_sections", "headline", "sweep_headline", "write_report"]
 _PLOTS = ("transfer", "leaderboard", "scaling", "pipeline")
 _CSVS = ("transfer", "leaderboard", "scaling", "pipeline")
+# Trials listed in the report: every trial of the cocktail study (~220); beyond that the
+# best by validation, and results.csv has them all.
+MAX_TRIAL_ROWS = 250
 _TRIAL_COLUMNS = {
     "trial_id": "trial",
     "cocktail": "cocktail",
@@ -184,7 +187,11 @@ def _values(rows: pd.DataFrame, col: str) -> str:
 
 
 def _trials(doc: Document, results: pd.DataFrame) -> None:
-    runs = trained(results).drop_duplicates("trial_id")
+    runs = trained(results)
+    total = runs["trial_id"].nunique()
+    if total > MAX_TRIAL_ROWS:
+        runs = runs[runs["trial_id"].isin(best_trials(runs, MAX_TRIAL_ROWS))]
+    runs = runs.drop_duplicates("trial_id")
     cols = [c for c in _TRIAL_COLUMNS if c in runs]
     sort = [c for c in ("cocktail", "general", "math", "fraction", "seed") if c in runs]
     runs = runs.sort_values(sort)[cols].rename(columns=_TRIAL_COLUMNS)
@@ -194,6 +201,22 @@ def _trials(doc: Document, results: pd.DataFrame) -> None:
         return
     cells = runs.apply(lambda col: col.map(lambda v: _trial_cell(col.name, v)))
     doc.add(table(cells))
+    if len(runs) < total:
+        rule = (
+            f"the {len(runs)} with the best mean validation score over the evaluated tasks are "
+            "listed; every trial is in results.csv"
+        )
+        doc.add(Para(left_out(total - len(runs), total, "trials", rule)))
+
+
+def best_trials(runs: pd.DataFrame, n: int) -> list[str]:
+    """The `n` trial ids with the best mean `val_main` over tasks (no score last; ties by
+    id, so a rerun lists the same trials)."""
+    if "val_main" not in runs:
+        return sorted(runs["trial_id"].unique())[:n]
+    means = runs.groupby("trial_id")["val_main"].mean().reset_index()
+    means = means.sort_values(["val_main", "trial_id"], ascending=[False, True])
+    return means["trial_id"].head(n).tolist()
 
 
 def _trial_cell(column: str, value: Any) -> str:

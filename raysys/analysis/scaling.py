@@ -236,3 +236,17 @@ def _resample(x: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarra
         members = np.flatnonzero(x == size)
         parts.append(members[rng.integers(0, members.size, size=(n_boot, members.size))])
     return np.concatenate(parts, axis=1)
+
+
+def top_arms(fits: pd.DataFrame, points: pd.DataFrame, per_task: int) -> pd.DataFrame:
+    """At most `per_task` rows of `fits` per task, in their order: the arms with the best
+    mean test score at their largest data size (ties: the cocktail key), so a sweep of
+    thousands of cocktails still reads (and plots) as a few lines per task."""
+    key = ["task", *COCKTAIL_KEY]
+    at_top = points[points["d"] == points.groupby(key)["d"].transform("max")]
+    best = at_top.groupby(key)["metric"].mean().rename("_best").reset_index()
+    ranked = fits.reset_index(drop=True).reset_index().merge(best, on=key, how="left")
+    order = ["task", "_best", *COCKTAIL_KEY]
+    ranked = ranked.sort_values(order, ascending=[True, False, True, True, True])
+    keep = ranked.groupby("task", sort=False).head(per_task)["index"]
+    return fits.iloc[sorted(keep)]

@@ -28,6 +28,13 @@ def add(sub: argparse._SubParsersAction) -> None:
     config_args(sw, "configs/sweep.yaml")
     sw.add_argument("--dry-run", action="store_true", help="print the trials and resources only")
     sw.add_argument(
+        "--timings",
+        metavar="RUN",
+        help="with --dry-run: also estimate this grid's wall time on 1-64 slots from the parts "
+        "of a trial an earlier sweep of the same model measured (its directory, local, s3:// "
+        "or gs://)",
+    )
+    sw.add_argument(
         "--resume",
         action="store_true",
         help="continue the sweep of run.run_id (default: the latest one of run.name)",
@@ -44,13 +51,10 @@ def run(args: argparse.Namespace) -> int:
     cfg = load(SweepConfig, args)
     if args.retry_errored and not args.resume:
         raise UserError("--retry-errored needs --resume (it retries a sweep's errored trials)")
+    if args.timings and not args.dry_run:
+        raise UserError("--timings needs --dry-run (it estimates a grid before it runs)")
     if args.dry_run:
-        from raysys.sweep.grid import format_grid
-        from raysys.sweep.plan import dry_run
-
-        trials, plan = dry_run(cfg)
-        print(format_grid(trials, plan))
-        return 0
+        return plan_only(cfg, args.timings)
     from raysys.analysis.report import sweep_headline
     from raysys.sweep.driver import run_sweep
 
@@ -61,6 +65,24 @@ def run(args: argparse.Namespace) -> int:
     if retried := retried_line(out.meta):
         print(retried)
     print(f"Report: {where(out.sweep_dir / 'report.html')}")
+    return 0
+
+
+def plan_only(cfg: Any, timings: str | None) -> int:
+    """--dry-run: the grid, its resources and (with --timings) its estimated wall time."""
+    from raysys.sweep.grid import format_grid
+    from raysys.sweep.plan import dry_run
+
+    trials, plan = dry_run(cfg)
+    estimate = None
+    if timings:  # read and checked before anything is printed: a refusal is one line
+        from raysys.sweep.estimate import estimate as estimated
+        from raysys.sweep.estimate import format_estimate, read_timings
+
+        estimate = format_estimate(estimated(cfg, trials, plan, read_timings(timings)))
+    print(format_grid(trials, plan))
+    if estimate:
+        print(f"\n{estimate}")
     return 0
 
 

@@ -193,6 +193,26 @@ def test_report_command_rewrites_the_report(killed_and_resumed, capsys):
     assert "report.html" in capsys.readouterr().out
 
 
+def test_dry_run_estimates_a_bigger_grid_from_this_sweeps_timings(killed_and_resumed, capsys):
+    """The finished sweep's own files time a grid 3 times its size; the cocktail study's
+    grid (another model) is refused in one line."""
+    storage, sweep_dir, _, _, _ = killed_and_resumed
+    plan = f"run.storage_path={storage / 'plan'}"
+    args = ["sweep", str(TINY), plan, "sweep.seeds=[0,1,2]", "--dry-run"]
+    assert main([*args, "--timings", str(sweep_dir)]) == 0
+    out = capsys.readouterr().out
+    assert f"Estimate from {sweep_dir}: 4 finished trial(s) of tiny-random (float32, CPU)" in out
+    assert "This grid: 12 trials of 2-4 training steps" in out
+    slots = [ln.split()[0] for ln in out.split(" slots ", 1)[1].splitlines()[1:6]]
+    assert slots == ["1", "2*", "8", "32", "64"]
+    assert "from validation and test passes" in out  # both kinds of pass were measured
+    big = str(REPO / "configs" / "sweep.yaml")
+    assert main(["sweep", big, plan, "--dry-run", "--timings", str(sweep_dir / "sweep.json")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1 and "model.source=" in err
+    assert not (storage / "plan").exists()
+
+
 def test_storage_that_turns_unwritable_is_one_clear_line_and_keeps_the_files(
     killed_and_resumed, capsys
 ):

@@ -249,3 +249,53 @@ def test_bad_inputs_name_the_problem(tmp_path: Path):
         write_report(tmp_path)
     with pytest.raises(UserError, match="needs the results column.*val_main"):
         leaderboard(board_results().drop(columns=["val_main"]))
+
+
+# --- a sweep far larger than the cocktail study: the report stays bounded -------------
+
+
+def _huge_sweep(n_cocktails: int = 40) -> pd.DataFrame:
+    """`n_cocktails` mixtures of t1 and t2 x 3 fractions x 3 seeds (360 trials): cocktail i
+    scores 0.5 + i/200 + fraction/10 on validation and test: the last are the best."""
+    rows = [base_row("t1", 0.2), base_row("t2", 0.2)]
+    for i in range(n_cocktails):
+        for fraction in (0.25, 0.5, 1.0):
+            m = 0.5 + i / 200 + fraction / 10
+            scores = {t: [(m + e, m + e) for e in (-0.01, 0.0, 0.01)] for t in ("t1", "t2")}
+            rows += arm_rows(
+                f"c{i:02d}", "explicit", ("t1", "t2"), scores, fraction=fraction, seeds=(0, 1, 2)
+            )
+    return pd.DataFrame(rows)
+
+
+def _section(md: str, heading: str) -> str:
+    return md.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_a_huge_sweep_yields_a_bounded_report(tmp_path: Path, monkeypatch):
+    from raysys.analysis import plots, report, sections
+
+    plotted = []
+    draw = plots.scaling_plot
+    monkeypatch.setattr(plots, "scaling_plot", lambda p, t: plotted.append(t) or draw(p, t))
+    results = _huge_sweep()
+    paths = write_report(tmp_path, results=results, meta={})
+    md = paths.markdown.read_text(encoding="utf-8")
+
+    trials = _section(md, "Trials")
+    listed = {ln.split("|")[1].strip() for ln in trials.splitlines() if ln.startswith("| c")}
+    assert len(listed) == report.MAX_TRIAL_ROWS == 250
+    assert "110 of 360 trials not shown: the 250 with the best mean validation score" in trials
+    assert "every trial is in results.csv" in trials
+    val = results[results["trial_id"] != "base"].groupby("trial_id")["val_main"].mean()
+    assert val[list(listed)].min() >= val.drop(list(listed)).max()  # the best are listed
+
+    per_task = sections.MAX_ARMS_PER_TASK
+    assert len(plotted) == 1 and len(plotted[0]) == 2 * per_task  # lines in the plot
+    assert plotted[0].groupby("task").size().tolist() == [per_task, per_task]
+    assert set(plotted[0]["cocktail"]) == {f"c{i:02d}" for i in range(40 - per_task, 40)}
+    scaling = _section(md, "Scaling law")
+    fits = [ln for ln in scaling.splitlines() if ln.startswith(("| t1 ", "| t2 "))]
+    assert len(fits) == 2 * per_task
+    assert f"32 of 80 scaling fits not shown: per task, the {per_task} cocktails" in scaling
+    assert len(pd.read_csv(paths.tables["scaling"])) == 80  # the CSV keeps every fit

@@ -9,7 +9,13 @@ import pandas as pd
 import pytest
 
 from raysys.analysis.results import MissingInput
-from raysys.analysis.scaling import ScalingFit, data_for_target, fit_power_law, scaling_table
+from raysys.analysis.scaling import (
+    ScalingFit,
+    data_for_target,
+    fit_power_law,
+    scaling_table,
+    top_arms,
+)
 from tests.unit.analysis.synthetic import ALPHA, A, arm_rows, base_row, power_law_points
 
 
@@ -69,3 +75,27 @@ def test_scaling_table_with_one_fraction_says_why():
     rows = arm_rows("t1", "singleton", ("t1",), {"t1": (0.5, 0.5)}, seeds=(0, 1))
     with pytest.raises(MissingInput, match="at least 3 fractions"):
         scaling_table(pd.DataFrame(rows))
+
+
+def test_top_arms_keeps_the_best_arms_per_task_in_their_order():
+    fits = pd.DataFrame(
+        {
+            "task": ["t1", "t1", "t1", "t2"],
+            "cocktail": ["a", "b", "c", "a"],
+            "general": 0.0,
+            "math": 0.0,
+        }
+    )
+    points = pd.DataFrame(
+        {
+            "task": ["t1"] * 6 + ["t2"],
+            "cocktail": ["a", "a", "b", "b", "c", "c", "a"],
+            "general": 0.0,
+            "math": 0.0,
+            "d": [100, 400, 100, 400, 100, 400, 400],
+            # at its largest d: a 0.5, b 0.9, c 0.7 (c's small size scores best: ignored)
+            "metric": [0.1, 0.5, 0.2, 0.9, 0.95, 0.7, 0.3],
+        }
+    )
+    kept = top_arms(fits, points, per_task=2)
+    assert kept[["task", "cocktail"]].values.tolist() == [["t1", "b"], ["t1", "c"], ["t2", "a"]]
