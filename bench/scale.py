@@ -490,6 +490,8 @@ def report(args: argparse.Namespace) -> None:
                 out["runs"].append(run)
                 print({k: v for k, v in run.items() if k != "notes"}, flush=True)
             shutil.rmtree(where, ignore_errors=True)
+    if "baseline" in code:
+        shutil.rmtree(code["baseline"], ignore_errors=True)
     command = "python bench/scale.py report" + (
         f" --baseline {args.baseline}" if args.baseline else ""
     )
