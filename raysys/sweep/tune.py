@@ -145,6 +145,8 @@ def _trial_context(grid: Any) -> tuple[dict[str, Any], list[Any]]:
     from raysys.runtime import faults_from_env
     from raysys.storage import for_workers, mirror_location
 
+    # each distinct dataset once (grids share them across seeds, learning rates, ranks)
+    shipped = {p: for_workers(p) for p in {d["path"] for d in grid.data.values()}}
     ctx = {
         "config": grid.cfg.model_dump(mode="json"),
         "sweep_dir": str(grid.sweep_dir),
@@ -152,7 +154,7 @@ def _trial_context(grid: Any) -> tuple[dict[str, Any], list[Any]]:
         "model_path": grid.model_path,  # each node builds a built-in model into its cache
         # trial id -> its prepared training data (path, rows per task); what trials read
         # is handed over as URIs when the sweep is in an object store (trials run anywhere)
-        "data": {t: d | {"path": for_workers(d["path"])} for t, d in grid.data.items()},
+        "data": {t: d | {"path": shipped[d["path"]]} for t, d in grid.data.items()},
         "tasks_dir": for_workers(grid.tasks_dir),  # every task's rows: trials read only these
         "threads": _threads(grid.cfg, grid.plan),
     }
