@@ -14,8 +14,15 @@ setup:
 quickstart: setup
 	$(VENV)/bin/raysys quickstart
 
-# CI runs this: the import layers (import-linter), lint, then the suite
+# CI runs this: the import layers (import-linter), lint, then the suite without the
+# tests marked `long` (over 5 min each on 2 cores: the pipeline on the 3-node cluster)
 test: setup
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check raysys tests jobs bench
+	$(PY) -m pytest -q -m "not long"
+
+# everything, the `long` tests too
+test-all: setup
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff check raysys tests jobs bench
 	$(PY) -m pytest -q

@@ -289,12 +289,6 @@ def stop_processes(temp_dir: str) -> list[int]:
     again for anything started meanwhile. Returns the survivors' PIDs."""
     import psutil
 
-    def alive(p: Any) -> bool:
-        try:
-            return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
-        except psutil.NoSuchProcess:
-            return False
-
     def send(procs: list[Any], sig: int) -> None:
         for p in procs:
             try:
@@ -303,16 +297,26 @@ def stop_processes(temp_dir: str) -> list[int]:
                 pass
 
     for _ in range(3):
-        procs = [p for p in cluster_processes(temp_dir) if alive(p)]
+        procs = [p for p in cluster_processes(temp_dir) if running(p)]
         if not procs:
             return []
         send(procs, signal.SIGTERM)
         deadline = time.monotonic() + 5
-        while (left := [p for p in procs if alive(p)]) and time.monotonic() < deadline:
+        while (left := [p for p in procs if running(p)]) and time.monotonic() < deadline:
             time.sleep(0.2)
         send(left, signal.SIGKILL)
         psutil.wait_procs(left, timeout=5)
-    return [p.pid for p in cluster_processes(temp_dir) if alive(p)]
+    return [p.pid for p in cluster_processes(temp_dir) if running(p)]
+
+
+def running(p: Any) -> bool:
+    """Alive and not a zombie (a dead child the init process has not reaped yet)."""
+    import psutil
+
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:

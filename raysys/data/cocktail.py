@@ -164,10 +164,10 @@ def max_total(weights: dict[str, float], pool_sizes: dict[str, int]) -> int:
 # ------------------------------------------------------------------------ mix
 
 
-def _targets(spec: CocktailSpec, pools: dict[str, list[Row]]) -> dict[str, int]:
-    """Rows per component at fraction 1; UserError where a pool is too small."""
+def _targets(spec: CocktailSpec, sizes: dict[str, int]) -> dict[str, int]:
+    """Rows per component at fraction 1 from the pools' sizes; UserError where a pool is
+    too small."""
     weights = {c.task: c.weight for c in spec.components}
-    sizes = {t: len(pools[t]) for t in weights}
     total = spec.size if spec.size is not None else max_total(weights, sizes)
     targets = apportion(total, weights)
     for i, c in enumerate(spec.components):
@@ -238,19 +238,28 @@ def mix(
 
     Tasks in `stratify` (classification) take their rows in the stratified order of
     `raysys.tasks.sampling`: every fraction keeps each label's share of the pool."""
-    _check_fraction(fraction)
-    validate_spec(spec, {t: len(rows) for t, rows in pools.items()}, set())
-    targets = _targets(spec, pools)
+    sizes = {t: len(rows) for t, rows in pools.items()}
+    validate_spec(spec, sizes, set())
+    counts = row_counts(spec, sizes, fraction)
+    components = {c.task for c in spec.components}
     rows: list[Row] = []
-    counts: dict[str, int] = {}
-    for task in sorted(targets):  # sorted: nothing depends on dict or spec order
-        n = round_half_up(Fraction(fraction) * targets[task])
-        rows.extend(_take(_ranking(pools[task], seed, task in stratify), n))
-        counts[task] = n
-    for task, n in _regulariser_counts(spec, len(rows)).items():
-        rows.extend(_draw_regulariser(task, n, pools, seed))
-        counts[task] = n
+    for task, n in counts.items():  # components first, then regularisers (their shares)
+        if task in components:
+            rows.extend(_take(_ranking(pools[task], seed, task in stratify), n))
+        else:
+            rows.extend(_draw_regulariser(task, n, pools, seed))
     return _final_order(rows, spec, seed), counts
+
+
+def row_counts(spec: CocktailSpec, sizes: dict[str, int], fraction: float) -> dict[str, int]:
+    """Rows per task of the cocktail at `fraction` (components sorted by name, then the
+    regularisers), from the pools' sizes alone: what `mix` draws, and what a planner
+    counts without the rows."""
+    _check_fraction(fraction)
+    targets = _targets(spec, sizes)
+    # sorted: nothing depends on dict or spec order
+    counts = {t: round_half_up(Fraction(fraction) * targets[t]) for t in sorted(targets)}
+    return counts | _regulariser_counts(spec, sum(counts.values()))
 
 
 # ---------------------------------------------------------------- materialize

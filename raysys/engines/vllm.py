@@ -47,7 +47,7 @@ from raysys.engines.vllm_config import (
     processor_config,
 )
 from raysys.errors import UserError
-from raysys.storage import for_workers, localize
+from raysys.storage import for_workers, join_uri, localize
 
 log = logging.getLogger(__name__)
 
@@ -193,12 +193,8 @@ def generate(
     require_vllm()
     adapters = dict(adapters or {})
     # Engines run on any node: they get URIs for adapters in an object-store run and
-    # fetch them where they run (vllm_udf); this driver reads their configs from a copy.
+    # fetch them where they run (vllm_udf); this driver reads only their configs.
     shipped = {name: for_workers(path) or path for name, path in adapters.items()}
-    here = {
-        name: path if Path(path).is_dir() else localize(shipped[name], f"adapter {name}")
-        for name, path in adapters.items()
-    }
     plan = plan_engines(gen_cfg, ray.cluster_resources())
     check_model(model_path, plan.device)
     stop_ids = stop_token_ids(model_path)
@@ -207,10 +203,10 @@ def generate(
     work = _work_frame(rows, shipped, params, s, base_source)
     keep = [c for c in work.columns if c not in ("model", "sampling_params")]
     log.info("vllm: %d rows x %d sample(s), %d adapter(s), %s", len(rows), s.n, len(adapters), plan)
-    served = set(work["model"]) - {model_path}
-    loras = sorted(here[n] for n, p in shipped.items() if p in served)
-    if base_source != model_path:  # the zero LoRA: shaped like its template
-        loras.append(here[next(iter(adapters))])
+    served = sorted(set(work["adapter"]) - {BASE})
+    if base_source != model_path:  # the zero LoRA: one more, shaped like its template
+        served.append(next(iter(adapters)))
+    loras = [_config_dir(adapters[name], shipped[name]) for name in served]
     config = processor_config(model_path, loras, gen_cfg, dtype, plan)
     post = partial(_postprocess, keep=keep, stop_ids=stop_ids, max_tokens=s.max_new_tokens)
     encoded = _encoded(work, model_path, int(gen_cfg.batch_size), plan)
@@ -223,6 +219,15 @@ def generate(
         c for c in dict.fromkeys([*keep, "sample"]) if c in out and c not in ("_row", "_sample")
     ]
     return out[cols + [c for c in OUTPUT_COLUMNS if c not in cols]]
+
+
+def _config_dir(path: str, shipped: str) -> str:
+    """A folder holding the adapter's `adapter_config.json` (what the engine's LoRA
+    limits are sized from): the adapter itself when it is here, else its config alone,
+    fetched from the store (not the weights: the engines fetch those where they run)."""
+    if Path(path).is_dir():
+        return path
+    return str(Path(localize(join_uri(shipped, "adapter_config.json"), "adapter")).parent)
 
 
 def _base_source(

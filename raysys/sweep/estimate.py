@@ -24,7 +24,6 @@ import heapq
 import math
 import statistics
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any
 
 from raysys.config import SweepConfig
@@ -262,8 +261,8 @@ def trial_cost(cfg: SweepConfig, trial: Trial, t: Timings, validation: float) ->
 
 
 def trial_rows(trial: Trial, train_size: int) -> int:
-    """The training rows of `trial`'s cocktail at its fraction, as `data.cocktail.mix`
-    counts them when every task has `train_size` train rows."""
+    """The training rows of `trial`'s cocktail at its fraction when every task has
+    `train_size` train rows: `data.cocktail.row_counts`, what `mix` draws."""
     return _rows(trial.components, trial.fraction, trial.general, trial.math, train_size)
 
 
@@ -275,14 +274,17 @@ def _rows(
     maths: float,
     train_size: int,
 ) -> int:
-    from raysys.data.cocktail import apportion, max_total, round_half_up
+    from raysys.data.cocktail import parse_spec, row_counts
 
-    weights = dict(components)
-    targets = apportion(max_total(weights, dict.fromkeys(weights, train_size)), weights)
-    tasks = sum(round_half_up(Fraction(fraction) * n) for n in targets.values())
-    shares = [Fraction(s) for s in (general, maths) if s > 0]
-    total = tasks / (1 - Fraction(general) - Fraction(maths))
-    return tasks + sum(round_half_up(s * total) for s in shares)
+    spec = parse_spec(
+        {
+            "name": "estimate",
+            "components": [{"task": t, "weight": w} for t, w in components],
+            "general": general,
+            "math": maths,
+        }
+    )
+    return sum(row_counts(spec, dict.fromkeys(dict(components), train_size), fraction).values())
 
 
 def train_steps(rows: int, batch_size: int, epochs: float, max_steps: int | None) -> int:
