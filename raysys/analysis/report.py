@@ -30,9 +30,10 @@ log = logging.getLogger(__name__)
 RESULTS = "results.parquet"
 PREDICTIONS = "test_predictions.parquet"
 META = "sweep.json"
+SEARCH_STATE = "search.json"  # written by `raysys search` (raysys.sweep.search)
 __all__ = ["REFERENCE_ALPHA", "add_sweep_sections", "headline", "sweep_headline", "write_report"]
 _PLOTS = ("transfer", "leaderboard", "scaling", "pipeline")
-_CSVS = ("transfer", "leaderboard", "scaling", "pipeline")
+_CSVS = ("transfer", "leaderboard", "scaling", "pipeline", "search")
 # Trials listed in the report: every trial of the cocktail study (~220); beyond that the
 # best by validation, and results.csv has them all.
 MAX_TRIAL_ROWS = 250
@@ -77,6 +78,13 @@ def write_report(
     doc = Document(title=f"Sweep report: {sweep_dir.resolve().name}")
     csvs: dict[str, pd.DataFrame] = {}
     _header(doc, meta)
+    if (sweep_dir / SEARCH_STATE).is_file():  # a `raysys search` run: its section first
+        from raysys.analysis.search import add_search_section
+
+        state = json.loads((sweep_dir / SEARCH_STATE).read_text())
+        _section(
+            doc, csvs, "search", lambda: add_search_section(doc, state, results, predictions, meta)
+        )
     add_sweep_sections(doc, csvs, results, predictions)
     paths = write_document(sweep_dir, doc, csvs)
     log.info("wrote the sweep report to %s", paths.html)

@@ -13,7 +13,7 @@ from raysys.config.sections import (
     Section,
     SynthSection,
 )
-from raysys.config.study import PipelineSection, SweepSection
+from raysys.config.study import PipelineSection, SearchBudget, SearchSection, SweepSection
 from raysys.config.training import DataSection, TrainSection, check_packing
 
 
@@ -71,6 +71,9 @@ class SweepConfig(Section):
     generate: GenerateSection = GenerateSection()
     train: TrainSection = TrainSection()
     sweep: SweepSection = SweepSection()
+    search: SearchSection | None = Field(
+        None, description="`raysys search`: mixtures proposed from fitted trials (see README)"
+    )
 
     @model_validator(mode="after")
     def _sft_only(self) -> SweepConfig:
@@ -82,7 +85,44 @@ class SweepConfig(Section):
                 "sweep.scheduler=asha stops learning rates early; add sweep.learning_rates "
                 "or use sweep.scheduler=fifo"
             )
+        if self.search is not None:
+            check_search(self)
         return self
+
+
+def check_search(cfg: SweepConfig) -> None:
+    """What a search needs of the sweep section it reads."""
+    se, sw = cfg.search, cfg.sweep
+    assert se is not None
+    evaluated = sw.eval_tasks or sw.tasks
+    named = [se.objective] if isinstance(se.objective, str) and se.objective != "mean" else []
+    named += list(se.objective) if isinstance(se.objective, dict) else []
+    for task in named:
+        if task not in evaluated:
+            raise ValueError(
+                f"search.objective: {task} is not evaluated; use one of "
+                f"{', '.join(evaluated)} (sweep.eval_tasks or sweep.tasks)"
+            )
+    if sw.validate_in != "trial":
+        raise ValueError(
+            "search: the surrogate reads each round's validation scores; set "
+            "sweep.validate_in=trial"
+        )
+    if se.baseline == "none" and se.budget == SearchBudget():
+        raise ValueError(
+            "search.budget: with search.baseline=none set search.budget.trials (or "
+            "gpu_hours / cpu_hours)"
+        )
+    if se.budget.gpu_hours is not None and not cfg.train.use_gpu:
+        raise ValueError(
+            "search.budget.gpu_hours: trials train on CPU (train.use_gpu=false); use "
+            "search.budget.cpu_hours or search.budget.trials"
+        )
+    if se.budget.cpu_hours is not None and cfg.train.use_gpu:
+        raise ValueError(
+            "search.budget.cpu_hours: trials train on GPUs; use search.budget.gpu_hours or "
+            "search.budget.trials"
+        )
 
 
 class PipelineConfig(Section):

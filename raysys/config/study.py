@@ -135,6 +135,98 @@ class SweepSection(Section):
         return v
 
 
+class SearchBudget(Section):
+    """When the search stops proposing: after `trials` search trials, or once its trials
+    have held `gpu_hours` (GPU training) or `cpu_hours` (CPU training) of what Ray
+    scheduled for them. None everywhere: as many trials as the grid baseline has (equal
+    budget)."""
+
+    trials: int | None = Field(None, ge=1, le=100_000, description="search trials at most")
+    gpu_hours: float | None = Field(None, gt=0, description="GPU-hours of search trials")
+    cpu_hours: float | None = Field(None, gt=0, description="CPU-hours of search trials")
+
+
+def _range_problem(v: list[float], low: float, high: float, closed_low: bool) -> str | None:
+    if len(v) != 2 or v[0] > v[1]:
+        return f"give [low, high] with low <= high, got {v}"
+    if (v[0] < low if closed_low else v[0] <= low) or v[1] > high:
+        return f"values must lie in {'[' if closed_low else '('}{low:g}, {high:g}], got {v}"
+    return None
+
+
+class SearchSection(Section):
+    """`raysys search`: mixtures proposed by a model fitted to the finished trials."""
+
+    objective: str | dict[str, float] = Field(
+        "mean",
+        description="mean (of the evaluated tasks' validation scores), one task's name, or "
+        "{task: weight} for a weighted sum",
+    )
+    initial: int = Field(6, ge=2, le=10_000, description="round 0: space-filling mixtures")
+    per_round: int = Field(3, ge=1, le=10_000, description="mixtures proposed per round")
+    budget: SearchBudget = SearchBudget()
+    surrogate: Literal["ridge", "gp"] = Field(
+        "ridge",
+        description="ridge: regularised regression on log-weights (RegMix, Data Mixing "
+        "Laws); gp: a Gaussian process, proposing by its upper confidence bound",
+    )
+    general: list[float] | None = Field(
+        None, description="[low, high] share of general-instruction rows searched; None: 0"
+    )
+    math: list[float] | None = Field(None, description="[low, high] math share; None: 0")
+    fraction: list[float] | None = Field(
+        None, description="[low, high] data fraction searched; None: the largest sweep.fractions"
+    )
+    min_weight: float = Field(
+        0.05, ge=0, lt=0.5, description="task weights below this are dropped from a mixture"
+    )
+    candidates: int = Field(
+        4096, ge=16, le=1_000_000, description="mixtures the surrogate scores per round"
+    )
+    baseline: Literal["grid", "none"] = Field(
+        "grid",
+        description="grid: the sweep section's grid runs too, and the report compares the "
+        "chosen mixture with its best point; none: the search alone",
+    )
+
+    @field_validator("general", "math")
+    @classmethod
+    def _share_range(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None and (problem := _range_problem(v, 0.0, 0.9, closed_low=True)):
+            raise ValueError(f"{problem}, e.g. [0, 0.2]")
+        return v
+
+    @field_validator("fraction")
+    @classmethod
+    def _fraction_range(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None and (problem := _range_problem(v, 0.0, 1.0, closed_low=False)):
+            raise ValueError(f"{problem}, e.g. [0.25, 1.0]")
+        return v
+
+    @field_validator("objective")
+    @classmethod
+    def _objective(cls, v: str | dict[str, float]) -> str | dict[str, float]:
+        if isinstance(v, dict):
+            if not v or any(w < 0 for w in v.values()) or not any(w > 0 for w in v.values()):
+                raise ValueError(
+                    f"weights must be >= 0 with one > 0, e.g. {{news_sentiment: 1}}, got {v}"
+                )
+        elif not v:
+            raise ValueError("give mean, a task name or {task: weight}")
+        return v
+
+    def objective_weights(self, tasks: list[str]) -> dict[str, float]:
+        """{task: weight} over the evaluated `tasks` (weights sum to 1)."""
+        if self.objective == "mean":
+            raw = dict.fromkeys(tasks, 1.0)
+        elif isinstance(self.objective, str):
+            raw = {self.objective: 1.0}
+        else:
+            raw = {t: w for t, w in self.objective.items() if w > 0}
+        whole = sum(raw.values())
+        return {t: w / whole for t, w in raw.items()}
+
+
 class PipelineStages(Section):
     """Switch any stage off; the evaluation after a stage runs with the stage."""
 

@@ -82,6 +82,7 @@ class Grid:
     data_stats: dict[str, int]
     plan: Plan
     callbacks: list[Any]
+    experiment: str = "tune"  # Tune's experiment folder under the sweep (a search: per round)
 
 
 @scoped  # this run's task rows are registered for the run only
@@ -104,7 +105,9 @@ def run_sweep(cfg: SweepConfig, resume: bool = False, retry_errored: bool = Fals
     return execute(grid, resume, retry_errored)
 
 
-def check_sweep(cfg: SweepConfig, resume: bool) -> tuple[SweepConfig, list[Trial], list[Any]]:
+def check_sweep(
+    cfg: SweepConfig, resume: bool, marker: str = "tune"
+) -> tuple[SweepConfig, list[Trial], list[Any]]:
     """Everything that can be refused before a file is written or Ray starts; returns the
     config with its run id fixed, the trials and the Tune callbacks."""
     from raysys.engines import check_fits
@@ -115,7 +118,7 @@ def check_sweep(cfg: SweepConfig, resume: bool) -> tuple[SweepConfig, list[Trial
     check_checkpoint_storage(cfg.train)
     trials = expand_grid(cfg)  # bad grids fail here, before any output
     callbacks = tune_callbacks(cfg)
-    cfg = locate_sweep(cfg, resume)  # nothing to resume, or a sweep in the way: refused now
+    cfg = locate_sweep(cfg, resume, marker)  # nothing to resume, or a sweep in the way: refused now
     check_local_budget(cfg.train, cfg.ray)  # a trial this Ray could never hold: refused now
     check_fits(cfg.generate, cfg.ray)
     check_writable(storage_root(cfg.run.storage_path))
@@ -158,14 +161,32 @@ def execute(grid: Grid, resume: bool, retry_errored: bool) -> SweepOutcome:
 
 
 def _execute(grid: Grid, resume: bool, retry_errored: bool, tracking: Any) -> SweepOutcome:
-    from raysys.runs import RunDir
-
     start = time.perf_counter()
     failures = run_tune(grid, resume, retry_errored)
-    tune_seconds = time.perf_counter() - start
-    # trials on other nodes wrote to their own mirrors and the store: their results here
-    # (not their adapters: the test pass's engines fetch those from the store themselves)
-    RunDir.at(grid.sweep_dir).gather("trials", exclude=ADAPTER_FILES)
+    gather_trials(grid.sweep_dir)
+    return finish(grid, failures, time.perf_counter() - start, resume, tracking)
+
+
+def gather_trials(sweep_dir: Path) -> None:
+    """Trials on other nodes wrote to their own mirrors and the store: their results here
+    (not their adapters: the test pass's engines fetch those from the store themselves)."""
+    from raysys.runs import RunDir
+
+    RunDir.at(sweep_dir).gather("trials", exclude=ADAPTER_FILES)
+
+
+def finish(
+    grid: Grid,
+    failures: dict[str, list[str]],
+    tune_seconds: float,
+    resume: bool,
+    tracking: Any,
+    extra_meta: dict[str, Any] | None = None,
+) -> SweepOutcome:
+    """After Tune: one test pass over every finished adapter, the results table, sweep.json
+    and the report (a search calls this once, over every round's trials)."""
+    from raysys.runs import RunDir
+
     finished, errored = collect_trials(grid.sweep_dir, grid.trials)
     if not finished:
         raise SweepIncompleteError(
@@ -177,7 +198,7 @@ def _execute(grid: Grid, resume: bool, retry_errored: bool, tracking: Any) -> Sw
     finished, test = merge_final_validation(finished, test)
     results = results_table(grid.cfg, finished, test)
     meta = sweep_meta(grid.cfg, grid.trials, finished, errored, grid.plan, tune_seconds, resume)
-    meta |= grid.data_stats | {"failures": failures}  # retried ones included
+    meta |= grid.data_stats | {"failures": failures} | (extra_meta or {})  # retried ones too
     _write_results(grid.sweep_dir, results, preds, meta)
     report = write_sweep_report(grid.sweep_dir)
     if tracking:  # test scores into each trial's run, the report onto the sweep's
@@ -209,9 +230,10 @@ def _write_results(sweep_dir: Path, results: Any, preds: Any, meta: dict[str, An
     write_json(sweep_dir / "sweep.json", meta)
 
 
-def locate_sweep(cfg: SweepConfig, resume: bool) -> SweepConfig:
+def locate_sweep(cfg: SweepConfig, resume: bool, marker: str = "tune") -> SweepConfig:
     """`cfg` with its run id fixed: new, or (with `resume`) an existing sweep with a Tune
-    state (the latest of `run.name` when no run id is given). Checks only; writes nothing."""
+    state (the latest of `run.name` when no run id is given). Checks only; writes nothing.
+    `marker`: what a started run has (a sweep: Tune's state; a search: search.json)."""
     from ray.tune import Tuner
 
     from raysys.config import with_run_id
@@ -221,7 +243,7 @@ def locate_sweep(cfg: SweepConfig, resume: bool) -> SweepConfig:
     where = shown(storage_root(storage))  # the path, or the bucket URI without its options
     run_id = cfg.run.run_id
     if resume and run_id is None:
-        run_id = latest_run_id(storage, name, "tune")
+        run_id = latest_run_id(storage, name, marker)
         if run_id is None:
             raise UserError(
                 f"--resume: no sweep found under {where}/{name}; run it without --resume "
@@ -230,13 +252,16 @@ def locate_sweep(cfg: SweepConfig, resume: bool) -> SweepConfig:
     cfg = with_run_id(cfg.model_copy(update={"run": cfg.run.model_copy(update={"run_id": run_id})}))
     run = RunDir.of(storage, name, str(cfg.run.run_id))
     shown_dir = f"{where}/{name}/{cfg.run.run_id}"
-    if resume and not Tuner.can_restore(run.location("tune")):
+    started = run.exists(marker) if marker != "tune" else Tuner.can_restore(run.location("tune"))
+    if resume and not started:
         raise UserError(
-            f"--resume: {shown_dir} holds no sweep to resume; check run.run_id, or drop --resume"
+            f"--resume: {shown_dir} holds no {'sweep' if marker == 'tune' else 'search'} to "
+            "resume; check run.run_id, or drop --resume"
         )
-    if not resume and run.exists("tune"):
+    if not resume and run.exists(marker):
+        what = "a sweep" if marker == "tune" else "a search"
         raise UserError(
-            f"{shown_dir} already holds a sweep; add --resume to continue it, or set a new "
+            f"{shown_dir} already holds {what}; add --resume to continue it, or set a new "
             "run.run_id"
         )
     return cfg

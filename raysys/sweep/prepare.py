@@ -21,7 +21,13 @@ def task_needs(cfg: SweepConfig) -> list[Need]:
 
     sw = cfg.sweep
     hold = {"validation": sw.validation_size, "test": sw.test_size}
-    regs = [t for t, s in zip(REGULARISERS, (sw.general, sw.math), strict=True) if max(s) > 0]
+    shares = [list(sw.general), list(sw.math)]
+    if cfg.search is not None:  # the shares a search ranges over
+        shares = [
+            s + (r or [0.0])
+            for s, r in zip(shares, (cfg.search.general, cfg.search.math), strict=True)
+        ]
+    regs = [t for t, s in zip(REGULARISERS, shares, strict=True) if max(s) > 0]
     needs = []
     for ref in [*sw.tasks, *regs, *(sw.eval_tasks or [])]:
         splits = get_task(ref).splits

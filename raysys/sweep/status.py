@@ -42,6 +42,7 @@ class TrialStatus:
     started: float | None = None  # Tune's start time (epoch seconds)
     seconds: float | None = None  # done: the trial's own wall time
     cause: str | None = None  # why a trial without a result ended, when Tune names nothing
+    experiment: str = "tune"  # Tune's experiment folder that holds it (a search: per round)
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ def sweep_status(run: RunFiles, now: float) -> SweepStatus:
     """A sweep's state from its files: trials done / running / errored / pending, times,
     the last error and the report."""
     tune = tune_trials(run)
-    grid = [p["trial_id"] for p in run.json("grid.json") or [] if isinstance(p, dict)]
+    grid = trial_ids(run)
     trials = [trial_status(run, tid, tune.get(tid)) for tid in grid]
     meta = finished_meta(run)
     reported = run.fresh("report.html")  # written after sweep.json
@@ -166,19 +167,35 @@ def report_line(run: RunFiles, fresh: bool) -> str | None:
     return run.shown("report.html") + ("" if fresh else " (an earlier run's, rewritten at the end)")
 
 
+def trial_ids(run: RunFiles) -> list[str]:
+    """Every trial known so far: a sweep's grid.json, or every round a search recorded."""
+    grid = run.json("grid.json")
+    if isinstance(grid, list):
+        return [p["trial_id"] for p in grid if isinstance(p, dict)]
+    search = run.json("search.json")
+    rounds = search.get("rounds", []) if isinstance(search, dict) else []
+    return [p["trial_id"] for r in rounds for p in r.get("trials", []) if isinstance(p, dict)]
+
+
+def experiments(run: RunFiles) -> list[str]:
+    """Tune's experiment folders: `tune` (a sweep), `tune-<round>` (a search)."""
+    return [n for n in run.names() if n == "tune" or n.startswith("tune-")]
+
+
 def tune_trials(run: RunFiles) -> dict[str, dict[str, Any]]:
-    """Trial id -> Tune's record of it (status, start, failures, last result), from the
-    newest experiment state; {} before Tune wrote one."""
-    states = sorted(n for n in run.names("tune") if _STATE_FILE.match(n))
-    state = run.json(f"tune/{states[-1]}") if states else None
+    """Trial id -> Tune's record of it (status, start, failures, last result), from each
+    experiment's newest state; {} before Tune wrote one."""
     out: dict[str, dict[str, Any]] = {}
-    for pair in (state or {}).get("trial_data", []):
-        try:
-            trial, runtime = (json.loads(p) for p in pair)
-            tid = tune_trial_id(trial["config"])
-        except (KeyError, TypeError, ValueError):
-            continue  # another Tune version's record: the trial counts by raysys's files
-        out[tid] = {"status": trial.get("status"), **runtime}
+    for exp in experiments(run):
+        states = sorted(n for n in run.names(exp) if _STATE_FILE.match(n))
+        state = run.json(f"{exp}/{states[-1]}") if states else None
+        for pair in (state or {}).get("trial_data", []):
+            try:
+                trial, runtime = (json.loads(p) for p in pair)
+                tid = tune_trial_id(trial["config"])
+            except (KeyError, TypeError, ValueError):
+                continue  # another Tune version's record: the trial counts by raysys's files
+            out[tid] = {"status": trial.get("status"), "experiment": exp, **runtime}
     return out
 
 
@@ -188,15 +205,17 @@ def trial_status(run: RunFiles, tid: str, tune: dict[str, Any] | None) -> TrialS
     tune = tune or {}
     started = _number(tune.get("start_time"))
     status = tune.get("status")
+    exp = {"experiment": tune.get("experiment", "tune")}
     if run.has(f"trials/{tid}/result.json"):
-        return TrialStatus(tid, DONE, started, _seconds(run, tid, tune))
+        return TrialStatus(tid, DONE, started, _seconds(run, tid, tune), **exp)
     if status == "ERROR":
-        return TrialStatus(tid, ERRORED, started)
+        return TrialStatus(tid, ERRORED, started, **exp)
     if status == "TERMINATED":  # ended without a result: an early stop (ASHA) or a kill
-        return TrialStatus(tid, ERRORED, started, cause="ended without a result (stopped early?)")
+        why = "ended without a result (stopped early?)"
+        return TrialStatus(tid, ERRORED, started, cause=why, **exp)
     if status in ("RUNNING", "PAUSED") or (status is None and run.names(f"trials/{tid}")):
-        return TrialStatus(tid, RUNNING, started)
-    return TrialStatus(tid, PENDING, started)
+        return TrialStatus(tid, RUNNING, started, **exp)
+    return TrialStatus(tid, PENDING, started, **exp)
 
 
 def _seconds(run: RunFiles, tid: str, tune: dict[str, Any]) -> float | None:
@@ -262,7 +281,7 @@ def last_error(run: RunFiles, trials: list[TrialStatus], meta: dict[str, Any] | 
 
 
 def _error_file(t: TrialStatus) -> str:
-    return f"tune/{t.trial_id}/error.txt"
+    return f"{t.experiment}/{t.trial_id}/error.txt"
 
 
 # --------------------------------------------------------------------------- formatting

@@ -26,11 +26,11 @@ DRIVER_MEMORY = (
 )  # bytes reserved per trial driver  # Tune's param_space holds {"trial": Trial.params()}
 
 
-def tune_location(cfg: SweepConfig, sweep_dir: Path) -> str:
-    """Where Ray Tune keeps the experiment: `<sweep_dir>/tune`, in the object store itself
-    when the run storage is one (Tune syncs its state there; `--resume` restores from it
-    on any machine)."""
-    return _run(cfg, sweep_dir).location("tune")
+def tune_location(cfg: SweepConfig, sweep_dir: Path, experiment: str = "tune") -> str:
+    """Where Ray Tune keeps the experiment: `<sweep_dir>/tune` (a search: one per round),
+    in the object store itself when the run storage is one (Tune syncs its state there;
+    `--resume` restores from it on any machine)."""
+    return _run(cfg, sweep_dir).location(experiment)
 
 
 def tune_parent(cfg: SweepConfig, sweep_dir: Path) -> str:
@@ -93,7 +93,7 @@ def run_tune(grid: Any, resume: bool, retry_errored: bool) -> dict[str, list[str
     )
     if resume:
         tuner = tune.Tuner.restore(
-            tune_location(cfg, grid.sweep_dir),
+            tune_location(cfg, grid.sweep_dir, grid.experiment),
             trainable,
             resume_unfinished=True,
             resume_errored=retry_errored,
@@ -109,7 +109,7 @@ def run_tune(grid: Any, resume: bool, retry_errored: bool) -> dict[str, list[str
                 trial_name_creator=trial_dirname,
             ),
             run_config=tune.RunConfig(
-                name="tune",
+                name=grid.experiment,
                 storage_path=tune_parent(cfg, grid.sweep_dir),
                 callbacks=callbacks,
                 verbose=0 if quiet() else 1,  # quiet: our bar (sweep.progress) instead

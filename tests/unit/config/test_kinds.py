@@ -127,3 +127,38 @@ def test_eval_task_names_are_the_tasks_then_the_synthesised_ones_each_once():
     assert cfg.eval_task_names() == ["a", "b", "c", "d.yaml"]
     given = PipelineConfig.model_validate({"pipeline": {"eval_tasks": ["z", "a"]}})
     assert given.eval_task_names() == ["z", "a"]
+
+
+# ------------------------------------------------------------------- the search section
+
+
+@pytest.mark.parametrize(
+    "search, sweep, expected",
+    [
+        ({"objective": "nope"}, {}, "search.objective: nope is not evaluated; use one of"),
+        ({"objective": {"news_sentiment": -1}}, {}, "weights must be >= 0 with one > 0"),
+        ({}, {"validate_in": "final"}, "set sweep.validate_in=trial"),
+        ({"baseline": "none"}, {}, "with search.baseline=none set search.budget.trials"),
+        ({"budget": {"gpu_hours": 2}}, {}, "search.budget.gpu_hours: trials train on CPU"),
+        ({"general": [0.3, 0.1]}, {}, "give [low, high] with low <= high"),
+        ({"fraction": [0, 1]}, {}, "values must lie in (0, 1]"),
+        ({"surrogate": "tpe"}, {}, "surrogate"),
+    ],
+)
+def test_a_bad_search_section_is_refused(search, sweep, expected):
+    from raysys.config import SweepConfig
+
+    with pytest.raises(ValidationError) as e:
+        SweepConfig(search=search, sweep=sweep)
+    assert expected in str(e.value)
+
+
+def test_the_objective_becomes_task_weights():
+    from raysys.config import SweepConfig
+
+    tasks = ["news_sentiment", "price_direction"]
+    assert SweepConfig(search={}).search.objective_weights(tasks) == dict.fromkeys(tasks, 0.5)
+    one = SweepConfig(search={"objective": "price_direction"}).search
+    assert one.objective_weights(tasks) == {"price_direction": 1.0}
+    mixed = SweepConfig(search={"objective": {"news_sentiment": 3, "price_direction": 1}}).search
+    assert mixed.objective_weights(tasks) == {"news_sentiment": 0.75, "price_direction": 0.25}
