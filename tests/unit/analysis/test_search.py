@@ -58,8 +58,16 @@ def _results(measured: list[float], grid_val: float, best_correct: int) -> tuple
     outs[ids[TASK]] = answers(30)
     outs[ids[f"mix-{best}"]] = answers(best_correct)
     preds = pd.concat(
-        pd.DataFrame({"adapter": a, "task": TASK, "id": range(60), "input": "x", "gold": LABELS,
-                      "generated_text": o})  # fmt: skip
+        pd.DataFrame(
+            {
+                "adapter": a,
+                "task": TASK,
+                "id": range(60),
+                "input": "x",
+                "gold": LABELS,
+                "generated_text": o,
+            }
+        )  # fmt: skip
         for a, o in outs.items()
     )
     assert task.extract("Answer: wrong") is not None

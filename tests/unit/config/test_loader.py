@@ -178,6 +178,8 @@ def test_validate_console_script(tmp_path):
 
 
 def _kind_of(path: Path) -> str:
+    if path.stem.startswith("search"):
+        return "sweep"  # `raysys search` reads a sweep config with a search section
     return next(
         k
         for k in ("quickstart", "train", "eval", "synth", "sweep", "pipeline")
