@@ -85,6 +85,8 @@ def sampling_params(s: Sampling, stop_ids: list[int]) -> dict[str, Any]:
         "max_tokens": s.max_new_tokens,
         "temperature": s.temperature,
         "stop_token_ids": list(stop_ids),
+        # the sampled token's logprob only (0 alternatives), raw: see processor_config
+        "logprobs": 0,
     }
     if s.top_p != 1.0:
         params["top_p"] = s.top_p
@@ -136,8 +138,22 @@ def _postprocess(
     length = not stopped and len(ids) >= max_tokens
     text, n_in = row["generated_text"], row["num_input_tokens"]
     return {k: row[k] for k in keep} | output_record(
-        text, row["num_generated_tokens"], n_in, length
+        text, row["num_generated_tokens"], n_in, length, row.get("logprobs")
     )
+
+
+def sampled_logprobs(tokens: Any, logprobs: Any) -> list[float] | None:
+    """Per generated token, the logprob of the token vLLM sampled, from its per-step
+    {token_id: {logprob, rank, decoded_token}} dicts (what Ray's stage returns for
+    `logprobs=0`); None when vLLM returned none. A plain float list travels through
+    Ray Data as Arrow; int-keyed dicts would not."""
+    tokens, logprobs = list(tokens), list(logprobs or [])
+    if not logprobs or len(logprobs) != len(tokens):
+        return None  # none asked for, or not one per token: unknown, never a wrong value
+    return [
+        float((step.get(int(t)) or next(iter(step.values())))["logprob"])
+        for t, step in zip(tokens, logprobs, strict=True)
+    ]
 
 
 def _work_frame(

@@ -188,6 +188,9 @@ def processor_config(
         "tensor_parallel_size": tp,
         "enforce_eager": plan.device == "cpu" if eager is None else bool(eager),
         "disable_log_stats": True,
+        # logprobs of the model's own distribution, before temperature and top-k/top-p:
+        # vLLM's default, pinned because `mean_logprob` is defined by it (base.LOGPROB_DOC)
+        "logprobs_mode": "raw_logprobs",
     }
     if _opt(gen_cfg, "max_model_len"):
         engine["max_model_len"] = int(_opt(gen_cfg, "max_model_len"))
