@@ -228,16 +228,16 @@ class HFGenerator:
         new = gen[:, enc["input_ids"].shape[1] :]
         n_in = enc["attention_mask"].sum(dim=1).tolist()
         lps = record.table(new.shape[1])
-        return [
-            self._row(seq.tolist(), n, lp) for seq, n, lp in zip(new, n_in, lps, strict=True)
-        ]
+        return [self._row(seq.tolist(), n, lp) for seq, n, lp in zip(new, n_in, lps, strict=True)]
 
     def _row(self, ids: list[int], n_input: int, logprobs: list[float]) -> dict[str, Any]:
         stop = next((k for k, t in enumerate(ids) if t in self.eos_ids), None)
         kept = ids if stop is None else ids[:stop]
         n_gen = len(ids) if stop is None else stop + 1  # count the EOS, as vLLM does
         text = self.tok.decode(kept, skip_special_tokens=True)
-        return output_record(text, n_gen, n_input, cut=stop is None, token_logprobs=logprobs[:n_gen])
+        return output_record(
+            text, n_gen, n_input, cut=stop is None, token_logprobs=logprobs[:n_gen]
+        )
 
 
 class TokenLogprobs:

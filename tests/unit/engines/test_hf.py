@@ -200,9 +200,7 @@ class _Recording(HFGenerator):
 
 
 @pytest.mark.parametrize("sampling", [GREEDY, Sampling(max_new_tokens=6, temperature=0.5, seed=1)])
-def test_mean_logprob_is_the_raw_logprob_of_the_generated_tokens(
-    tiny_model, adapter_dir, sampling
-):
+def test_mean_logprob_is_the_raw_logprob_of_the_generated_tokens(tiny_model, adapter_dir, sampling):
     """Batched, left-padded generation (rows of different lengths, some ending at EOS,
     base and adapter rows) gives each row the mean log-softmax of the model's raw logits
     at the tokens it generated (EOS included), as one teacher-forced pass computes it;

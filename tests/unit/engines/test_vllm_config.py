@@ -149,4 +149,3 @@ def test_custom_resources_ride_on_every_bundle_of_a_replica(tmp_path):
 
     assert bundles(cpu) == [{"CPU": 1.0, "inference": 0.5}] * 2
     assert bundles(gpu) == [{"CPU": 1, "GPU": 1, "inference": 0.5}] * 2
-
