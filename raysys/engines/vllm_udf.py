@@ -19,8 +19,7 @@ from typing import Any
 
 from ray.llm._internal.batch.stages.vllm_engine_stage import vLLMEngineStageUDF
 
-from raysys.engines.vllm import sampled_logprobs
-from raysys.engines.vllm_config import NULL_PREFIX, null_adapter
+from raysys.engines.vllm_config import NULL_PREFIX, null_adapter, sampled_logprobs
 from raysys.models import local_model
 from raysys.storage import localize
 

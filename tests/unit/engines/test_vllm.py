@@ -15,11 +15,16 @@ from raysys.engines.vllm import (
     _base_source,
     _postprocess,
     _work_frame,
-    sampled_logprobs,
     sampling_params,
     stop_token_ids,
 )
-from raysys.engines.vllm_config import AUX_CPUS, NULL_PREFIX, ResourcePlan, null_adapter
+from raysys.engines.vllm_config import (
+    AUX_CPUS,
+    NULL_PREFIX,
+    ResourcePlan,
+    null_adapter,
+    sampled_logprobs,
+)
 from raysys.errors import UserError
 
 MSG = [{"role": "user", "content": "Shares rose."}]
