@@ -3,12 +3,11 @@
 For each unlabeled input: prompt for step-by-step reasoning ending in
 `Answer: <label>`, draw `samples` generations, read each answer with the strict
 regex and, failing that, the flexible reader; the majority answer is kept when at
-least `min_agreement` of the samples give it (and, with `min_confidence`, its vote margin
-or the mean token log-probability of its samples reach a threshold). Kept inputs become
-SFT rows (the
-prompt and one agreeing chain of thought, or the answer only) and, optionally,
-DPO pairs (an agreeing concise sample vs a disagreeing, unextractable or overlong
-one).
+least `min_agreement` of the samples give it (and, with `min_confidence`, when its vote
+margin or the mean token log-probability of its samples reach a threshold). Kept inputs
+become SFT rows (the prompt and one agreeing chain of thought, or the answer only) and,
+optionally, DPO pairs (an agreeing concise sample vs a disagreeing, unextractable or
+overlong one).
 
 Never trains on evaluation inputs: a generated pool comes from another generator
 seed with every input that also appears in the task's test split dropped; a
