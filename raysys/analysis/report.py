@@ -32,8 +32,8 @@ PREDICTIONS = "test_predictions.parquet"
 META = "sweep.json"
 SEARCH_STATE = "search.json"  # written by `raysys search` (raysys.sweep.search)
 __all__ = ["REFERENCE_ALPHA", "add_sweep_sections", "headline", "sweep_headline", "write_report"]
-_PLOTS = ("transfer", "leaderboard", "scaling", "pipeline")
-_CSVS = ("transfer", "leaderboard", "scaling", "pipeline", "search")
+_PLOTS = ("transfer", "leaderboard", "scaling", "pipeline", "confidence")
+_CSVS = ("transfer", "leaderboard", "scaling", "pipeline", "search", "confidence")
 # Trials listed in the report: every trial of the cocktail study (~220); beyond that the
 # best by validation, and results.csv has them all.
 MAX_TRIAL_ROWS = 250

@@ -161,6 +161,31 @@ class EvalSection(Section):
         return v
 
 
+class MinConfidence(Section):
+    """Confidence a kept label needs beyond `min_agreement` (either or both)."""
+
+    margin: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="(votes for the majority - votes for the runner-up) / samples, in [0, 1]",
+    )
+    logprob: float | None = Field(
+        None,
+        le=0,
+        description="mean raw token log-probability of the samples that gave the majority "
+        "answer, <= 0 (e.g. -0.8)",
+    )
+
+    @model_validator(mode="after")
+    def _some(self) -> MinConfidence:
+        if self.margin is None and self.logprob is None:
+            raise ValueError(
+                "give margin and/or logprob (e.g. {margin: 0.5}), or leave min_confidence out"
+            )
+        return self
+
+
 class SynthSection(Section):
     task: str = Field("fomc_stance", description="task to label (name or YAML path)")
     inputs: str | None = Field(
@@ -181,6 +206,11 @@ class SynthSection(Section):
     top_p: float = Field(0.95, gt=0, le=1)
     min_agreement: float = Field(
         0.6, gt=0, le=1, description="share of samples that must give the majority answer"
+    )
+    min_confidence: MinConfidence | None = Field(
+        None,
+        description="also keep only labels this confident: {margin: 0.5} and/or "
+        "{logprob: -0.8}; None: min_agreement alone",
     )
     assistant: Literal["cot", "answer"] = Field(
         "cot", description="SFT assistant turn: an agreeing chain of thought, or the answer only"

@@ -29,7 +29,15 @@ OUTPUT_COLUMNS = [
     "num_input_tokens",
     "finish_reason",  # "stop" | "length"
     "overlong",  # hit max_new_tokens without a stop token
+    "mean_logprob",  # mean raw log-probability of the generated tokens (see LOGPROB_DOC)
 ]
+# What `mean_logprob` is, on both engines: the mean over the generated tokens (a final
+# stop token included, as `num_generated_tokens` counts it) of log p(token | prefix) under
+# the model's own distribution, log-softmax of its logits BEFORE temperature, top-k/top-p
+# and any logits processor (vLLM's default `logprobs_mode="raw_logprobs"`; on the hf engine
+# the logits `generate` receives from the model). Sampling settings therefore do not shift
+# it: a threshold picked at temperature 0.7 means the same at 1.0. Always <= 0.
+LOGPROB_DOC = "mean raw (pre-temperature) token log-probability of the generated tokens"
 MAX_NEW_TOKENS = 8192  # as generate.max_new_tokens allows
 MAX_SAMPLES = 1024
 MAX_SEED = 2**32 - 1  # numpy's and torch's seeds must fit
@@ -112,16 +120,31 @@ def _check_float(name: str, value: Any, ok: Any, bound: str) -> None:
         raise UserError(f"sampling.{name} must be a number {bound}, got {clip(value)}")
 
 
-def output_record(text: str, generated: int, prompt: int, cut: bool) -> dict[str, Any]:
+def output_record(
+    text: str, generated: int, prompt: int, cut: bool, token_logprobs: Any = None
+) -> dict[str, Any]:
     """One generation's `OUTPUT_COLUMNS`. `cut`: stopped by max_new_tokens, not a stop
-    token; `generated` counts a final stop token, as vLLM does."""
+    token; `generated` counts a final stop token, as vLLM does. `token_logprobs`: the raw
+    log-probability of each generated token (see `LOGPROB_DOC`); None: unknown."""
     return {
         "generated_text": text,
         "num_generated_tokens": int(generated),
         "num_input_tokens": int(prompt),
         "finish_reason": "length" if cut else "stop",
         "overlong": bool(cut),
+        "mean_logprob": mean_logprob(token_logprobs),
     }
+
+
+def mean_logprob(token_logprobs: Any) -> float | None:
+    """The mean of per-token log-probabilities; None when there are none (or any is not a
+    finite number: a -inf would make every mean it enters meaningless)."""
+    if token_logprobs is None:
+        return None
+    values = [float(v) for v in token_logprobs]
+    if not values or not all(math.isfinite(v) for v in values):
+        return None
+    return min(0.0, math.fsum(values) / len(values))  # rounding must not make it positive
 
 
 def merge_eos_ids(generation_eos: int | list[int] | None, tokenizer_eos: int | None) -> list[int]:

@@ -208,24 +208,71 @@ class HFGenerator:
         if not s.greedy:  # top_k 0: no top-k cut (transformers' default would be 50)
             kwargs = {"do_sample": True, "temperature": s.temperature, "top_p": s.top_p}
             kwargs["top_k"] = s.top_k or 0
-        with torch.inference_mode():
-            gen = self.model.generate(
-                **enc,
-                max_new_tokens=s.max_new_tokens,
-                **kwargs,
-                eos_token_id=self.eos_ids,
-                pad_token_id=self.tok.pad_token_id,
-            )
+        from transformers import StoppingCriteriaList
+
+        record = TokenLogprobs()
+        inner = self.model.get_base_model() if self.adapters else self.model
+        hook = inner.register_forward_hook(record.hook)
+        try:
+            with torch.inference_mode():
+                gen = self.model.generate(
+                    **enc,
+                    max_new_tokens=s.max_new_tokens,
+                    **kwargs,
+                    eos_token_id=self.eos_ids,
+                    pad_token_id=self.tok.pad_token_id,
+                    stopping_criteria=StoppingCriteriaList([record]),
+                )
+        finally:
+            hook.remove()
         new = gen[:, enc["input_ids"].shape[1] :]
         n_in = enc["attention_mask"].sum(dim=1).tolist()
-        return [self._row(seq.tolist(), n) for seq, n in zip(new, n_in, strict=True)]
+        lps = record.table(new.shape[1])
+        return [self._row(seq.tolist(), n, lp) for seq, n, lp in zip(new, n_in, lps, strict=True)]
 
-    def _row(self, ids: list[int], n_input: int) -> dict[str, Any]:
+    def _row(self, ids: list[int], n_input: int, logprobs: list[float]) -> dict[str, Any]:
         stop = next((k for k, t in enumerate(ids) if t in self.eos_ids), None)
         kept = ids if stop is None else ids[:stop]
         n_gen = len(ids) if stop is None else stop + 1  # count the EOS, as vLLM does
         text = self.tok.decode(kept, skip_special_tokens=True)
-        return output_record(text, n_gen, n_input, cut=stop is None)
+        return output_record(
+            text, n_gen, n_input, cut=stop is None, token_logprobs=logprobs[:n_gen]
+        )
+
+
+class TokenLogprobs:
+    """The raw log-probability of each token `generate` picks (`base.LOGPROB_DOC`), kept
+    step by step in O(batch x vocab) memory: `output_logits=True` would hold every step's
+    logits (steps x batch x vocab floats, GBs for chain-of-thought lengths).
+
+    A forward hook on the model keeps the last position's log-softmax of each step's
+    logits: what `generate` receives before any logits processor or temperature. As a
+    stopping criterion (called once per step, after the picked token is appended) it
+    reads that token's value; it never stops anything."""
+
+    def __init__(self) -> None:
+        self.last: Any = None
+        self.steps: list[Any] = []
+
+    def hook(self, module: Any, args: Any, output: Any) -> None:
+        import torch
+
+        logits = output.logits if hasattr(output, "logits") else output[0]
+        self.last = torch.log_softmax(logits[:, -1].float(), dim=-1)
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        self.steps.append(self.last.gather(1, input_ids[:, -1:].to(self.last.device))[:, 0])
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+    def table(self, n_new: int) -> list[list[float]]:
+        """Per row, the logprob of each new token (a row that finished early has values
+        for its padding too: callers keep the first `num_generated_tokens`)."""
+        import torch
+
+        # a deferred stop check may run steps it later undoes: they are the last ones
+        return torch.stack(self.steps[:n_new], dim=1).cpu().tolist()
 
 
 def actor_pool_size(gen_cfg: Any, cluster: dict[str, float], fixed: bool) -> int:

@@ -85,6 +85,8 @@ def sampling_params(s: Sampling, stop_ids: list[int]) -> dict[str, Any]:
         "max_tokens": s.max_new_tokens,
         "temperature": s.temperature,
         "stop_token_ids": list(stop_ids),
+        # the sampled token's logprob only (0 alternatives), raw: see processor_config
+        "logprobs": 0,
     }
     if s.top_p != 1.0:
         params["top_p"] = s.top_p
@@ -136,7 +138,7 @@ def _postprocess(
     length = not stopped and len(ids) >= max_tokens
     text, n_in = row["generated_text"], row["num_input_tokens"]
     return {k: row[k] for k in keep} | output_record(
-        text, row["num_generated_tokens"], n_in, length
+        text, row["num_generated_tokens"], n_in, length, row.get("logprobs")
     )
 
 

@@ -188,6 +188,9 @@ def processor_config(
         "tensor_parallel_size": tp,
         "enforce_eager": plan.device == "cpu" if eager is None else bool(eager),
         "disable_log_stats": True,
+        # logprobs of the model's own distribution, before temperature and top-k/top-p:
+        # vLLM's default, pinned because `mean_logprob` is defined by it (base.LOGPROB_DOC)
+        "logprobs_mode": "raw_logprobs",
     }
     if _opt(gen_cfg, "max_model_len"):
         engine["max_model_len"] = int(_opt(gen_cfg, "max_model_len"))
@@ -222,3 +225,17 @@ def processor_config(
         log_engine_metrics=False,  # needs a metrics export port; not ours to open
         **extra,
     )
+
+
+def sampled_logprobs(tokens: Any, logprobs: Any) -> list[float] | None:
+    """Per generated token, the logprob of the token vLLM sampled, from its per-step
+    {token_id: {logprob, rank, decoded_token}} dicts (what Ray's stage returns for
+    `logprobs=0`); None when vLLM returned none. A plain float list travels through
+    Ray Data as Arrow; int-keyed dicts would not."""
+    tokens, logprobs = list(tokens), list(logprobs or [])
+    if not logprobs or len(logprobs) != len(tokens):
+        return None  # none asked for, or not one per token: unknown, never a wrong value
+    return [
+        float((step.get(int(t)) or next(iter(step.values())))["logprob"])
+        for t, step in zip(tokens, logprobs, strict=True)
+    ]

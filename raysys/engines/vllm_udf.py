@@ -14,11 +14,12 @@ its template. Imported only inside a Ray Data job (it imports Ray's vLLM stage).
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from ray.llm._internal.batch.stages.vllm_engine_stage import vLLMEngineStageUDF
 
-from raysys.engines.vllm_config import NULL_PREFIX, null_adapter
+from raysys.engines.vllm_config import NULL_PREFIX, null_adapter, sampled_logprobs
 from raysys.models import local_model
 from raysys.storage import localize
 
@@ -49,3 +50,10 @@ class NodeLocalVLLMEngineUDF(vLLMEngineStageUDF):
 
         # the wrapper asks this for every request (Ray 2.60: vLLMEngineWrapper)
         self.llm._maybe_get_lora_request = lora_request
+
+    async def udf(self, batch: list[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+        """Ray's outputs with `logprobs` reduced to the sampled tokens' values."""
+        async for out in super().udf(batch):
+            if out.get("logprobs") is not None:
+                out["logprobs"] = sampled_logprobs(out["generated_tokens"], out["logprobs"])
+            yield out

@@ -159,7 +159,9 @@ def write_pipeline_report(run_dir: Path, summary: dict[str, Any]) -> tuple[Path,
         doc.image("pipeline", _stage_plot(stages), "main metric per stage and task")
     _comparisons(doc, stages)
     _dpo(doc, summary)
-    _synthesis(doc, summary)
+    confidence = _synthesis(doc, summary)
+    if confidence is not None:
+        csvs["confidence"] = confidence
     _times(doc, summary)
     sweep_dir = summary.get("sweep_dir")
     if sweep_dir and (Path(sweep_dir) / "results.parquet").is_file():
@@ -275,10 +277,14 @@ def _dpo(doc: Document, s: dict[str, Any]) -> None:
     doc.add(Heading(2, "DPO gate"), Para(f"DPO {verdict}: {d['why']}."))
 
 
-def _synthesis(doc: Document, s: dict[str, Any]) -> None:
+def _synthesis(doc: Document, s: dict[str, Any]) -> pd.DataFrame | None:
+    """The synthesis table, then per round and task with held-back gold, kept-label
+    accuracy against yield for each keep rule (returned for confidence.csv)."""
+    from raysys.analysis.confidence import add_confidence_section
+
     frame = synthesis_table(s)
     if frame.empty:
-        return
+        return None
     cells = frame.copy()
     for c in ("yield", "kept_label_accuracy", "unextractable_share"):
         cells[c] = cells[c].map(fmt)
@@ -291,6 +297,14 @@ def _synthesis(doc: Document, s: dict[str, Any]) -> None:
         ),
         table(cells.rename(columns=lambda c: c.replace("_", " "))),
     )
+    curves, runs = {}, {}
+    for rnd in s.get("synthesis", []):
+        for task, st in rnd["tasks"].items():
+            if st.get("confidence"):
+                key = f"round {rnd['round']}: {task}"
+                curves[key] = st["confidence"]
+                runs[key] = (st.get("gold_yield", 0.0), st.get("kept_label_accuracy"))
+    return add_confidence_section(doc, curves, runs, level=3)
 
 
 def _times(doc: Document, s: dict[str, Any]) -> None:

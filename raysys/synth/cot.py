@@ -3,10 +3,11 @@
 For each unlabeled input: prompt for step-by-step reasoning ending in
 `Answer: <label>`, draw `samples` generations, read each answer with the strict
 regex and, failing that, the flexible reader; the majority answer is kept when at
-least `min_agreement` of the samples give it. Kept inputs become SFT rows (the
-prompt and one agreeing chain of thought, or the answer only) and, optionally,
-DPO pairs (an agreeing concise sample vs a disagreeing, unextractable or overlong
-one).
+least `min_agreement` of the samples give it (and, with `min_confidence`, when its vote
+margin or the mean token log-probability of its samples reach a threshold). Kept inputs
+become SFT rows (the prompt and one agreeing chain of thought, or the answer only) and,
+optionally, DPO pairs (an agreeing concise sample vs a disagreeing, unextractable or
+overlong one).
 
 Never trains on evaluation inputs: a generated pool comes from another generator
 seed with every input that also appears in the task's test split dropped; a
@@ -14,12 +15,17 @@ user-provided pool that overlaps the test split is refused (`raysys.tasks.store`
 
 Resumable: inputs are processed in shards; each shard is written atomically as
 `shards/<index>.parquet` keyed by input id, and a re-run skips the ids already
-written. The outputs are assembled from the shards at the end, one row per input.
+written. The outputs are assembled from the shards at the end, one row per input; the
+keep rule is applied then, from each record's stored scores. Shards written before the
+scores existed have no `margin` (it is recomputed from their stored answers) and no
+log-probabilities (unknown: such an input fails a `min_confidence.logprob` rule, counted
+as `unknown_logprob`, and is left out of the log-probability curve).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections import Counter
@@ -29,6 +35,7 @@ from typing import Any
 
 import pandas as pd
 
+from raysys.analysis.confidence import confidence_curves
 from raysys.console import Progress
 from raysys.io import write_json, write_parquet
 from raysys.tasks.base import MISSING, Task
@@ -73,8 +80,12 @@ def cot_messages(task: Task, row: Row, instruction: str) -> list[dict[str, str]]
     return msgs
 
 
-def vote(task: Task, texts: list[str], overlong: list[bool]) -> dict[str, Any]:
-    """Strict extraction, flexible as fallback; the majority and its share of samples."""
+def vote(
+    task: Task, texts: list[str], overlong: list[bool], logprobs: list[Any] | None = None
+) -> dict[str, Any]:
+    """Strict extraction, flexible as fallback; the majority, its share of samples, its
+    margin over the runner-up and the mean log-probability of the samples giving it.
+    `logprobs`: each sample's mean token log-probability (None: unknown)."""
     strict = [task.extract(t) for t in texts]
     answers = [
         s if s != MISSING else task.extract_lenient(t) for s, t in zip(strict, texts, strict=True)
@@ -82,6 +93,7 @@ def vote(task: Task, texts: list[str], overlong: list[bool]) -> dict[str, Any]:
     counted = Counter(a for a in answers if a != MISSING)
     majority, count = counted.most_common(1)[0] if counted else (MISSING, 0)
     return {
+        **_confidence(answers, majority, logprobs),
         "answers": answers,
         "strict_missing": sum(s == MISSING for s in strict),
         "flexible_rescued": sum(
@@ -92,6 +104,54 @@ def vote(task: Task, texts: list[str], overlong: list[bool]) -> dict[str, Any]:
         "agreement": count / len(texts) if texts else 0.0,
         "overlong": sum(bool(o) for o in overlong),
     }
+
+
+def vote_margin(answers: Any, n_samples: int) -> float:
+    """(votes for the majority - votes for the runner-up) / samples; unextractable samples
+    vote for nothing, so they lower the margin as they lower the agreement. 0 on a tie."""
+    top = Counter(a for a in answers if a != MISSING).most_common(2)
+    if not top or not n_samples:
+        return 0.0
+    return (top[0][1] - (top[1][1] if len(top) > 1 else 0)) / n_samples
+
+
+def majority_logprob(answers: Any, majority: str, logprobs: Any) -> float | None:
+    """The mean of the per-sample mean token log-probabilities of the samples that gave
+    the majority answer; None without a majority or when any of them is unknown."""
+    if majority == MISSING or logprobs is None:
+        return None
+    values = [lp for a, lp in zip(answers, logprobs, strict=True) if a == majority]
+    if not values or any(v is None or not math.isfinite(v) for v in values):
+        return None
+    return float(sum(values) / len(values))
+
+
+def _confidence(answers: list[str], majority: str, logprobs: Any) -> dict[str, Any]:
+    return {
+        "margin": vote_margin(answers, len(answers)),
+        "mean_logprob": majority_logprob(answers, majority, logprobs),
+    }
+
+
+def keep_reason(rec: Row, sc: Any) -> str | None:
+    """Why an input's label is not kept (None: kept), from its record's scores and the
+    keep rule: a majority, `min_agreement`, then `min_confidence` if set."""
+    if rec["majority"] == MISSING:
+        return "no_answer"
+    if rec["agreement"] < sc.min_agreement:
+        return "low_agreement"
+    mc = sc.min_confidence
+    if mc is None:
+        return None
+    if mc.margin is not None and rec["margin"] < mc.margin:
+        return "low_margin"
+    if mc.logprob is not None:
+        lp = rec.get("mean_logprob")
+        if lp is None or not math.isfinite(lp):
+            return "unknown_logprob"
+        if lp < mc.logprob:
+            return "low_logprob"
+    return None
 
 
 def label_shard(
@@ -130,24 +190,25 @@ def label_shard(
     for r in rows:
         gens = sorted(by_id.get(r["id"], []), key=lambda g: g.get("sample", 0))
         texts = [g["generated_text"] for g in gens]
-        v = vote(task, texts, [g["overlong"] for g in gens])
-        kept = v["majority"] != MISSING and v["agreement"] >= sc.min_agreement
-        records.append(
-            {
-                "id": r["id"],
-                "input": r["input"],
-                "gold": None if r.get("gold") is None else str(r["gold"]),
-                "samples": texts,
-                "overlong_flags": [bool(g["overlong"]) for g in gens],
-                "answers": v["answers"],
-                "majority": v["majority"],
-                "agreement": v["agreement"],
-                "kept": kept,
-                "strict_missing": v["strict_missing"],
-                "flexible_rescued": v["flexible_rescued"],
-                "unextractable": v["unextractable"],
-            }
-        )
+        logprobs = [_number(g.get("mean_logprob")) for g in gens]
+        v = vote(task, texts, [g["overlong"] for g in gens], logprobs)
+        rec = {
+            "id": r["id"],
+            "input": r["input"],
+            "gold": None if r.get("gold") is None else str(r["gold"]),
+            "samples": texts,
+            "overlong_flags": [bool(g["overlong"]) for g in gens],
+            "sample_logprobs": logprobs,
+            "answers": v["answers"],
+            "majority": v["majority"],
+            "agreement": v["agreement"],
+            "margin": v["margin"],
+            "mean_logprob": v["mean_logprob"],
+            "strict_missing": v["strict_missing"],
+            "flexible_rescued": v["flexible_rescued"],
+            "unextractable": v["unextractable"],
+        }
+        records.append({**rec, "kept": keep_reason(rec, sc) is None})
     clock["extraction_and_vote"] = clock.get("extraction_and_vote", 0.0) + time.perf_counter() - t1
     return records
 
@@ -190,6 +251,14 @@ def run_synthesis(
     return assemble(task, pool, shards, cfg, out_dir, None if done else clock)
 
 
+def _number(value: Any) -> float | None:
+    """A float, or None for a missing/NaN value (an engine row without a logprob)."""
+    if value is None:
+        return None
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
 def _done_ids(shards: Path) -> set[str]:
     ids: set[str] = set()
     for f in sorted(shards.glob("*.parquet")):
@@ -212,20 +281,51 @@ def assemble(
     (labeled) rows per minute."""
     t_assemble = time.perf_counter()
     sc = cfg.synth
-    labels = _labels(shards, pool)
+    labels = _with_confidence(_labels(shards, pool), sc)
     write_parquet(out_dir / "labels.parquet", labels.to_dict("records"))
     kept = labels[labels["kept"]].to_dict("records")
     rows_by_id = {r["id"]: r for r in pool}
     sft_rows = [r for rec in kept if (r := _sft_row(task, rows_by_id[rec["id"]], rec, sc))]
     write_parquet(out_dir / "sft.parquet", sft_rows)
-    stats: dict[str, Any] = _stats(task, labels, len(sft_rows), sc.min_agreement)
+    stats: dict[str, Any] = _stats(task, labels, len(sft_rows), sc)
     if sc.dpo_pairs:
         pairs, stats["dpo"] = _pairs(task, kept, rows_by_id, sc.cot_instruction)
         write_parquet(out_dir / "dpo.parquet", pairs)
     if clock is not None:
         stats |= _timings(clock, time.perf_counter() - t_assemble, labels)
     write_json(out_dir / "stats.json", stats)
+    from raysys.analysis.synth_report import write_synth_report
+
+    write_synth_report(out_dir, task.name, stats)
     return stats
+
+
+def _with_confidence(labels: pd.DataFrame, sc: Any) -> pd.DataFrame:
+    """The labels with their confidence scores (filled in for shards written before they
+    existed: the margin from the stored answers, log-probabilities unknown) and `kept`
+    decided by the keep rule of this run's config."""
+    labels = labels.copy()
+    n = len(labels)
+    for col in ("margin", "mean_logprob", "sample_logprobs"):
+        if col not in labels:
+            labels[col] = [None] * n
+    if n:  # a margin missing (an older shard) is recomputed from the stored answers
+        labels["margin"] = [
+            vote_margin(a, len(s)) if _number(m) is None else float(m)
+            for m, a, s in zip(labels["margin"], labels["answers"], labels["samples"], strict=True)
+        ]
+    labels["mean_logprob"] = [_number(v) for v in labels["mean_logprob"]]
+    reasons = [keep_reason(rec, sc) for rec in labels.to_dict("records")]
+    labels["kept"] = [r is None for r in reasons]
+    unknown = reasons.count("unknown_logprob")
+    if unknown:
+        log.warning(
+            "synthesis: %d input(s) from shards written before log-probabilities were recorded "
+            "cannot pass synth.min_confidence.logprob and are not kept; label them again "
+            "(remove their shards) or drop the logprob rule",
+            unknown,
+        )
+    return labels
 
 
 def _labels(shards: Path, pool: list[Row]) -> pd.DataFrame:
@@ -297,15 +397,16 @@ def _timings(clock: dict[str, float], writing: float, labels: pd.DataFrame) -> d
     }
 
 
-def _rejected(labels: pd.DataFrame) -> dict[str, int]:
+def _rejected(labels: pd.DataFrame, sc: Any) -> dict[str, int]:
     """Inputs not kept, by reason (every input ends kept or rejected: inputs = kept +
-    sum(rejected)): no sample gave an answer, or the majority fell short of min_agreement."""
-    rej = labels[~labels["kept"].astype(bool)]
-    reasons = ["no_answer" if m == MISSING else "low_agreement" for m in rej["majority"]]
-    return dict(sorted(pd.Series(reasons, dtype=object).value_counts().astype(int).items()))
+    sum(rejected)): no sample gave an answer, the majority fell short of min_agreement, or
+    of min_confidence (low_margin, low_logprob, unknown_logprob: see `keep_reason`)."""
+    reasons = [keep_reason(rec, sc) for rec in labels.to_dict("records")]
+    found = [r for r in reasons if r is not None]
+    return dict(sorted(pd.Series(found, dtype=object).value_counts().astype(int).items()))
 
 
-def _stats(task: Task, labels: pd.DataFrame, sft_rows: int, threshold: float) -> dict[str, Any]:
+def _stats(task: Task, labels: pd.DataFrame, sft_rows: int, sc: Any) -> dict[str, Any]:
     n = len(labels)
     samples = int(labels["samples"].map(len).sum())
     agreement = labels["agreement"].round(2).value_counts().sort_index()
@@ -313,7 +414,7 @@ def _stats(task: Task, labels: pd.DataFrame, sft_rows: int, threshold: float) ->
         "inputs": n,
         "kept": int(labels["kept"].sum()),
         "yield": float(labels["kept"].mean()) if n else 0.0,
-        "rejected": _rejected(labels),
+        "rejected": _rejected(labels, sc),
         "sft_rows": sft_rows,
         "samples": samples,
         "agreement_distribution": {f"{k:.2f}": int(v) for k, v in agreement.items()},
@@ -325,7 +426,10 @@ def _stats(task: Task, labels: pd.DataFrame, sft_rows: int, threshold: float) ->
             if samples
             else 0.0,
         },
-        "min_agreement": threshold,
+        "min_agreement": sc.min_agreement,
+        "min_confidence": sc.min_confidence.model_dump(exclude_none=True)
+        if sc.min_confidence is not None
+        else None,
     }
     gold = labels["gold"].notna() & (labels["gold"].astype(str) != "None")
     if gold.any():
@@ -346,4 +450,7 @@ def _stats(task: Task, labels: pd.DataFrame, sft_rows: int, threshold: float) ->
             }
             for t in (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
         }
+        out["gold_kept"] = int(g["kept"].sum())
+        out["gold_yield"] = float(g["kept"].mean())
+        out["confidence"] = confidence_curves(g.assign(majority_answered=g["majority"] != MISSING))
     return out

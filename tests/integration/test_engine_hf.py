@@ -49,6 +49,7 @@ def test_one_pass_serves_base_and_adapters(ray_local, tiny_model, adapters):
     assert df["num_generated_tokens"].between(1, 5).all()
     assert (df["overlong"] == (df["finish_reason"] == "length")).all()
     assert (df["num_input_tokens"] > 20).all()
+    assert df["mean_logprob"].notna().all() and (df["mean_logprob"] <= 0).all()
     # Each adapter really changes the outputs (random LoRA on a random model).
     by = df.pivot(index="id", columns="adapter", values="generated_text")
     assert (by[""] != by["a"]).any() and (by["a"] != by["b"]).any()

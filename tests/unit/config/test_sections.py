@@ -107,3 +107,30 @@ def test_unique_list():
     assert unique_list(["a", "b"]) == ["a", "b"]
     with pytest.raises(ValueError, match=r"tasks listed twice in \['a', 'a'\]"):
         unique_list(["a", "a"])
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("{margin: 1.5}", "synth.min_confidence.margin: Input should be less than or equal to 1"),
+        ("{margin: -0.1}", "synth.min_confidence.margin: Input should be greater than or equal"),
+        ("{logprob: 0.5}", "synth.min_confidence.logprob: Input should be less than or equal to 0"),
+        ("{}", "synth.min_confidence: give margin and/or logprob (e.g. {margin: 0.5})"),
+        ("{agreement: 0.5}", "synth.min_confidence.agreement: unknown key; allowed keys"),
+        ("{margin: .nan}", "synth.min_confidence.margin: Input should be a finite number"),
+    ],
+)
+def test_min_confidence_errors_are_one_line_and_name_the_field(override, expected):
+    from raysys.config import SynthConfig, load_config
+    from raysys.errors import UserError
+
+    with pytest.raises(UserError) as e:
+        load_config(SynthConfig, None, [f"synth.min_confidence={override}"])
+    assert expected in str(e.value) and "\n" not in str(e.value)
+
+
+def test_min_confidence_takes_either_rule_or_both_and_defaults_to_none():
+    assert SynthSection().min_confidence is None  # min_agreement alone, as before
+    assert SynthSection(min_confidence={"margin": 0.5}).min_confidence.margin == 0.5
+    both = SynthSection(min_confidence={"margin": 0, "logprob": -0.8}).min_confidence
+    assert (both.margin, both.logprob) == (0, -0.8)

@@ -86,6 +86,11 @@ def test_output_record_has_the_output_columns():
     rec = base.output_record("Answer: up", 4, 30, cut=False)
     assert list(rec) == base.OUTPUT_COLUMNS
     assert (rec["finish_reason"], rec["overlong"]) == ("stop", False)
+    assert rec["mean_logprob"] is None  # no logprobs given: unknown
+    scored = base.output_record("Answer: up", 4, 30, cut=False, token_logprobs=[-1.0, -0.5])
+    assert scored["mean_logprob"] == -0.75
+    assert base.mean_logprob([]) is None and base.mean_logprob([-1.0, float("nan")]) is None
+    assert base.mean_logprob(np.array([-0.0, -0.0])) == 0.0
     cut = base.output_record("Answer: u", np.int64(8), np.int64(30), cut=True)
     assert (cut["finish_reason"], cut["overlong"], type(cut["num_generated_tokens"])) == (
         "length",

@@ -69,11 +69,15 @@ def test_every_row_gets_its_outputs_in_order(gen):
 def test_generation_stops_at_eos_and_counts_it(gen):
     eos = gen.tok.eos_token_id
     text_ids = gen.tok("Answer: positive", add_special_tokens=False)["input_ids"]
-    stopped = gen._row([*text_ids, eos, 5, 6], n_input=10)
+    n = len(text_ids)
+    lps = [-1.0] * n + [-3.0, -50.0, -50.0]  # the EOS counts; what follows it is padding
+    stopped = gen._row([*text_ids, eos, 5, 6], n_input=10, logprobs=lps)
     assert stopped["generated_text"] == "Answer: positive"
-    assert stopped["num_generated_tokens"] == len(text_ids) + 1
+    assert stopped["num_generated_tokens"] == n + 1
     assert (stopped["finish_reason"], stopped["overlong"]) == ("stop", False)
-    cut = gen._row(text_ids, n_input=10)
+    assert stopped["mean_logprob"] == pytest.approx((-n - 3.0) / (n + 1))
+    cut = gen._row(text_ids, n_input=10, logprobs=[-0.5] * n)
+    assert cut["mean_logprob"] == -0.5
     assert (cut["num_generated_tokens"], cut["finish_reason"], cut["overlong"]) == (
         len(text_ids),
         "length",
@@ -168,3 +172,52 @@ def test_fault_drills_come_from_the_environment(monkeypatch):
     faults = _faults()
     assert faults["engine_exit_at_block"] == 2 and "crash_at_step" not in faults
     assert faults["marker"].endswith("/died")
+
+
+def _teacher_forced(model, tok, prompt: str, new_ids: list[int]) -> float:
+    """The mean raw log-probability of `new_ids` after `prompt`, by one forward pass."""
+    ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    with torch.inference_mode():
+        logits = model(torch.tensor([ids + new_ids])).logits[0].float()
+    lp = torch.log_softmax(logits[len(ids) - 1 : -1], dim=-1)
+    return float(lp.gather(1, torch.tensor(new_ids)[:, None]).mean())
+
+
+class _Recording(HFGenerator):
+    """Keeps (prompt, generated ids, mean_logprob) per generated row: the text does not
+    always re-tokenize to the ids the model picked."""
+
+    def _generate(self, prompts):
+        self.ids = []
+        rows = super()._generate(prompts)
+        self.seen += zip(prompts, self.ids, [r["mean_logprob"] for r in rows], strict=True)
+        return rows
+
+    def _row(self, ids, n_input, logprobs):
+        out = super()._row(ids, n_input, logprobs)
+        self.ids.append(ids[: out["num_generated_tokens"]])
+        return out
+
+
+@pytest.mark.parametrize("sampling", [GREEDY, Sampling(max_new_tokens=6, temperature=0.5, seed=1)])
+def test_mean_logprob_is_the_raw_logprob_of_the_generated_tokens(tiny_model, adapter_dir, sampling):
+    """Batched, left-padded generation (rows of different lengths, some ending at EOS,
+    base and adapter rows) gives each row the mean log-softmax of the model's raw logits
+    at the tokens it generated (EOS included), as one teacher-forced pass computes it;
+    sampling at temperature 0.5 does not change what is measured (raw, not tempered)."""
+    g = _Recording(
+        tiny_model, {"sft": adapter_dir}, sampling, batch_size=4, dtype="float32", torch_threads=1
+    )
+    for name in ("sft", BASE):
+        g.seen = []
+        out = g(_batch(4, adapter=name))
+        assert out["mean_logprob"].le(0).all() and out["mean_logprob"].notna().all()
+        assert len(g.seen) == 4
+        for prompt, ids, got in g.seen:
+            if name == BASE:
+                with g.model.disable_adapter():
+                    want = _teacher_forced(g.model, g.tok, prompt, ids)
+            else:
+                g.model.set_adapter(name)
+                want = _teacher_forced(g.model, g.tok, prompt, ids)
+            assert got == pytest.approx(want, abs=1e-4)

@@ -18,7 +18,13 @@ from raysys.engines.vllm import (
     sampling_params,
     stop_token_ids,
 )
-from raysys.engines.vllm_config import AUX_CPUS, NULL_PREFIX, ResourcePlan, null_adapter
+from raysys.engines.vllm_config import (
+    AUX_CPUS,
+    NULL_PREFIX,
+    ResourcePlan,
+    null_adapter,
+    sampled_logprobs,
+)
 from raysys.errors import UserError
 
 MSG = [{"role": "user", "content": "Shares rose."}]
@@ -31,12 +37,14 @@ def test_sampling_params_leave_defaults_out():
         "max_tokens": 8,
         "temperature": 0.0,
         "stop_token_ids": [2],
+        "logprobs": 0,
     }
     s = Sampling(max_new_tokens=4, temperature=0.7, top_p=0.9, top_k=20, n=3, seed=1)
     assert sampling_params(s, [2, 7]) == {
         "max_tokens": 4,
         "temperature": 0.7,
         "stop_token_ids": [2, 7],
+        "logprobs": 0,
         "top_p": 0.9,
         "top_k": 20,
     }
@@ -128,3 +136,17 @@ def test_outputs_say_whether_they_stopped_or_were_cut():
     assert (cut["finish_reason"], cut["overlong"]) == ("length", True)
     short = _postprocess({**row, "generated_tokens": [5]}, ["id"], [2], 3)
     assert short["finish_reason"] == "stop"  # ended early without reaching the limit
+    assert out["mean_logprob"] is None  # vLLM returned no logprobs: unknown
+    scored = _postprocess({**row, "logprobs": [-0.5, -1.0, -3.0]}, ["id"], [2], 3)
+    assert scored["mean_logprob"] == pytest.approx(-1.5)
+
+
+def test_the_sampled_tokens_logprobs_are_read_from_vllms_dicts():
+    # what Ray's stage returns for logprobs=0: one {token_id: info} per generated token
+    steps = [{5: {"logprob": -0.25, "rank": 1}}, {6: {"logprob": -2.0, "rank": 3}}]
+    assert sampled_logprobs([5, 6], steps) == [-0.25, -2.0]
+    # with alternatives asked for, the sampled token's entry, not the first
+    wide = [{9: {"logprob": -0.1}, 5: {"logprob": -0.7}}, {6: {"logprob": -2.0}}]
+    assert sampled_logprobs([5, 6], wide) == [-0.7, -2.0]
+    assert sampled_logprobs([5, 6], None) is None
+    assert sampled_logprobs([5, 6], steps[:1]) is None  # not one per token: unknown

@@ -123,6 +123,7 @@ def test_the_cpu_processor_config_bounds_memory_and_placement(tmp_path):
     kw = cfg.engine_kwargs
     assert kw["kv_cache_memory_bytes"] == 2**29 and kw["enforce_eager"] is True
     assert kw["max_model_len"] == 512 and "enable_lora" not in kw
+    assert kw["logprobs_mode"] == "raw_logprobs"  # what `mean_logprob` is defined by
     assert [b["CPU"] for b in cfg.placement_group_config["bundles"]] == [1.0]
     assert cfg.batch_size == 8 and cfg.concurrency == 1 and cfg.model_source == "/m"
 
@@ -148,4 +149,3 @@ def test_custom_resources_ride_on_every_bundle_of_a_replica(tmp_path):
 
     assert bundles(cpu) == [{"CPU": 1.0, "inference": 0.5}] * 2
     assert bundles(gpu) == [{"CPU": 1, "GPU": 1, "inference": 0.5}] * 2
-

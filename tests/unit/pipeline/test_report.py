@@ -144,3 +144,28 @@ def test_missing_predictions_leave_the_scores_and_say_so(tmp_path):
     md = md_path.read_text(encoding="utf-8")
     assert "No test predictions found for the evaluated stages: no paired test." in md
     assert pd.read_csv(run_dir / "pipeline.csv")["majority"].isna().all()
+
+
+def test_the_synthesis_section_draws_each_rounds_confidence_curves(tmp_path):
+    from raysys.analysis.confidence import confidence_curves
+
+    run_dir, summary = _run(tmp_path)
+    labels = pd.DataFrame(
+        {
+            "majority_answered": True,
+            "correct": [True] * 15 + [False] * 5,
+            "agreement": [1.0] * 15 + [0.6] * 5,
+            "margin": [0.8] * 15 + [0.2] * 5,
+            "mean_logprob": [-0.2] * 15 + [-1.4] * 5,
+        }
+    )
+    st = {"inputs": 20, "kept": 20, "yield": 1.0, "kept_label_accuracy": 0.75, "gold_yield": 1.0}
+    st["confidence"] = confidence_curves(labels)
+    no_gold = {"inputs": 5, "kept": 2, "yield": 0.4}
+    summary["synthesis"] = [{"round": 1, "labeler": "sft", "tasks": {NS: st, PD: no_gold}}]
+    md = write_pipeline_report(run_dir, summary)[0].read_text(encoding="utf-8")
+    assert "### Confident labels: kept-label accuracy vs yield" in md
+    assert (run_dir / "plots" / "confidence.png").stat().st_size > 1000
+    csv = pd.read_csv(run_dir / "confidence.csv")
+    assert set(csv["labels"]) == {f"round 1: {NS}"}  # the task without gold has no curve
+    assert csv.set_index("rule").loc["vote margin", "yield ≥ 75%"].startswith("1.000 (15/15")

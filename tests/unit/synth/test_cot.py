@@ -17,6 +17,7 @@ from raysys.synth.cot import (
     assemble,
     build_pool,
     cot_messages,
+    keep_reason,
     run_synthesis,
     synth_need,
     vote,
@@ -202,3 +203,143 @@ def test_no_shard_at_all_is_the_same_error(tmp_path):
     shards.mkdir()
     with pytest.raises(RuntimeError, match=r"4 inputs have no synthesis output; re-run"):
         assemble(NS, POOL, shards, _cfg(), tmp_path)
+
+
+# ------------------------------------------------------------------ confident labels
+
+
+def test_the_vote_gives_the_margin_and_the_majoritys_mean_logprob():
+    texts = ["Answer: positive"] * 3 + ["Answer: negative", "no idea"]
+    v = vote(NS, texts, [False] * 5, [-0.2, -0.4, -0.6, -0.1, -3.0])
+    assert v["agreement"] == 0.6 and v["margin"] == pytest.approx((3 - 1) / 5)
+    # only the samples that gave the majority answer
+    assert v["mean_logprob"] == pytest.approx(-0.4)
+    one_kind = vote(NS, ["Answer: positive", "Answer: positive", "hmm"], [False] * 3)
+    assert one_kind["margin"] == pytest.approx(2 / 3) and one_kind["mean_logprob"] is None
+    tie = vote(NS, ["Answer: positive", "Answer: negative"], [False] * 2, [-1.0, -2.0])
+    assert tie["margin"] == 0.0
+    nothing = vote(NS, ["hmm", "well"], [False] * 2, [-1.0, -1.0])
+    assert (nothing["margin"], nothing["mean_logprob"]) == (0.0, None)
+    # one unknown logprob among the majority's samples: the mean is unknown, not a subset's
+    assert vote(NS, ["Answer: positive"] * 2, [False] * 2, [-1.0, None])["mean_logprob"] is None
+
+
+def test_the_keep_rule_adds_margin_and_logprob_thresholds():
+    rec = {"majority": "positive", "agreement": 0.6, "margin": 0.2, "mean_logprob": -0.9}
+    assert keep_reason(rec, _cfg("synth.min_agreement=0.6").synth) is None  # today's rule
+    assert keep_reason(rec, _cfg("synth.min_agreement=0.8").synth) == "low_agreement"
+    assert keep_reason({**rec, "majority": MISSING}, _cfg().synth) == "no_answer"
+    margin = _cfg("synth.min_confidence={margin: 0.5}").synth
+    assert keep_reason(rec, margin) == "low_margin"
+    assert keep_reason({**rec, "margin": 0.5}, margin) is None
+    logprob = _cfg("synth.min_confidence={logprob: -0.8}").synth
+    assert keep_reason(rec, logprob) == "low_logprob"
+    assert keep_reason({**rec, "mean_logprob": -0.8}, logprob) is None
+    assert keep_reason({**rec, "mean_logprob": None}, logprob) == "unknown_logprob"
+    both = _cfg("synth.min_confidence={margin: 0.1, logprob: -1.0}").synth
+    assert keep_reason(rec, both) is None
+
+
+def _scored(row: dict, logprobs: list[float]) -> dict:
+    """A record as shards are written now: with per-sample logprobs and the scores."""
+    rec = _record(row)
+    v = vote(NS, list(rec["samples"]), list(rec["overlong_flags"]), logprobs)
+    return {
+        **rec,
+        "sample_logprobs": logprobs,
+        "margin": v["margin"],
+        "mean_logprob": v["mean_logprob"],
+    }
+
+
+def test_shards_written_before_the_scores_still_assemble(tmp_path, caplog):
+    """An old shard (no margin, no logprobs) beside a new one: the old margins are
+    recomputed from the stored answers, their logprobs are unknown; a logprob rule keeps
+    none of the old inputs and says so, a margin rule treats old and new alike."""
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    pd.DataFrame([_record(r) for r in POOL[:2]]).to_parquet(shards / "00000.parquet")  # old
+    new = [_scored(POOL[2], [-1.0, -1.0, -1.0]), _scored(POOL[3], [-1.0, -1.0, -1.0])]
+    pd.DataFrame(new).to_parquet(shards / "00001.parquet")
+    out = tmp_path / "margin"
+    stats = assemble(NS, POOL, shards, _cfg("synth.min_confidence={margin: 0.3}"), out)
+    labels = pd.read_parquet(out / "labels.parquet")
+    assert labels["margin"].tolist() == pytest.approx([1 / 3, 1 / 3, 0.0, 0.0])
+    # a, b: old, unknown; c: a tie, its first answer the majority; d: no answer
+    assert labels["mean_logprob"].isna().tolist() == [True, True, False, True]
+    assert stats["kept"] == 2 and stats["min_confidence"] == {"margin": 0.3}
+    with caplog.at_level("WARNING"):
+        stats = assemble(NS, POOL, shards, _cfg("synth.min_confidence={logprob: -2}"), tmp_path)
+    assert stats["kept"] == 0
+    assert stats["rejected"] == {"low_agreement": 1, "no_answer": 1, "unknown_logprob": 2}
+    assert "2 input(s) from shards written before log-probabilities" in caplog.text
+
+
+def test_the_stats_and_the_report_hold_the_confidence_curves(tmp_path):
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    recs = [
+        _scored(POOL[0], [-0.5, -0.7, -2.0]),
+        _scored(POOL[1], [-1.5, -1.9, -0.1]),
+        _scored(POOL[2], [-1.0, -1.0, -1.0]),
+        _scored(POOL[3], [-1.0, -1.0, -1.0]),
+    ]
+    pd.DataFrame(recs).to_parquet(shards / "00000.parquet")
+    stats = assemble(NS, POOL, shards, _cfg(), tmp_path)
+    labels = pd.read_parquet(tmp_path / "labels.parquet")
+    assert labels["mean_logprob"].tolist()[:2] == pytest.approx([-0.6, -1.7])
+    conf = stats["confidence"]
+    assert conf["rows"] == 3  # a, b, c have gold
+    # logprob: a (-0.6, right), then c (-1.0, "positive" on a tie: wrong), b (-1.7, right)
+    points = conf["rules"]["logprob"]["points"]
+    assert [(p["kept"], p["correct"]) for p in points] == [(1, 1), (2, 1), (3, 2)]
+    assert [p["threshold"] for p in points] == pytest.approx([-0.6, -1.0, -1.7])
+    assert points[-1]["yield"] == 1.0
+    assert all(p["accuracy"] is None for p in points)  # fewer than 10 kept rows
+    # margin: a and b tie at 1/3 (one threshold keeps both), then c at 0
+    margin = conf["rules"]["margin"]["points"]
+    assert [(p["kept"], p["correct"]) for p in margin] == [(2, 2), (3, 2)]
+    assert stats["gold_kept"] == 2 and stats["gold_yield"] == pytest.approx(2 / 3)
+    report = (tmp_path / "report.md").read_text()
+    assert "Confident labels: kept-label accuracy vs yield" in report
+    assert "too few (1/1, score ≥ -0.600, yield 0.33)" in report  # logprob: a alone
+    assert "No threshold keeps 10 gold-labeled inputs" in report
+    assert not (tmp_path / "plots" / "confidence.png").exists()
+    assert (tmp_path / "confidence.csv").is_file()
+
+
+def test_the_report_draws_the_curves_where_enough_labels_are_kept(tmp_path):
+    """24 inputs with gold: 12 unanimous and right (logprob -0.2), 12 split 2-1 of which
+    half are wrong (logprob -1.5): every rule keeps the unanimous ones first."""
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    pool, recs = [], []
+    for i in range(24):
+        sure = i < 12
+        gold = "positive" if sure or i % 2 else "negative"
+        row = {"id": f"x{i}", "input": f"News {i}.", "gold": gold}
+        texts = ["Answer: positive"] * 3 if sure else ["Answer: positive"] * 2 + ["hmm"]
+        lps = [-0.2] * 3 if sure else [-1.5] * 3
+        v = vote(NS, texts, [False] * 3, lps)
+        recs.append(
+            {
+                **row,
+                "samples": texts,
+                "overlong_flags": [False] * 3,
+                "sample_logprobs": lps,
+                **{k: v[k] for k in ("answers", "majority", "agreement", "margin", "mean_logprob")},
+                **{k: v[k] for k in ("strict_missing", "flexible_rescued", "unextractable")},
+                "kept": True,
+            }
+        )
+        pool.append(row)
+    pd.DataFrame(recs).to_parquet(shards / "00000.parquet")
+    stats = assemble(NS, pool, shards, _cfg("synth.min_agreement=0.6"), tmp_path)
+    ops = {(o["rule"], o["target_yield"]): o for o in stats["confidence"]["operating_points"]}
+    assert ops[("logprob", 0.5)]["accuracy"] == 1.0 and ops[("logprob", 0.5)]["kept"] == 12
+    assert ops[("margin", 1.0)]["accuracy"] == 0.75 and ops[("margin", 1.0)]["kept"] == 24
+    assert ops[("agreement", 0.25)]["kept"] == 12  # a tie: no threshold keeps 6 of them
+    assert (tmp_path / "plots" / "confidence.png").stat().st_size > 1000
+    csv = pd.read_csv(tmp_path / "confidence.csv")
+    assert csv["rule"].tolist() == ["agreement", "vote margin", "mean log-prob"]
+    assert csv["yield ≥ 100%"].tolist()[1].startswith("0.750 (18/24")
