@@ -19,6 +19,7 @@ import pandas as pd
 
 from raysys.analysis import render, sections
 from raysys.analysis.leaderboard import leaderboard
+from raysys.analysis.overlap import overlap_section
 from raysys.analysis.render import Document, Heading, Para, fmt, table
 from raysys.analysis.results import MissingInput, is_base, require_columns, trained
 from raysys.analysis.sections import REFERENCE_ALPHA, arm_cells, base_cells, left_out, marked
@@ -78,6 +79,7 @@ def write_report(
     doc = Document(title=f"Sweep report: {sweep_dir.resolve().name}")
     csvs: dict[str, pd.DataFrame] = {}
     _header(doc, meta)
+    overlap_section(doc, sweep_dir)
     if (sweep_dir / SEARCH_STATE).is_file():  # a `raysys search` run: its section first
         from raysys.analysis.search import add_search_section
 

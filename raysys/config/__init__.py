@@ -41,6 +41,7 @@ from raysys.config.sections import (
 )
 from raysys.config.study import (
     COCKTAIL_GENERATORS,
+    ContaminationSection,
     DpoGateSection,
     MlflowSection,
     PipelineSection,
@@ -62,6 +63,7 @@ from raysys.config.training import (
 __all__ = [
     "CONFIG_KINDS",
     "COCKTAIL_GENERATORS",
+    "ContaminationSection",
     "MAX_ROWS",
     "MAX_SEED",
     "STUDY_LORA_RANK",

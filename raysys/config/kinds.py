@@ -13,7 +13,13 @@ from raysys.config.sections import (
     Section,
     SynthSection,
 )
-from raysys.config.study import PipelineSection, SearchBudget, SearchSection, SweepSection
+from raysys.config.study import (
+    ContaminationSection,
+    PipelineSection,
+    SearchBudget,
+    SearchSection,
+    SweepSection,
+)
 from raysys.config.training import DataSection, TrainSection, check_packing
 
 
@@ -74,6 +80,7 @@ class SweepConfig(Section):
     search: SearchSection | None = Field(
         None, description="`raysys search`: mixtures proposed from fitted trials (see README)"
     )
+    contamination: ContaminationSection = ContaminationSection()
 
     @model_validator(mode="after")
     def _sft_only(self) -> SweepConfig:
@@ -135,6 +142,7 @@ class PipelineConfig(Section):
     generate: GenerateSection = GenerateSection(engine="hf", max_new_tokens=8)
     train: TrainSection = TrainSection(learning_rate=2e-4, batch_size=8)
     pipeline: PipelineSection = PipelineSection()
+    contamination: ContaminationSection = ContaminationSection()
     sweep: SweepSection | None = Field(
         None,
         description="when set, the SFT stage is this Ray Tune grid over pipeline.tasks; its "

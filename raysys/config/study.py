@@ -226,6 +226,37 @@ class SearchSection(Section):
         whole = sum(raw.values())
         return {t: w / whole for t, w in raw.items()}
 
+class ContaminationSection(Section):
+    """Training rows against every evaluation split, before anything trains (README
+    "Contamination check"): exact after normalisation, near-duplicates (MinHash LSH),
+    long shared n-grams."""
+
+    max_share: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="refuse the run when more than this share of an evaluation split's "
+        "rows overlaps the training rows (0: any overlap)",
+    )
+    allow: bool = Field(False, description="run anyway; the report still shows the overlap")
+    ngram: int = Field(13, ge=4, le=64, description="words per shared n-gram")
+    ngram_coverage: float = Field(
+        0.8,
+        ge=0,
+        le=1,
+        description="an evaluation row counts when shared n-grams cover this share of its "
+        "words (0: any shared n-gram)",
+    )
+    near_duplicate: float = Field(
+        0.8, gt=0, le=1, description="Jaccard similarity of word 5-gram shingles"
+    )
+    common_rows: int = Field(
+        10,
+        ge=1,
+        description="an n-gram in more rows than this (of a split or a training source) is "
+        "template text and does not count",
+    )
+
 
 class PipelineStages(Section):
     """Switch any stage off; the evaluation after a stage runs with the stage."""

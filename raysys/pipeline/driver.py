@@ -25,11 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from raysys.config import PipelineConfig, resolve_run_id
+from raysys.data import contamination
 from raysys.errors import UserError
 from raysys.io import write_json
 from raysys.pipeline.stages import Stages, Study, stage_plan
 from raysys.tasks import scoped
-from raysys.tasks.store import TASKS_DIR, Need, prepare
+from raysys.tasks.store import TASKS_DIR, Need, Prepared, prepare
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +58,12 @@ def run_pipeline(cfg: PipelineConfig, resume: bool = False) -> PipelineOutcome:
     preflight(cfg)
     run = RunDir.of(cfg.run.storage_path, cfg.run.name, str(cfg.run.run_id), fetch=True)
     tasks = prepare(run.path, task_needs(cfg), cfg.run.seed)  # bad rows or pools refused now
+    overlap = check_contamination(cfg, tasks)  # gold, pools, regularisers vs evaluation
     run = open_run(cfg, check=False)  # stages are keyed by config: a changed one is fine
     tasks.write()  # <run>/tasks: every stage (and the sweep's trials) reads these rows
     run.keep(TASKS_DIR)
+    contamination.write(run.path, overlap)  # the report's overlap table
+    run.keep(contamination.FILE)
     init_ray(cfg.ray.address, cfg.ray.num_cpus, metadata=run.job_metadata("pipeline"))
     start = time.perf_counter()
     study = Study(cfg, model_path, run.path, Stages(run.path, stage_count(cfg)))
@@ -130,6 +134,25 @@ def task_needs(cfg: PipelineConfig) -> list[Need]:
             sc = p.synth.model_copy(update={"task": ref, "test_size": p.test_size})
             needs.append(synth_need(sc, p.pool_file(ref)))
     return needs
+
+
+def check_contamination(cfg: PipelineConfig, tasks: Prepared) -> contamination.Result:
+    """Every row a stage may train on (gold train rows, the pools synthesis labels, a
+    sweep stage's regularisers) against every evaluation split; refused per
+    `cfg.contamination` before anything is written. Synthetic rows are pool inputs with
+    a model's label, so checking the pools up front covers every round's rows."""
+    from raysys.tasks import get_task
+
+    evaluated = [get_task(ref).name for ref in cfg.eval_task_names()]
+    train, evals = contamination.parts(tasks.rows(), evaluated)
+    settings = contamination.Settings.of(cfg.contamination)
+    result = contamination.cached(tasks.run_dir, train, evals, settings)
+    log.info(
+        "contamination check: %d of %d evaluation splits overlap the training rows",
+        len(result.found()),
+        len(result.splits),
+    )
+    return result
 
 
 def preflight(cfg: PipelineConfig) -> None:

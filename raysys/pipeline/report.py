@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from raysys.analysis import render
+from raysys.analysis.overlap import overlap_section
 from raysys.analysis.render import (
     MISSING,
     Document,
@@ -143,6 +144,7 @@ def write_pipeline_report(run_dir: Path, summary: dict[str, Any]) -> tuple[Path,
     doc = Document(title=f"Pipeline report: {run_dir.name}")
     csvs: dict[str, pd.DataFrame] = {}
     _header(doc, summary)
+    overlap_section(doc, run_dir)
     stages = report_table(summary, run_dir)
     csvs["pipeline"] = stages
     doc.add(

@@ -102,6 +102,7 @@ def _run_grid(study: Study, d: Path) -> dict[str, Any]:
     trials = expand_grid(scfg)
     data = prepare_data(scfg, trials, study.model_path)
     sweep_dir = open_run(scfg).path
+    _copy_overlap(study.run_dir, sweep_dir)
     resume = (sweep_dir / "tune").is_dir()  # an interrupted stage: Tune restores its state
     grid = make_grid(
         scfg,
@@ -114,6 +115,15 @@ def _run_grid(study: Study, d: Path) -> dict[str, Any]:
     )
     outcome = execute(grid, resume=resume, retry_errored=False)
     return sweep_summary(study.cfg, d, outcome.sweep_dir)
+
+
+def _copy_overlap(run_dir: Path, sweep_dir: Path) -> None:
+    """The pipeline's contamination check (its rows are the sweep's) into the sweep's
+    folder, for the sweep's own report."""
+    from raysys.data import contamination
+
+    if (result := contamination.read(run_dir)) is not None:
+        contamination.write(sweep_dir, result)
 
 
 def sweep_config(cfg: PipelineConfig, stage_dir: Path) -> SweepConfig:

@@ -29,10 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from raysys.config import SweepConfig
+from raysys.data import contamination
 from raysys.errors import UserError
 from raysys.io import write_csv, write_json, write_parquet
 from raysys.sweep.grid import Plan, Trial, expand_grid, plan_resources
-from raysys.sweep.prepare import prepare_data, prepare_tasks
+from raysys.sweep.prepare import check_contamination, prepare_data, prepare_tasks
 from raysys.sweep.results import (
     collect_trials,
     merge_final_validation,
@@ -95,12 +96,15 @@ def run_sweep(cfg: SweepConfig, resume: bool = False, retry_errored: bool = Fals
     cfg, trials, callbacks = check_sweep(cfg, resume)  # bad input refused: nothing written
     model_path = resolve_model(cfg.model.source)
     tasks = prepare_tasks(cfg, resume)  # every task's rows read and checked; nothing written
+    overlap = check_contamination(cfg, tasks)  # training rows in an evaluation split: refused
     data = prepare_data(cfg, trials, model_path)  # bad training data: refused here too
     where = RunDir.of(cfg.run.storage_path, cfg.run.name, str(cfg.run.run_id))
     init_ray(cfg.ray.address, cfg.ray.num_cpus, metadata=where.job_metadata("sweep"))
     run = open_run(cfg)
     tasks.write()  # <sweep_dir>/tasks: what trials read, never the users' files
     run.keep(TASKS_DIR)
+    contamination.write(run.path, overlap)  # the report's overlap table
+    run.keep(contamination.FILE)
     grid = make_grid(cfg, trials, run.path, model_path, run / TASKS_DIR, data, callbacks)
     return execute(grid, resume, retry_errored)
 

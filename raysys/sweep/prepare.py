@@ -49,6 +49,23 @@ def prepare_tasks(cfg: SweepConfig, resume: bool) -> Prepared:
     return prepare(sweep.path, task_needs(cfg), run.seed)
 
 
+def check_contamination(cfg: SweepConfig, tasks: Prepared) -> Any:
+    """Every training row against every evaluation split (`raysys.data.contamination`);
+    refused per `cfg.contamination`, nothing written. A resumed sweep whose rows did not
+    change reuses the stored result."""
+    from raysys.data import contamination as c
+    from raysys.sweep.trial import eval_task_names
+
+    train, evals = c.parts(tasks.rows(), eval_task_names(cfg))
+    result = c.cached(tasks.run_dir, train, evals, c.Settings.of(cfg.contamination))
+    log.info(
+        "contamination check: %d of %d evaluation splits overlap the training rows",
+        len(result.found()),
+        len(result.splits),
+    )
+    return result
+
+
 def prepare_data(
     cfg: SweepConfig, trials: list[Trial], model_path: str
 ) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:

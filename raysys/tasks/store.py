@@ -61,6 +61,17 @@ class Prepared:
     )
     folders: dict[str, Path] = field(default_factory=dict)  # task name -> its folder
 
+    def rows(self) -> dict[str, dict[str, list[Row]]]:
+        """Every task's rows by split (task name -> split -> rows), as the run will use
+        them: read but not yet written, or already in the run directory."""
+        import pyarrow.parquet as pq
+
+        out = {entry(need.ref).task.name: rows for need, rows, _ in self.todo}
+        for name, folder in self.folders.items():
+            if name not in out:
+                out[name] = {p.stem: pq.read_table(p).to_pylist() for p in folder.glob("*.parquet")}
+        return out
+
     def write(self) -> dict[str, Path]:
         """Write what is not on disk yet; register every task from its folder."""
         for need, rows, reps in self.todo:

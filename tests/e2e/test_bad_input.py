@@ -457,6 +457,54 @@ CASES = [
         [*SWEEP, "sweep.seeds=[]"],
         ("sweep.seeds", "at least 1 item"),
     ),
+    # --- contamination: a test input in the training rows (punctuation and case differ,
+    # so the loader's own same-text check lets it through)
+    Case(
+        "contamination-gold-in-test",
+        [*SWEEP, "sweep.tasks=[{in}/leaky.yaml]"],
+        (
+            "contamination: 1 of 4 test rows of task leaky appear in the training rows",
+            "(gold rows of leaky)",
+            "set contamination.allow: true",
+        ),
+        {
+            "leaky.yaml": _task_yaml(
+                "leaky", source={"format": "csv", "splits": {"train": "tr.csv", "test": "te.csv"}}
+            ),
+            "tr.csv": "headline,tone\n"
+            + "".join(f"Plant {i} output rose {i}%,positive\n" for i in range(8))
+            + "Profit at Acme falls sharply -- shares slide!,negative\n",
+            "te.csv": "headline,tone\nprofit at acme falls sharply shares slide,negative\n"
+            + "".join(f"Dividend {i} was cut,negative\n" for i in range(3)),
+        },
+    ),
+    Case(
+        "contamination-synthetic-pool-in-test",
+        [
+            "pipeline",
+            "model.source=tiny-random",
+            "run.storage_path={runs}",
+            "pipeline.tasks=[{in}/news.yaml]",
+            "pipeline.synth_tasks=[{task: {in}/stance.yaml, pool: {in}/pool.csv}]",
+            "pipeline.stages.sft=false",
+            "pipeline.stages.dpo=false",
+        ],
+        ("contamination: 1 of 4 test rows of task stance", "(synthetic rows of stance)"),
+        {
+            "news.yaml": _task_yaml(
+                "news", source={"splits": {"train": "tr.csv", "test": "nte.csv"}}
+            ),
+            "tr.csv": "headline,tone\n"
+            + "".join(f"Plant {i} output rose {i}%,positive\n" for i in range(8)),
+            "nte.csv": "headline,tone\n" + "".join(f"Mine {i} closed,negative\n" for i in range(4)),
+            "stance.yaml": _task_yaml("stance", source={"splits": {"test": "te.csv"}}),
+            "te.csv": "headline,tone\nRates stay on hold as the committee said.,neutral\n"
+            + "".join(f"Dividend {i} was cut,negative\n" for i in range(3)),
+            "pool.csv": "headline\n"
+            + "".join(f"Bank {i} hired staff\n" for i in range(8))
+            + "RATES STAY ON HOLD -- AS THE COMMITTEE SAID!\n",
+        },
+    ),
     Case(
         "sweep-resume-missing-dir",
         [SWEEP[0], "--resume", *SWEEP[1:]],

@@ -84,6 +84,7 @@ def test_pipeline_report_has_baselines_constant_and_paired_stages(tmp_path):
     md_path, _ = write_pipeline_report(run_dir, summary)
     md = md_path.read_text(encoding="utf-8")
     assert "Is a stage better? (paired tests)" in md and "Holm" in md
+    assert "## Overlap with evaluation splits" in md
     base_rows = [line for line in md.splitlines() if line.startswith(f"| base | {NS} |")]
     assert " constant |" in base_rows[0]  # answers nothing on every row
     csv = pd.read_csv(run_dir / "pipeline.csv")
