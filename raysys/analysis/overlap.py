@@ -58,9 +58,10 @@ def _rule(s: dict) -> str:
         "Every training row (gold, synthetic pools, general/math regularisers) against every "
         "evaluation split, on the task input: `exact` after normalisation (NFKC, case, "
         f"punctuation, whitespace); `near-duplicate` at Jaccard ≥ {s['near_duplicate']:g} of "
-        f"word 5-gram shingles (MinHash LSH, confirmed exactly); `n-gram` when shared "
-        f"{s['ngram']}-grams cover ≥ {s['ngram_coverage']:.0%} of the row's words (n-grams in "
-        f"more than {s['common_rows']} rows are template text and do not count). A row may "
+        f"word 5-gram shingles (MinHash LSH, confirmed exactly); `n-gram` when the "
+        f"{s['ngram']}-grams one training row shares with it cover ≥ "
+        f"{s['ngram_coverage']:.0%} of its words (n-grams in more than {s['common_rows']} "
+        "rows are template text and do not count). A row may "
         "count in several columns; `affected` counts it once; `example` is an evaluation id ~ "
         "the training id it overlaps."
     )

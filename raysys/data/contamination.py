@@ -14,11 +14,13 @@ into spaces, whitespace collapsed; tokens are its words. An evaluation row count
   training row's is at least `near_duplicate` (0.8): found with datasketch's MinHash LSH
   (128 permutations) and then confirmed on the exact shingle sets, so no pair is reported
   on the sketch alone;
-* **n-gram** when it shares at least one `ngram`-token sequence (13, as the evaluation
-  harnesses' decontamination uses) with a training row, not counting *template*
-  n-grams: those found in more than `common_rows` rows of the evaluation split or of the
-  training source (a generator's boilerplate, a table header), which GPT-3's
-  decontamination also set aside as common phrases.
+* **n-gram** when one training row shares `ngram`-word sequences with it (13, as the
+  evaluation harnesses' decontamination uses) that cover at least `ngram_coverage` of
+  its words (0.8, Llama 2's "dirty" rule; 0: any shared n-gram) — so an evaluation input
+  inside a longer training text counts, a shared phrase does not. *Template* n-grams do
+  not count: those in more than `common_rows` rows of the evaluation split or of the
+  training source (an instruction, a table header), which GPT-3's decontamination also
+  set aside as common phrases.
 
 A row is *affected* when any of the three holds; `share` is affected / rows of the
 split. The run is refused when a share exceeds `max_share` (default 0: any overlap)
@@ -199,14 +201,11 @@ class _Index:
         words = [tokens(r["input"]) for r in part.rows]
         ids = [str(r["id"]) for r in part.rows]
         self.exact = {" ".join(w): i for w, i in zip(words, ids, strict=True) if w}
-        self.grams: dict[tuple[str, ...], str] = {}
-        counts: Counter[tuple[str, ...]] = Counter()
-        for w, i in zip(words, ids, strict=True):
-            grams = ngrams(w, settings.ngram)
-            counts.update(grams)
-            for g in grams:
-                self.grams.setdefault(g, i)
-        self.common = {g for g, c in counts.items() if c > settings.common_rows}
+        self.grams: dict[tuple[str, ...], list[int]] = {}  # n-gram -> rows (positions)
+        for k, w in enumerate(words):
+            for g in ngrams(w, settings.ngram):
+                self.grams.setdefault(g, []).append(k)
+        self.common = {g for g, rows in self.grams.items() if len(rows) > settings.common_rows}
         self.ids, self.shingles = ids, [shingles(w) for w in words]
         self.lsh = MinHashLSH(threshold=settings.near_duplicate, num_perm=PERMUTATIONS)
         with self.lsh.insertion_session() as session:
@@ -234,17 +233,24 @@ class _Index:
         return _tally(pair, e, hits), hits
 
     def _shared(self, words: list[str], template: set[tuple[str, ...]]) -> str | None:
-        """A training row sharing a non-template n-gram, when the shared n-grams cover
-        at least `ngram_coverage` of the row's words (0: any shared n-gram)."""
-        n, first, covered = self.settings.ngram, None, set()
+        """The training row whose shared (non-template) n-grams cover the most of this
+        row's words, when that is at least `ngram_coverage` of them (0: any shared
+        n-gram). One training row must cover it: pieces of several rows that each share a
+        template with it are no copy of it."""
+        n = self.settings.ngram
+        covered: dict[int, set[int]] = {}
         for i in range(len(words) - n + 1):
             g = tuple(words[i : i + n])
-            if g in self.grams and g not in template:
-                first = first or self.grams[g]
-                covered.update(range(i, i + n))
-        if first is None or len(covered) < self.settings.ngram_coverage * len(words):
+            if g in template:
+                continue
+            for k in self.grams.get(g, ()):
+                covered.setdefault(k, set()).update(range(i, i + n))
+        if not covered:
             return None
-        return first
+        best = min(covered, key=lambda k: (-len(covered[k]), k))
+        if len(covered[best]) < self.settings.ngram_coverage * len(words):
+            return None
+        return self.ids[best]
 
     def _near(self, sh: set[str], sketch: Any) -> str | None:
         # the sketch proposes, the exact shingle sets decide
