@@ -1,5 +1,5 @@
 """The contamination check in a real run: a pipeline whose gold training file holds a
-test input (punctuation and case changed) trains when `contamination.allow: true`, and
+test input (punctuation and case changed) runs when `contamination.allow: true`, and
 its report shows the overlap table; a resumed run reuses the stored check. (Refusal
 with exit code 2 and nothing written: tests/e2e/test_bad_input.py, contamination-*.)"""
 
@@ -38,7 +38,7 @@ def _files(tmp_path: Path) -> Path:
     return path
 
 
-def test_an_allowed_overlap_trains_and_the_report_shows_the_table(ray_local, tmp_path):
+def test_an_allowed_overlap_runs_and_the_report_shows_the_table(ray_local, tmp_path):
     from raysys.config import PipelineConfig
     from raysys.pipeline.driver import run_pipeline
     from raysys.tasks.checks import load

@@ -152,8 +152,9 @@ def test_report_has_every_section(killed_and_resumed):
     _, sweep_dir, _, resumed, _ = killed_and_resumed
     stdout = resumed.stdout
     md = (sweep_dir / "report.md").read_text().lower()
-    for section in ("transfer", "leaderboard", "scaling"):
+    for section in ("transfer", "leaderboard", "scaling", "overlap with evaluation splits"):
         assert section in md
+    assert "none found" in md  # the contamination check ran (and was kept over the resume)
     html = (sweep_dir / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 3 and 'src="http' not in html
     assert "report.html" in stdout
