@@ -82,6 +82,22 @@ def test_prepare_writes_nothing_until_asked(tmp_path):
     assert (tmp_path / "tasks" / NS / "manifest.json").is_file()
 
 
+@scoped
+def test_prepared_rows_are_the_same_before_and_after_writing(tmp_path):
+    needs = [Need(NS, {"train": 5, "test": 4})]
+    before = prepare(tmp_path, needs, 0)
+    rows = before.rows()  # read, not written: what the contamination check compares
+    assert list(tmp_path.iterdir()) == []
+    assert {s: len(r) for s, r in rows[NS].items()} == {"train": 5, "test": 4}
+    before.write()
+    after = prepare(tmp_path, needs, 0).rows()  # a resumed run: read from the folder
+    key = ("id", "input")
+    for split in ("train", "test"):
+        assert [tuple(r[k] for k in key) for r in after[NS][split]] == [
+            tuple(str(r[k]) for k in key) for r in rows[NS][split]
+        ]
+
+
 def test_load_run_tasks_and_reports(tmp_path):
     materialize(tmp_path, [Need(NS, {"test": 6}), Need("fin_ner", {"test": 3})], 0)
     assert load_run_tasks(tmp_path / "tasks") == ["fin_ner", NS]
