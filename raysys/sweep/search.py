@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from raysys.config import SweepConfig
+from raysys.data import contamination
 from raysys.errors import UserError
 from raysys.io import write_json
 from raysys.sweep.driver import (
@@ -39,7 +40,7 @@ from raysys.sweep.driver import (
 )
 from raysys.sweep.grid import Trial, _num, plan_resources
 from raysys.sweep.mixture import Mixture, Space, Surrogate, propose, space_filling
-from raysys.sweep.prepare import prepare_data, prepare_tasks
+from raysys.sweep.prepare import check_contamination, prepare_data, prepare_tasks
 from raysys.sweep.results import collect_trials
 from raysys.sweep.trial import eval_task_names, trial_path
 from raysys.sweep.tune import cluster_resources, run_tune, trial_resources, tune_location
@@ -275,11 +276,14 @@ def run_search(cfg: SweepConfig, resume: bool = False, retry_errored: bool = Fal
         grid_trials = []
     model_path = resolve_model(cfg.model.source)
     tasks = prepare_tasks(cfg, resume)
+    overlap = check_contamination(cfg, tasks)  # training rows in an evaluation split: refused
     where = RunDir.of(cfg.run.storage_path, cfg.run.name, str(cfg.run.run_id))
     init_ray(cfg.ray.address, cfg.ray.num_cpus, metadata=where.job_metadata("search"))
     run = open_run(cfg)
     tasks.write()
     run.keep(TASKS_DIR)
+    contamination.write(run.path, overlap)  # the report's overlap table
+    run.keep(contamination.FILE)
     sweep_dir = run.path
     state = load_state(sweep_dir) or new_state(cfg, grid_trials)
     save_state(sweep_dir, state)
