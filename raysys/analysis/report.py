@@ -34,7 +34,7 @@ META = "sweep.json"
 SEARCH_STATE = "search.json"  # written by `raysys search` (raysys.sweep.search)
 __all__ = ["REFERENCE_ALPHA", "add_sweep_sections", "headline", "sweep_headline", "write_report"]
 _PLOTS = ("transfer", "leaderboard", "scaling", "pipeline", "confidence")
-_CSVS = ("transfer", "leaderboard", "scaling", "pipeline", "search", "confidence")
+_CSVS = ("transfer", "leaderboard", "scaling", "pipeline", "search", "confidence", "cost")
 # Trials listed in the report: every trial of the cocktail study (~220); beyond that the
 # best by validation, and results.csv has them all.
 MAX_TRIAL_ROWS = 250
@@ -48,6 +48,7 @@ _TRIAL_COLUMNS = {
     "train_rows": "train rows",
     "tokens_per_s": "tokens/s",
     "train_seconds": "train s",
+    "cost_usd": "cost USD",
 }
 
 
@@ -88,6 +89,7 @@ def write_report(
             doc, csvs, "search", lambda: add_search_section(doc, state, results, predictions, meta)
         )
     add_sweep_sections(doc, csvs, results, predictions)
+    add_cost_section(doc, csvs, results, meta)
     paths = write_document(sweep_dir, doc, csvs)
     log.info("wrote the sweep report to %s", paths.html)
     return paths
@@ -163,7 +165,7 @@ def _header(doc: Document, meta: dict[str, Any]) -> None:
     if not meta:
         doc.add(Para(f"No `{META}` next to the results: sweep metadata not shown."))
         return
-    rows = [(str(k), _meta_value(v)) for k, v in meta.items()]
+    rows = [(str(k), _meta_value(v)) for k, v in meta.items() if k != "cost"]  # its section
     doc.add(table(pd.DataFrame(rows, columns=["sweep", "value"])))
 
 
@@ -236,9 +238,72 @@ def _trial_cell(column: str, value: Any) -> str:
         return fmt(int(value))
     if column in ("tokens/s", "train s"):
         return fmt(float(value), 1)
+    if column == "cost USD":
+        return f"{float(value):.4g}"
     if column in ("general", "math", "fraction"):
         return f"{value:g}"
     return fmt(value)
+
+
+_USAGE = {"cpu_s": "CPU-h", "gpu_s": "GPU-h", "tokens_trained": "tokens trained"}
+_USAGE |= {"tokens_generated": "tokens generated", "cost_usd": "cost USD"}
+
+
+def add_cost_section(
+    doc: Document, csvs: dict[str, pd.DataFrame], results: pd.DataFrame, meta: dict[str, Any]
+) -> None:
+    """Resource-hours, tokens and cost: the trials, the test pass and the whole study
+    (sweep.json), per cocktail (the results table), and the cost per evaluated answer."""
+    from raysys.analysis import cost
+
+    doc.add(Heading(2, "Cost"))
+    info = meta.get("cost") if isinstance(meta.get("cost"), dict) else None
+    if info is None or "cost_usd" not in results:
+        doc.add(Para("Not available: this sweep recorded no usage (it predates cost tracking)."))
+        return
+    prices = info.get("prices") or {}
+    priced = ", ".join(f"{k} {v:g}" for k, v in sorted(prices.items()))
+    priced = f"prices (USD per hour): {priced}." if prices else "no `cost.prices` set, so no cost."
+    doc.add(
+        Para(
+            "Resource-seconds are what Ray scheduled (Train workers while training, engine "
+            "actors while generating) × wall time; " + priced
+        )
+    )
+    parts = [("trials", "trials"), ("test pass", "test_pass"), ("whole study", "study")]
+    rows = [{"part": name, **cost.columns(info.get(key), prices)} for name, key in parts]
+    doc.add(table(_usage_cells(pd.DataFrame(rows))))
+    study = info.get("study") or {}
+    per = info.get("cost_per_answer_usd")
+    answers = info.get("answers") or 0
+    if per is not None:
+        doc.add(Para(f"Cost per answer: ${per:.3g} ({fmt(int(answers))} test answers scored)."))
+    else:
+        doc.add(Para(f"Cost per answer: not shown; {cost.price_text(study, prices)}."))
+    runs = trained(results).drop_duplicates("trial_id")
+    if runs.empty:
+        return
+    keys = [c for c in ("cocktail", "general", "math") if c in runs]
+    arms = runs.groupby(keys, dropna=False)
+    frame = arms[list(_USAGE)].sum(min_count=1).reset_index()
+    frame.insert(len(keys), "trials", arms.size().values)
+    csvs["cost"] = frame
+    doc.add(Heading(3, "Per cocktail (all its fractions and seeds)"), table(_usage_cells(frame)))
+
+
+def _usage_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    for col in ("cpu_s", "gpu_s"):
+        out[col] = out[col].map(lambda v: fmt(float(v) / 3600, 3))
+    for col in ("tokens_trained", "tokens_generated"):
+        out[col] = out[col].map(lambda v: fmt(int(v)) if v == v else render.MISSING)
+    out["cost_usd"] = out["cost_usd"].map(lambda v: f"{v:.4g}" if v == v else render.MISSING)
+    for col in ("general", "math"):
+        if col in out:
+            out[col] = out[col].map(lambda v: f"{v:g}")
+    if "trials" in out:
+        out["trials"] = out["trials"].map(lambda v: fmt(int(v)))
+    return out.rename(columns=_USAGE)
 
 
 def _read_results(sweep_dir: Path) -> pd.DataFrame:

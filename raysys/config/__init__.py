@@ -28,6 +28,7 @@ from raysys.config.paths import cocktail_paths, file_path, task_path
 from raysys.config.sections import (
     MAX_ROWS,
     MAX_SEED,
+    CostSection,
     EvalSection,
     GenerateSection,
     ModelSection,
@@ -64,6 +65,7 @@ __all__ = [
     "CONFIG_KINDS",
     "COCKTAIL_GENERATORS",
     "ContaminationSection",
+    "CostSection",
     "MAX_ROWS",
     "MAX_SEED",
     "STUDY_LORA_RANK",

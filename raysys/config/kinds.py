@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field, model_validator
 
 from raysys.config.sections import (
+    CostSection,
     EvalSection,
     GenerateSection,
     ModelSection,
@@ -81,6 +82,7 @@ class SweepConfig(Section):
         None, description="`raysys search`: mixtures proposed from fitted trials (see README)"
     )
     contamination: ContaminationSection = ContaminationSection()
+    cost: CostSection = CostSection()
 
     @model_validator(mode="after")
     def _sft_only(self) -> SweepConfig:
@@ -143,6 +145,7 @@ class PipelineConfig(Section):
     train: TrainSection = TrainSection(learning_rate=2e-4, batch_size=8)
     pipeline: PipelineSection = PipelineSection()
     contamination: ContaminationSection = ContaminationSection()
+    cost: CostSection = CostSection()
     sweep: SweepSection | None = Field(
         None,
         description="when set, the SFT stage is this Ray Tune grid over pipeline.tasks; its "

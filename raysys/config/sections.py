@@ -232,6 +232,31 @@ class SynthSection(Section):
         return self
 
 
+class CostSection(Section):
+    """Prices of what Ray schedules, so every trial and stage shows a cost."""
+
+    prices: dict[str, float] = Field(
+        default_factory=dict,
+        description="USD per hour per scheduled CPU (key CPU) and per GPU of a type (A100, "
+        "H100, ...; key GPU: a GPU of no stated type), e.g. {CPU: 0.04, H100: 3.5}; "
+        "empty: resource-seconds only, no cost",
+    )
+
+    @field_validator("prices")
+    @classmethod
+    def _prices(cls, v: dict[str, float]) -> dict[str, float]:
+        for name, price in v.items():
+            if not name or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+                raise ValueError(
+                    f"price key {name!r}: name a resource, e.g. CPU, GPU, A100 or H100"
+                )
+            if not price >= 0:
+                raise ValueError(
+                    f"price of {name}: {price} must be a number >= 0 (USD per hour), e.g. 0.04"
+                )
+        return v
+
+
 def custom_resources(v: dict[str, float]) -> dict[str, float]:
     """Custom Ray resources (what `ray start --resources` advertises): named, positive,
     and not CPU/GPU/memory, which have their own fields."""

@@ -62,6 +62,12 @@ class TrainSection(Section):
     num_workers: int = Field(1, ge=1)
     use_gpu: bool = False
     cpus_per_worker: float = Field(1.0, gt=0)
+    accelerator_type: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="GPU type each Train worker is scheduled on (Ray's accelerator_type, "
+        "e.g. H100, A100); also the price key cost.prices uses for training; GPU only",
+    )
     worker_resources: dict[str, float] = Field(
         default_factory=dict,
         description="custom Ray resources each Train worker also asks for, e.g. "
@@ -103,6 +109,14 @@ class TrainSection(Section):
         if v is not None and (problem := storage_problem(v)):
             raise ValueError(problem)
         return v
+
+    @model_validator(mode="after")
+    def _accelerator(self) -> TrainSection:
+        if self.accelerator_type and not self.use_gpu:
+            raise ValueError(
+                "train.accelerator_type names a GPU type; set train.use_gpu=true or remove it"
+            )
+        return self
 
     @model_validator(mode="after")
     def _batch_divides(self) -> TrainSection:

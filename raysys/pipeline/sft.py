@@ -142,7 +142,13 @@ def sweep_config(cfg: PipelineConfig, stage_dir: Path) -> SweepConfig:
         update={"name": "sweep", "storage_path": str(stage_dir.resolve()), "run_id": "grid"}
     )
     return SweepConfig(
-        run=run, ray=cfg.ray, model=cfg.model, generate=cfg.generate, train=cfg.train, sweep=sweep
+        run=run,
+        ray=cfg.ray,
+        model=cfg.model,
+        generate=cfg.generate,
+        train=cfg.train,
+        sweep=sweep,
+        cost=cfg.cost,
     )
 
 

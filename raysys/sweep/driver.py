@@ -40,6 +40,7 @@ from raysys.sweep.results import (
     results_table,
     sweep_meta,
     test_pass,
+    test_usage,
     write_sweep_report,
 )
 from raysys.sweep.tune import (
@@ -201,7 +202,11 @@ def finish(
     test, preds = test_pass(grid.cfg, grid.sweep_dir, grid.model_path, finished)
     finished, test = merge_final_validation(finished, test)
     results = results_table(grid.cfg, finished, test)
-    meta = sweep_meta(grid.cfg, grid.trials, finished, errored, grid.plan, tune_seconds, resume)
+    used = test_usage(grid.cfg, grid.sweep_dir, finished)
+    answers = int(test["n"].fillna(0).sum()) if "n" in test else 0  # test rows scored
+    meta = sweep_meta(
+        grid.cfg, grid.trials, finished, errored, grid.plan, tune_seconds, resume, used, answers
+    )
     meta |= grid.data_stats | {"failures": failures} | (extra_meta or {})  # retried ones too
     _write_results(grid.sweep_dir, results, preds, meta)
     report = write_sweep_report(grid.sweep_dir)

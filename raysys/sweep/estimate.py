@@ -26,6 +26,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
+from raysys.analysis import cost
 from raysys.config import SweepConfig
 from raysys.errors import UserError, clip
 from raysys.runs import RunFiles
@@ -56,6 +57,7 @@ class Timings:
     eval_method: str  # how the two evaluation parts were told apart
     tune_overhead: float  # that sweep's Tune wall / ideal (1 when unknown)
     train: dict[str, Any]  # its train section, to name what differs
+    measured: dict[str, Any] | None = None  # that sweep's own study usage (sweep.json cost)
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,10 @@ class Estimate:
     test_generations: int
     replicas: int  # generate.concurrency: the planned test pass's engine replicas
     differs: list[str]  # train fields that differ from the measured run
+    usage: dict[str, Any] | None = None  # trials + the planned test pass (analysis.cost)
+    trials_usage: dict[str, Any] | None = None  # of which the trials
+    test_usage: dict[str, Any] | None = None  # and the test pass
+    prices: dict[str, float] | None = None  # cost.prices
 
 
 # --------------------------------------------------------------------------- reading
@@ -121,6 +127,7 @@ def read_timings(location: str) -> Timings:
         eval_method=method,
         tune_overhead=max(_number(meta.get("wall_vs_ideal"), 1.0), 1.0),
         train=dict(config.get("train", {})),
+        measured=(meta.get("cost") or {}).get("study"),
     )
 
 
@@ -244,7 +251,40 @@ def estimate(cfg: SweepConfig, trials: list[Trial], plan: Plan, timings: Timings
     tests = {
         n: pass_seconds(timings, rows, replicas if n == plan.concurrency else n) for n in slots
     }
-    return Estimate(timings, costs, plan.concurrency, walls, tests, rows, replicas, differs)
+    trials_used, test_used = usage_estimate(cfg, timings, costs, tests[plan.concurrency])
+    return Estimate(
+        timings,
+        costs,
+        plan.concurrency,
+        walls,
+        tests,
+        rows,
+        replicas,
+        differs,
+        usage=cost.total([trials_used, test_used]),
+        trials_usage=trials_used,
+        test_usage=test_used,
+        prices=dict(cfg.cost.prices),
+    )
+
+
+def usage_estimate(
+    cfg: SweepConfig, t: Timings, costs: list[TrialCost], test_s: float
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Resource-seconds as the trials record them (`sweep.trial.trial_usage`): the Train
+    workers for the training stage (start-up + steps + the stage outside the fit), the
+    engine actors for the validation pass, and the engine actors for the one test pass."""
+    train = cost.train_resources(cfg.train)
+    engines = cost.engine_resources(cfg.generate, cost.engine_on_gpu(cfg.generate, t.use_gpu))
+    trials = cost.total(
+        part
+        for c in costs
+        for part in (
+            cost.usage(cost.times(train, c.startup_s + c.train_s + t.setup_s)),
+            cost.usage(cost.times(engines, c.validation_s)),
+        )
+    )
+    return trials, cost.usage(cost.times(engines, test_s))
 
 
 def pass_seconds(t: Timings, rows: int, replicas: int) -> float:
@@ -351,10 +391,31 @@ def format_estimate(est: Estimate) -> str:
         f"{len(costs):,} adapters, {est.test_generations:,} generated rows) runs once after "
         "Tune. Not counted: building the training data, starting Ray and the cluster."
     )
+    lines += _cost_lines(est)
     if est.differs:
         differs = "; ".join(est.differs)
         lines.append(f"Differs from the measured run (time per row not rescaled): {differs}")
     return "\n".join(lines)
+
+
+def _cost_lines(est: Estimate) -> list[str]:
+    """The planned run's resource-seconds and cost (trials + test pass), and what the
+    measured sweep itself recorded, for comparison."""
+    if est.usage is None:
+        return []
+    prices = est.prices or {}
+    lines = [
+        f"Estimated cost (planned): {cost.describe(est.usage, prices)}",
+        f"  trials {cost.price_text(est.trials_usage or {}, prices)}, test pass "
+        f"{cost.price_text(est.test_usage or {}, prices)}; resource-seconds are what Ray "
+        "schedules (Train workers while training, engine actors while generating) x time",
+    ]
+    if est.timings.measured:
+        lines.append(
+            f"  measured in {est.timings.source} (its own grid, {est.timings.trials} trial(s)): "
+            f"{cost.describe(est.timings.measured, prices)}"
+        )
+    return lines
 
 
 def _grid_line(costs: list[TrialCost]) -> str:

@@ -47,9 +47,7 @@ def test_pass(
 
     adapters = {tid: res["adapter"] for tid, res in sorted(finished.items())}
     final_val = cfg.sweep.validate_in == "final"
-    blob = json.dumps([sorted(adapters), final_val] if final_val else sorted(adapters))
-    key = hashlib.sha256(blob.encode()).hexdigest()[:12]
-    out = sweep_dir / "test_eval" / key
+    out = test_dir(cfg, sweep_dir, finished)
     tasks = eval_rows(cfg, "test")
     if final_val:  # validation rows ride along, keyed "<task>@validation"
         tasks |= {f"{k}{VAL_SUFFIX}": v for k, v in eval_rows(cfg, "validation").items()}
@@ -65,6 +63,68 @@ def test_pass(
     preds = preds[~preds["task"].str.endswith(VAL_SUFFIX)]
     cols = ["adapter", "task", "id", "input", "gold", "generated_text", "pred"]
     return pd.read_parquet(out / "results.parquet"), preds[cols]
+
+
+def test_dir(cfg: SweepConfig, sweep_dir: Path, finished: dict[str, dict[str, Any]]) -> Path:
+    """The test pass's folder, keyed by the adapters it scores."""
+    adapters = sorted(finished)
+    final_val = cfg.sweep.validate_in == "final"
+    blob = json.dumps([adapters, final_val] if final_val else adapters)
+    return sweep_dir / "test_eval" / hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def test_usage(
+    cfg: SweepConfig, sweep_dir: Path, finished: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """What the one test pass held (the engine actors x its wall time) and generated."""
+    import ray
+
+    from raysys.analysis import cost
+    from raysys.sweep.trial import stage_seconds
+
+    out = test_dir(cfg, sweep_dir, finished)
+    gpus = float(ray.cluster_resources().get("GPU", 0)) if ray.is_initialized() else 0.0
+    engines = cost.engine_resources(cfg.generate, cost.engine_on_gpu(cfg.generate, gpus))
+    try:
+        records = json.loads((out / "stage.json").read_text()).get("result") or []
+    except (OSError, ValueError):
+        records = []
+    return cost.usage(
+        cost.times(engines, stage_seconds(out)), tokens_generated=cost.generated_tokens(records)
+    )
+
+
+def study_cost(
+    cfg: SweepConfig,
+    finished: dict[str, dict[str, Any]],
+    test: dict[str, Any] | None,
+    answers: int,
+) -> dict[str, Any]:
+    """The sweep's usage and cost: its trials, per cocktail, the test pass, the whole
+    study, and the cost per evaluated answer (test rows scored)."""
+    from raysys.analysis import cost
+
+    prices = cfg.cost.prices
+    trials = cost.total(r.get("usage") for r in finished.values())
+    study = cost.total([trials, test])
+    arms: dict[str, list[Any]] = {}
+    for res in finished.values():
+        arms.setdefault(cocktail_label(res["trial"]), []).append(res.get("usage"))
+    return {
+        "prices": dict(prices),
+        "trials": cost.priced(trials, prices),
+        "per_cocktail": {k: cost.priced(cost.total(v), prices) for k, v in sorted(arms.items())},
+        "test_pass": cost.priced(test or cost.usage(), prices),
+        "study": cost.priced(study, prices),
+        "answers": answers,
+        "cost_per_answer_usd": cost.per_answer(study, prices, answers),
+    }
+
+
+def cocktail_label(trial: dict[str, Any]) -> str:
+    """A cocktail with its regulariser shares: `news_sentiment`, `all (general 0.1)`."""
+    shares = [f"{k} {trial[k]:g}" for k in ("general", "math") if trial.get(k)]
+    return trial["cocktail"] + (f" ({', '.join(shares)})" if shares else "")
 
 
 def merge_final_validation(
@@ -91,7 +151,10 @@ def _isnan(v: Any) -> bool:
 def results_table(
     cfg: SweepConfig, finished: dict[str, dict[str, Any]], test: pd.DataFrame
 ) -> pd.DataFrame:
-    """One row per (trial, evaluated task), base model rows included (trial_id "base")."""
+    """One row per (trial, evaluated task), base model rows included (trial_id "base").
+    The cost columns are the trial's own (training and its validation pass), repeated on
+    each of its task rows; the test pass is in sweep.json's cost."""
+    from raysys.analysis import cost
     from raysys.tasks import get_task
 
     test_by = {(r["adapter"], r["task"]): r for r in test.to_dict("records")}
@@ -100,6 +163,7 @@ def results_table(
         for name in eval_task_names(cfg):
             task = get_task(name)
             row = _trial_columns(tid, res, name) | {
+                **cost.columns((res or {}).get("usage"), cfg.cost.prices),
                 "task": name,
                 "task_kind": task.kind,
                 "main_metric": task.main_metric,
@@ -163,6 +227,8 @@ def sweep_meta(
     plan: Plan,
     tune_seconds: float,
     resumed: bool,
+    test: dict[str, Any] | None = None,
+    answers: int = 0,
 ) -> dict[str, Any]:
     """The sweep's own figures: grid, concurrency, wall time vs ideal, data cache."""
     sw = cfg.sweep
@@ -185,6 +251,7 @@ def sweep_meta(
         "ideal_seconds": ideal,
         "wall_vs_ideal": tune_seconds / ideal if ideal else float("nan"),
         "resumed": resumed,
+        "cost": study_cost(cfg, finished, test, answers),
     }
 
 

@@ -56,6 +56,9 @@ class SweepStatus:
     concurrency: int
     error: str | None  # the last error, one line
     report: str | None
+    spent: dict[str, Any] | None = None  # usage so far (raysys.analysis.cost)
+    prices: dict[str, float] | None = None  # cost.prices of the run's config
+    spent_from: str = ""  # what `spent` sums
 
     @property
     def finished(self) -> bool:
@@ -91,9 +94,17 @@ class SweepStatus:
             *self._trial_lines(now),
             f"elapsed   {since(self.started, self.ended or now)}",
             f"remaining {self._remaining(now)}",
+            f"spent     {self._spent()}",
             f"error     {self.error or 'none'}",
             f"report    {self.report or 'none yet (written when the sweep finishes)'}",
         ]
+
+    def _spent(self) -> str:
+        from raysys.analysis.cost import describe
+
+        if self.spent is None:
+            return "nothing yet (no trial finished)"
+        return f"{describe(self.spent, self.prices or {})} ({self.spent_from})"
 
     def _state(self, now: float) -> str:
         text = {
@@ -145,6 +156,7 @@ def sweep_status(run: RunFiles, now: float) -> SweepStatus:
     grid = trial_ids(run)
     trials = [trial_status(run, tid, tune.get(tid)) for tid in grid]
     meta = finished_meta(run)
+    spent, spent_from = spent_so_far(run, trials, meta)
     reported = run.fresh("report.html")  # written after sweep.json
     ended = [run.mtime(f) for f in ("sweep.json", "report.html")] if meta and reported else []
     return SweepStatus(
@@ -157,7 +169,32 @@ def sweep_status(run: RunFiles, now: float) -> SweepStatus:
         concurrency=max(len([t for t in trials if t.state == RUNNING]), _meta_slots(meta), 1),
         error=last_error(run, trials, meta),
         report=report_line(run, reported),
+        spent=spent,
+        prices=_prices(run),
+        spent_from=spent_from,
     )
+
+
+def spent_so_far(
+    run: RunFiles, trials: list[TrialStatus], meta: dict[str, Any] | None
+) -> tuple[dict[str, Any] | None, str]:
+    """What the sweep has used: the whole study (sweep.json) once written, else the sum of
+    the finished trials' own usage (running trials are not counted until they finish)."""
+    from raysys.analysis import cost
+
+    study = ((meta or {}).get("cost") or {}).get("study")
+    if isinstance(study, dict):
+        return study, "the whole study: trials and the test pass"
+    done = [t.trial_id for t in trials if t.state == DONE]
+    usages = [(run.json(f"trials/{tid}/result.json") or {}).get("usage") for tid in done]
+    if not any(usages):
+        return None, ""
+    return cost.total(usages), f"{len(done)} finished trial(s); running ones not yet counted"
+
+
+def _prices(run: RunFiles) -> dict[str, float]:
+    prices = ((run.config() or {}).get("cost") or {}).get("prices")
+    return prices if isinstance(prices, dict) else {}
 
 
 def report_line(run: RunFiles, fresh: bool) -> str | None:

@@ -111,6 +111,7 @@ def sweep_trial(config: dict[str, Any], ctx: dict[str, Any]) -> None:
         "validation": validation,
         "trial_seconds": time.perf_counter() - start,
         "adapter": str(adapter_path(trial_dir)),
+        "usage": trial_usage(cfg, trial_dir, summary, validation),
     }
     write_json(done, result)
     RunDir.at(trial_dir).keep()  # object-store sweeps: kept even if the driver dies
@@ -258,6 +259,37 @@ def _validate(
     }
 
 
+def stage_seconds(stage_dir: Path) -> float:
+    """A finished stage's own wall time (its stage.json), 0 when it has none."""
+    try:
+        seconds = json.loads((stage_dir / "stage.json").read_text()).get("seconds")
+    except (OSError, ValueError):
+        return 0.0
+    return float(seconds) if isinstance(seconds, int | float) else 0.0
+
+
+def trial_usage(
+    cfg: SweepConfig, trial_dir: Path, summary: dict[str, Any], validation: dict[str, Any]
+) -> dict[str, Any]:
+    """What Ray scheduled for the trial x how long: the Train workers for the training
+    stage, the engine actors for its validation pass (the trial's driver holds no CPU);
+    tokens trained and generated."""
+    import ray
+
+    from raysys.analysis import cost
+
+    gpus = float(ray.cluster_resources().get("GPU", 0)) if ray.is_initialized() else 0.0
+    train = cost.times(cost.train_resources(cfg.train), stage_seconds(trial_dir / "train"))
+    engines = cost.engine_resources(cfg.generate, cost.engine_on_gpu(cfg.generate, gpus))
+    val = cost.times(engines, stage_seconds(trial_dir / "eval_validation")) if validation else {}
+    return cost.total(
+        [
+            cost.usage(train, tokens_trained=summary.get("train_tokens") or 0),
+            cost.usage(val, tokens_generated=cost.generated_tokens(validation.values())),
+        ]
+    )
+
+
 def tune_metrics(result: dict[str, Any]) -> dict[str, Any]:
     """What a finished trial reports to Tune: validation scores and training figures."""
     val = result["validation"]
@@ -270,4 +302,7 @@ def tune_metrics(result: dict[str, Any]) -> dict[str, Any]:
             out[key] = train[key]
     out["loss"] = train.get("train_loss", float("nan"))
     out["trial_seconds"] = result["trial_seconds"]
+    seconds = (result.get("usage") or {}).get("resource_seconds") or {}
+    out["cpu_s"] = float(seconds.get("CPU", 0.0))
+    out["gpu_s"] = float(sum(v for k, v in seconds.items() if k != "CPU"))
     return out

@@ -156,6 +156,7 @@ def _torch_trainer(
         scaling_config=ScalingConfig(
             num_workers=spec.num_workers,
             use_gpu=spec.use_gpu,
+            accelerator_type=spec.accelerator_type,
             resources_per_worker=({"GPU": 1} if spec.use_gpu else {"CPU": spec.cpus_per_worker})
             | spec.worker_resources,
         ),

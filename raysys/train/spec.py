@@ -99,6 +99,7 @@ class TrainSpec:
     num_workers: int
     use_gpu: bool
     cpus_per_worker: float
+    accelerator_type: str | None  # GPU type of every worker (Ray's accelerator_type)
     worker_resources: dict[str, float]  # custom Ray resources per worker
     torch_threads: int | None  # None: the node's cores / its workers
     max_failures: int
@@ -146,6 +147,7 @@ class TrainSpec:
             num_workers=train.num_workers,
             use_gpu=train.use_gpu,
             cpus_per_worker=train.cpus_per_worker,
+            accelerator_type=train.accelerator_type,
             worker_resources=dict(train.worker_resources),
             torch_threads=train.torch_threads,
             max_failures=train.max_failures,
