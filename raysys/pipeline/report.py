@@ -310,13 +310,52 @@ def _synthesis(doc: Document, s: dict[str, Any]) -> pd.DataFrame | None:
 
 
 def _times(doc: Document, s: dict[str, Any]) -> None:
+    from raysys.analysis import cost
+
+    info = s.get("cost") or {}
+    prices = info.get("prices") or {}
+    stages = s.get("stages", [])
     rows = [
         (st["stage"], st["title"], f"{st['seconds']:.0f}", "yes" if st["skipped"] else "")
-        for st in s.get("stages", [])
+        + _usage_cells(st.get("usage"), prices)
+        for st in stages
     ]
+    if info:
+        rows.append(("whole study", "", "", "", *_usage_cells(info.get("study"), prices)))
+    cols = ["stage", "what", "seconds", "done earlier", "CPU-h", "GPU-h", "tokens trained"]
+    cols += ["tokens generated", "cost USD"]
+    doc.add(Heading(2, "Stage wall times and cost"), table(pd.DataFrame(rows, columns=cols)))
+    if not info:
+        return
+    per = info.get("cost_per_answer_usd")
+    scored = fmt(int(info.get("answers") or 0))
+    why = cost.price_text(info.get("study") or {}, prices)
+    answer = (
+        f"Cost per answer: ${per:.3g} ({scored} test answers scored)."
+        if per is not None
+        else f"Cost per answer: not shown; {why}."
+    )
     doc.add(
-        Heading(2, "Stage wall times"),
-        table(pd.DataFrame(rows, columns=["stage", "what", "seconds", "done earlier"])),
+        Para(
+            "Resource-hours are what Ray scheduled for each stage (Train workers, engine "
+            "actors) × its wall time. " + answer
+        )
+    )
+
+
+def _usage_cells(u: Any, prices: dict[str, float]) -> tuple[str, ...]:
+    from raysys.analysis import cost
+
+    c = cost.columns(u, prices)
+    if not isinstance(u, dict):
+        return ("—",) * 5
+    usd = "—" if c["cost_usd"] != c["cost_usd"] else f"{c['cost_usd']:.4g}"
+    return (
+        fmt(c["cpu_s"] / 3600, 3),
+        fmt(c["gpu_s"] / 3600, 3),
+        fmt(c["tokens_trained"]),
+        fmt(c["tokens_generated"]),
+        usd,
     )
 
 

@@ -75,8 +75,16 @@ class Study:
     eval_rows: dict[str, tuple[Any, list[Row]]] | None = None
 
     def summary(self, seconds: float) -> dict[str, Any]:
+        from raysys.analysis import cost
+        from raysys.pipeline.usage import answers, stage_usage
         from raysys.tasks import get_task
 
+        prices = self.cfg.cost.prices
+        gpus = _cluster_gpus()
+        used = {
+            r.name: stage_usage(self.cfg, r.name, r.result, r.seconds, gpus)
+            for r in self.st.records.values()
+        }
         stages = [
             {
                 "stage": r.name,
@@ -84,9 +92,12 @@ class Study:
                 "dir": r.dir.name,
                 "seconds": r.seconds,
                 "skipped": r.skipped,
+                "usage": cost.priced(used[r.name], prices),
             }
             for r in self.st.records.values()
         ]
+        study = cost.total(used.values())
+        scored = sum(answers(r.name, r.result) for r in self.st.records.values())
         p = self.cfg.pipeline
         out: dict[str, Any] = {
             "model": self.cfg.model.source,
@@ -99,10 +110,22 @@ class Study:
             "synthesis": self.synth_rounds,
             "final_model": {"stage": self.current[0], "adapter": self.current[1]},
             "wall_seconds": seconds,
+            "cost": {
+                "prices": dict(prices),
+                "study": cost.priced(study, prices),
+                "answers": scored,  # test answers the evaluation stages scored
+                "cost_per_answer_usd": cost.per_answer(study, prices, scored),
+            },
         }
         if "sft" in self.st.records and self.cfg.sweep is not None:
             out["sweep_dir"] = self.st.records["sft"].result["sweep_dir"]
         return out
+
+
+def _cluster_gpus() -> float:
+    import ray
+
+    return float(ray.cluster_resources().get("GPU", 0)) if ray.is_initialized() else 0.0
 
 
 def stage_plan(stages: PipelineStages, rounds: int, with_sweep: bool) -> list[str]:

@@ -58,6 +58,7 @@ class PipelineStatus:
     sweep: SweepStatus | None  # the SFT sweep, once its folder exists
     sweep_dir: str | None  # its folder in the run
     report: str | None
+    cost: dict[str, Any] | None = None  # pipeline.json's cost, once the pipeline finished
 
     def of(self, state: str) -> list[StageStatus]:
         return [s for s in self.stages if s.state == state]
@@ -71,12 +72,21 @@ class PipelineStatus:
             *self._stage_lines(),
             f"elapsed   {since(self.started, self.ended or now)}",
             f"remaining {self._remaining(now)}",
+            f"spent     {self._spent()}",
             f"error     {self.sweep.error if self.sweep and self.sweep.error else 'none'}",
             f"report    {self.report or 'none yet (written when the pipeline finishes)'}",
         ]
         if self.sweep is not None:
             out += [f"sft sweep {self.sweep_dir}", *(f"  {ln}" for ln in self.sweep.lines(now)[1:])]
         return out
+
+    def _spent(self) -> str:
+        from raysys.analysis.cost import describe
+
+        study = (self.cost or {}).get("study")
+        if not isinstance(study, dict):
+            return "known when the pipeline finishes (per stage in pipeline.json)"
+        return f"{describe(study, self.cost.get('prices') or {})} (every stage)"
 
     def _state(self) -> str:
         if self.finished:
@@ -153,6 +163,7 @@ def pipeline_status(run: RunFiles, now: float) -> PipelineStatus:
         sweep=sweep,
         sweep_dir=sweep_root if sweep is not None else None,
         report=report_line(run, run.fresh("report.html")),
+        cost=(run.json("pipeline.json") or {}).get("cost") if finished else None,
     )
 
 

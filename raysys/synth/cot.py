@@ -207,6 +207,7 @@ def label_shard(
             "strict_missing": v["strict_missing"],
             "flexible_rescued": v["flexible_rescued"],
             "unextractable": v["unextractable"],
+            "generated_tokens": int(sum(g.get("num_generated_tokens") or 0 for g in gens)),
         }
         records.append({**rec, "kept": keep_reason(rec, sc) is None})
     clock["extraction_and_vote"] = clock.get("extraction_and_vote", 0.0) + time.perf_counter() - t1
@@ -431,6 +432,8 @@ def _stats(task: Task, labels: pd.DataFrame, sft_rows: int, sc: Any) -> dict[str
         if sc.min_confidence is not None
         else None,
     }
+    if "generated_tokens" in labels:  # shards written before it was recorded have none
+        out["generated_tokens"] = int(labels["generated_tokens"].fillna(0).sum())
     gold = labels["gold"].notna() & (labels["gold"].astype(str) != "None")
     if gold.any():
         g = labels[gold]

@@ -453,6 +453,11 @@ CASES = [
         ("sweep.cocktails", "at least 1 item"),
     ),
     Case(
+        "sweep-negative-price",
+        [*SWEEP_DRY, "cost.prices={CPU: 0.04, H100: -3.5}"],
+        ("cost.prices", "price of H100: -3.5 must be a number >= 0 (USD per hour)"),
+    ),
+    Case(
         "sweep-zero-seeds",
         [*SWEEP, "sweep.seeds=[]"],
         ("sweep.seeds", "at least 1 item"),

@@ -148,6 +148,34 @@ def test_results_table_has_one_row_per_trial_and_task(killed_and_resumed):
     assert len(preds) == 5 * 2 * 16 and set(preds.adapter) == set(res.trial_id)
 
 
+def test_cost_columns_add_up_to_at_most_the_study_total(killed_and_resumed):
+    """Each trial's CPU-seconds, tokens and cost (configs/sweep_tiny.yaml prices CPUs);
+    the study (trials, the killed run's included, + the test pass) in sweep.json, in the
+    report and in `raysys status`."""
+    _, sweep_dir, _, _, _ = killed_and_resumed
+    res = pd.read_parquet(sweep_dir / "results.parquet")
+    trials = res[res.trial_id != "base"].drop_duplicates("trial_id")
+    for col in ("cpu_s", "tokens_trained", "tokens_generated", "cost_usd"):
+        assert (trials[col] > 0).all(), (col, trials[col].tolist())
+    assert (trials["gpu_s"] == 0).all()
+    assert trials["cost_usd"].to_numpy() == pytest.approx(trials["cpu_s"] / 3600 * 0.04)
+    cost = json.loads((sweep_dir / "sweep.json").read_text())["cost"]
+    study, test = cost["study"], cost["test_pass"]
+    assert trials["cost_usd"].sum() == pytest.approx(cost["trials"]["cost_usd"])
+    assert test["cost_usd"] > 0 and test["tokens_generated"] > 0
+    assert trials["cost_usd"].sum() < study["cost_usd"]
+    assert study["cost_usd"] == pytest.approx(trials["cost_usd"].sum() + test["cost_usd"])
+    assert cost["answers"] == 5 * 2 * 16  # base + 4 adapters x 2 tasks x 16 test rows
+    assert cost["cost_per_answer_usd"] == pytest.approx(study["cost_usd"] / 160)
+    assert sum(c["cost_usd"] for c in cost["per_cocktail"].values()) == pytest.approx(
+        trials["cost_usd"].sum()
+    )
+    md = (sweep_dir / "report.md").read_text()
+    assert "## Cost" in md and "Cost per answer: $" in md and "cost USD" in md
+    spent = next(ln for ln in status_of(sweep_dir).splitlines() if ln.startswith("spent"))
+    assert f"${study['cost_usd']:,.4g} (the whole study" in spent, spent
+
+
 def test_report_has_every_section(killed_and_resumed):
     _, sweep_dir, _, resumed, _ = killed_and_resumed
     stdout = resumed.stdout
@@ -207,6 +235,8 @@ def test_dry_run_estimates_a_bigger_grid_from_this_sweeps_timings(killed_and_res
     slots = [ln.split()[0] for ln in out.split(" slots ", 1)[1].splitlines()[1:6]]
     assert slots == ["1", "2*", "8", "32", "64"]
     assert "from validation and test passes" in out  # both kinds of pass were measured
+    assert "Estimated cost (planned): " in out and "CPU-s" in out and "; $" in out
+    assert f"measured in {sweep_dir} (its own grid, 4 trial(s)): " in out
     big = str(REPO / "configs" / "sweep.yaml")
     assert main(["sweep", big, plan, "--dry-run", "--timings", str(sweep_dir / "sweep.json")]) == 2
     out, err = capsys.readouterr()

@@ -134,3 +134,16 @@ def test_min_confidence_takes_either_rule_or_both_and_defaults_to_none():
     assert SynthSection(min_confidence={"margin": 0.5}).min_confidence.margin == 0.5
     both = SynthSection(min_confidence={"margin": 0, "logprob": -0.8}).min_confidence
     assert (both.margin, both.logprob) == (0, -0.8)
+
+
+def test_cost_prices_are_named_non_negative_numbers():
+    from raysys.config.sections import CostSection
+
+    assert CostSection(prices={"CPU": 0.04, "H100": 3.5, "GPU": 0}).prices["H100"] == 3.5
+    assert CostSection().prices == {}
+    assert "price of H100: -1.0 must be a number >= 0 (USD per hour)" in _error(
+        CostSection, prices={"H100": -1}
+    )
+    assert "valid number" in _error(CostSection, prices={"CPU": "cheap"})
+    assert "name a resource, e.g. CPU, GPU, A100 or H100" in _error(CostSection, prices={"a b": 1})
+    assert "finite number" in _error(CostSection, prices={"CPU": math.inf})

@@ -87,8 +87,15 @@ def test_the_summary_lists_stages_models_and_the_final_model(tmp_path):
             "dir": st.dir("data").name,
             "seconds": st.records["data"].seconds,
             "skipped": False,
+            "usage": {  # the driver reads and writes files: nothing scheduled
+                "resource_seconds": {},
+                "tokens_trained": 0,
+                "tokens_generated": 0,
+                "cost_usd": None,
+            },
         }
     ]
+    assert summary["cost"]["answers"] == 0 and summary["cost"]["cost_per_answer_usd"] is None
     assert summary["final_model"] == {"stage": "sft", "adapter": "/run/sft/adapter"}
     assert summary["wall_seconds"] == 12.5 and summary["dpo"] is None
     assert "sweep_dir" not in summary

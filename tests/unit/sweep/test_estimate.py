@@ -183,3 +183,30 @@ def test_timings_are_read_in_an_object_store_without_a_mirror(tmp_path, monkeypa
     assert t.source == "s3://timings/runs/s1" and t.trials == 2
     assert t.startup_s == pytest.approx(29.5) and t.generation_s == pytest.approx(0.1)
     assert not (tmp_path / "cache").exists()  # read in place: nothing fetched
+
+
+def test_the_estimate_prices_what_the_trials_and_the_test_pass_would_hold(tmp_path, capsys):
+    timings = est.read_timings(str(_earlier_sweep(tmp_path)))
+    cfg = _cfg(tmp_path, "cost.prices={CPU: 3.6}", "generate.concurrency=2")
+    trials = expand_grid(cfg)
+    e = est.estimate(cfg, trials, Plan(2, {"CPU": 1.0}, {"CPU": 2.0}, "test"), timings)
+    # each trial: 1 Train worker x 1 CPU for start-up + steps + setup (29.5 + 1 or 2 + 2 s),
+    # 2 engine actors x 1 CPU for validation (10.4 + 16 rows x 0.1 s / 2 replicas)
+    train = sum(29.5 + c.train_s + 2.0 for c in e.trials)
+    val = 2 * sum(c.validation_s for c in e.trials)
+    test = 2 * e.tests[2]
+    assert e.trials_usage["resource_seconds"] == {"CPU": pytest.approx(train + val)}
+    assert e.test_usage["resource_seconds"] == {"CPU": pytest.approx(test)}
+    assert e.usage["resource_seconds"]["CPU"] == pytest.approx(train + val + test)
+    text = est.format_estimate(e)
+    usd = (train + val + test) / 3600 * 3.6
+    assert f"Estimated cost (planned): {train + val + test:,.0f} CPU-s" in text
+    assert f"${usd:,.4g}" in text
+    gpu = _cfg(tmp_path, "cost.prices={CPU: 3.6}", "train.use_gpu=true")
+    e = est.estimate(
+        gpu,
+        trials,
+        Plan(2, {"GPU": 1.0}, {"GPU": 2.0}, "test"),
+        timings.__class__(**{**timings.__dict__, "use_gpu": True}),
+    )
+    assert "cost unknown: no price for GPU" in est.format_estimate(e)
