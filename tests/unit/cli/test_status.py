@@ -43,7 +43,16 @@ def test_a_sweep_prints_its_status_block(tmp_path, capsys):
     assert main(["status", str(sweep_dir)]) == 0
     out = capsys.readouterr().out.splitlines()
     labels = [ln.split()[0] for ln in out if not ln.startswith(" ")]
-    assert labels == ["sweep", "state", "trials", "elapsed", "remaining", "error", "report"]
+    assert labels == [
+        "sweep",
+        "state",
+        "trials",
+        "elapsed",
+        "remaining",
+        "spent",
+        "error",
+        "report",
+    ]
     assert out[0] == f"sweep     {sweep_dir}"
 
 
