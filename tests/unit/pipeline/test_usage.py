@@ -53,3 +53,26 @@ def test_gpu_training_is_priced_by_its_accelerator_type():
     from raysys.analysis.cost import cost
 
     assert cost(used, cfg.cost.prices)[0] == pytest.approx(1.0)
+
+
+def test_the_pipeline_report_lists_each_stages_cost_and_the_cost_per_answer():
+    from raysys.analysis.render import Document, to_markdown
+    from raysys.pipeline.report import _times
+
+    used = {"resource_seconds": {"CPU": 3600.0}, "tokens_trained": 10, "tokens_generated": 0}
+    stage = {"stage": "sft", "title": "LoRA SFT", "seconds": 1800.0, "skipped": False}
+    summary = {
+        "stages": [stage | {"usage": used | {"cost_usd": 0.04}}, {**stage, "stage": "old"}],
+        "cost": {
+            "prices": {"CPU": 0.04},
+            "study": used,
+            "answers": 8,
+            "cost_per_answer_usd": 0.005,
+        },
+    }
+    doc = Document(title="t")
+    _times(doc, summary)
+    md = to_markdown(doc)
+    assert "Stage wall times and cost" in md and "| whole study |" in md
+    assert "0.04" in md and "Cost per answer: $0.005 (8 test answers scored)" in md
+    assert "| old | LoRA SFT | 1800 |  | — | — | — | — | — |" in md  # recorded before costs

@@ -127,3 +127,37 @@ def test_sweep_figures_compare_the_wall_time_with_the_ideal():
         "price_direction",
     ]
     assert meta["model"] == "tiny-random" and meta["concurrency"] == 2 and meta["resumed"]
+
+
+def test_cost_columns_per_trial_and_the_studys_cost_per_answer():
+    cfg = _cfg("cost.prices={CPU: 3.6}")
+    trials = expand_grid(cfg)
+    used = {"resource_seconds": {"CPU": 100.0}, "tokens_trained": 900, "tokens_generated": 40}
+    finished = {t.trial_id: _result(t) | {"usage": used} for t in trials[:2]}
+    df = results_table(cfg, finished, pd.DataFrame(columns=["adapter", "task", "main"]))
+    row = df[df.trial_id == trials[0].trial_id].iloc[0]
+    assert (row["cpu_s"], row["gpu_s"], row["tokens_trained"], row["tokens_generated"]) == (
+        100.0,
+        0.0,
+        900,
+        40,
+    )
+    assert row["cost_usd"] == pytest.approx(0.1)  # 100 CPU-s at 3.6 USD per CPU-hour
+    assert df[df.trial_id == "base"]["cost_usd"].isna().all()
+    test = {"resource_seconds": {"CPU": 50.0}, "tokens_generated": 500}
+    plan = Plan(2, {"CPU": 1.0}, {"CPU": 2.0}, "test")
+    meta = sweep_meta(cfg, trials, finished, [], plan, 40.0, False, test, answers=25)
+    c = meta["cost"]
+    assert c["trials"]["cost_usd"] == pytest.approx(0.2) and c["test_pass"][
+        "cost_usd"
+    ] == pytest.approx(0.05)
+    assert c["study"]["resource_seconds"] == {"CPU": 250.0}
+    assert c["study"]["tokens_generated"] == 580 and c["study"]["cost_usd"] == pytest.approx(0.25)
+    assert c["cost_per_answer_usd"] == pytest.approx(0.01)
+    # both trials are news_sentiment (two fractions): one cocktail, their sum
+    assert list(c["per_cocktail"]) == ["news_sentiment"]
+    assert c["per_cocktail"]["news_sentiment"]["resource_seconds"] == {"CPU": 200.0}
+    unpriced = sweep_meta(
+        _cfg("cost.prices={}"), trials, finished, [], plan, 40.0, False, test, 25
+    )["cost"]
+    assert unpriced["study"]["cost_usd"] is None and unpriced["cost_per_answer_usd"] is None
