@@ -58,6 +58,8 @@ class Timings:
     tune_overhead: float  # that sweep's Tune wall / ideal (1 when unknown)
     train: dict[str, Any]  # its train section, to name what differs
     measured: dict[str, Any] | None = None  # that sweep's own study usage (sweep.json cost)
+    tokens_per_row: float = 0.0  # tokens trained per training row (median)
+    tokens_per_generation: float = 0.0  # tokens generated per evaluated row (median)
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,8 @@ def read_timings(location: str) -> Timings:
         tune_overhead=max(_number(meta.get("wall_vs_ideal"), 1.0), 1.0),
         train=dict(config.get("train", {})),
         measured=(meta.get("cost") or {}).get("study"),
+        tokens_per_row=_median(p["tokens_per_row"] for p in parts),
+        tokens_per_generation=_median(p["tokens_per_generation"] for p in parts),
     )
 
 
@@ -153,7 +157,14 @@ def _trial_parts(result: dict[str, Any], run: RunFiles, config: dict[str, Any]) 
     fit = _number(train.get("wall_seconds"), 0.0)
     validation = _number(stage.get("seconds"), 0.0)
     batch = _number(config.get("train", {}).get("batch_size"), 1.0)
+    val = [v for v in (result.get("validation") or {}).values() if isinstance(v, dict)]
+    val_n = sum(_number(v.get("n"), 0.0) for v in val)
+    val_tokens = sum(
+        _number(v.get("n"), 0.0) * _number(v.get("mean_generated_tokens"), 0.0) for v in val
+    )
     return {
+        "tokens_per_row": _number(train.get("train_tokens"), 0.0) / max(steps * batch, 1.0),
+        "tokens_per_generation": val_tokens / val_n if val_n else 0.0,
         "startup_s": max(fit - steps * step_s, 0.0),
         "row_s": step_s / max(batch, 1.0),
         "validation_s": validation,
@@ -251,7 +262,7 @@ def estimate(cfg: SweepConfig, trials: list[Trial], plan: Plan, timings: Timings
     tests = {
         n: pass_seconds(timings, rows, replicas if n == plan.concurrency else n) for n in slots
     }
-    trials_used, test_used = usage_estimate(cfg, timings, costs, tests[plan.concurrency])
+    trials_used, test_used = usage_estimate(cfg, timings, costs, tests[plan.concurrency], rows)
     return Estimate(
         timings,
         costs,
@@ -269,22 +280,33 @@ def estimate(cfg: SweepConfig, trials: list[Trial], plan: Plan, timings: Timings
 
 
 def usage_estimate(
-    cfg: SweepConfig, t: Timings, costs: list[TrialCost], test_s: float
+    cfg: SweepConfig, t: Timings, costs: list[TrialCost], test_s: float, test_rows: int
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Resource-seconds as the trials record them (`sweep.trial.trial_usage`): the Train
     workers for the training stage (start-up + steps + the stage outside the fit), the
-    engine actors for the validation pass, and the engine actors for the one test pass."""
+    engine actors for the validation pass, and the engine actors for the one test pass;
+    tokens at the measured tokens per training row and per generated row."""
     train = cost.train_resources(cfg.train)
     engines = cost.engine_resources(cfg.generate, cost.engine_on_gpu(cfg.generate, t.use_gpu))
+    val_rows = split_rows(cfg, "validation") if cfg.sweep.validate_in == "trial" else 0
     trials = cost.total(
         part
         for c in costs
         for part in (
-            cost.usage(cost.times(train, c.startup_s + c.train_s + t.setup_s)),
-            cost.usage(cost.times(engines, c.validation_s)),
+            cost.usage(
+                cost.times(train, c.startup_s + c.train_s + t.setup_s),
+                tokens_trained=c.steps * cfg.train.batch_size * t.tokens_per_row,
+            ),
+            cost.usage(
+                cost.times(engines, c.validation_s),
+                tokens_generated=val_rows * t.tokens_per_generation,
+            ),
         )
     )
-    return trials, cost.usage(cost.times(engines, test_s))
+    test = cost.usage(
+        cost.times(engines, test_s), tokens_generated=test_rows * t.tokens_per_generation
+    )
+    return trials, test
 
 
 def pass_seconds(t: Timings, rows: int, replicas: int) -> float:

@@ -38,8 +38,9 @@ def _earlier_sweep(tmp_path: Path) -> Path:
     _write(run / "sweep.json", {"model": "tiny-random", "wall_vs_ideal": 1.1})
     for tid, fit, steps, trial_s in (("a", 30.0, 4, 45.0), ("b", 32.0, 2, 48.0)):
         train = {"wall_seconds": fit, "steps_this_attempt": steps, "step": steps}
-        train["seconds_per_step_median"] = 0.5
-        validation = {"news_sentiment": {"n": 8}, "price_direction": {"n": 8}}
+        train |= {"seconds_per_step_median": 0.5, "train_tokens": steps * 8 * 10.0}
+        val = {"n": 8, "mean_generated_tokens": 4.0}
+        validation = {"news_sentiment": val, "price_direction": val}
         result = {"trial": {"trial_id": tid}, "train": train, "validation": validation}
         _write(run / "trials" / tid / "result.json", result | {"trial_seconds": trial_s})
         _write(run / "trials" / tid / "eval_validation" / "stage.json", {"seconds": 12.0})
@@ -202,6 +203,9 @@ def test_the_estimate_prices_what_the_trials_and_the_test_pass_would_hold(tmp_pa
     usd = (train + val + test) / 3600 * 3.6
     assert f"Estimated cost (planned): {train + val + test:,.0f} CPU-s" in text
     assert f"${usd:,.4g}" in text
+    # 10 tokens per training row and 4 per generated row, as measured
+    assert e.usage["tokens_trained"] == sum(c.steps * 8 * 10 for c in e.trials)
+    assert e.usage["tokens_generated"] == (len(e.trials) * 16 + e.test_generations) * 4
     gpu = _cfg(tmp_path, "cost.prices={CPU: 3.6}", "train.use_gpu=true")
     e = est.estimate(
         gpu,
