@@ -233,13 +233,12 @@ def budget_rows(state: dict[str, Any], results: pd.DataFrame, meta: dict[str, An
         ("grid baseline", trials[trials["cocktail_kind"] != "search"]),
         ("search", trials[trials["cocktail_kind"] == "search"]),
     ):
-        rows.append(
-            {
-                "arm": label,
-                "trials": len(part),
-                "trial hours": fmt(part["trial_seconds"].sum() / 3600),
-            }
-        )
+        row = {"arm": label, "trials": len(part)}
+        row["trial hours"] = fmt(part["trial_seconds"].sum() / 3600)
+        if "cost_usd" in part:  # NaN where cost.prices are unset (shown as unknown)
+            usd = part["cost_usd"]
+            row["cost USD"] = fmt(usd.sum(), 4) if usd.notna().all() and len(usd) else "–"
+        rows.append(row)
     b = state["budget"]
     limit = ", ".join(
         f"{k} {v:g}"
@@ -248,4 +247,5 @@ def budget_rows(state: dict[str, Any], results: pd.DataFrame, meta: dict[str, An
     )
     note = " (equal to the grid's trials)" if b.get("equal_to_grid") else ""
     rows.append({"arm": "search budget", "trials": "", "trial hours": limit + note})
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    return frame.fillna("") if "cost USD" in frame else frame

@@ -104,4 +104,5 @@ def plan_only(cfg: Any, timings: str | None) -> int:
     print(format_mixtures(mixtures))
     if estimate:
         print(f"\n{estimate}")
+        print("(the rounds after round 0 are not proposed yet: sized like round 0's trials)")
     return 0

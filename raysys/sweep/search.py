@@ -154,11 +154,21 @@ def resource_units(cfg: SweepConfig) -> tuple[str, float]:
 def spent(
     cfg: SweepConfig, state: dict[str, Any], finished: dict[str, dict[str, Any]]
 ) -> dict[str, float]:
-    """Search trials run (finished or not) and the resource-hours of the finished ones."""
+    """Search trials run (finished or not) and the resource-hours of the finished ones: what
+    Ray scheduled for them (their `usage`: Train workers and validation engines), or for a
+    trial that predates usage records, its wall time x the workers' GPUs or CPUs."""
     kind, units = resource_units(cfg)
     ids = [p["trial_id"] for r in state["rounds"] if r["kind"] != "grid" for p in r["trials"]]
-    seconds = sum(finished[i]["trial_seconds"] for i in ids if i in finished)
-    return {"trials": float(len(ids)), f"{kind}_hours": seconds * units / 3600}
+    seconds = 0.0
+    for i in ids:
+        if i not in finished:
+            continue
+        used = (finished[i].get("usage") or {}).get("resource_seconds")
+        if isinstance(used, dict) and used:
+            seconds += sum(v for k, v in used.items() if (k == "CPU") == (kind == "cpu"))
+        else:
+            seconds += finished[i]["trial_seconds"] * units
+    return {"trials": float(len(ids)), f"{kind}_hours": seconds / 3600}
 
 
 def remaining_trials(cfg: SweepConfig, state: dict[str, Any], used: dict[str, float]) -> int:

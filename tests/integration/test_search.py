@@ -117,3 +117,15 @@ def test_a_second_search_in_the_same_directory_is_refused(searched, capsys):
     storage = run.parents[1]
     assert main(["search", str(TINY), f"run.storage_path={storage}", "run.run_id=s1"]) == 2
     assert "already holds a search; add --resume" in capsys.readouterr().err
+
+
+def test_dry_run_estimates_time_and_cost_from_the_searchs_timings(searched, capsys):
+    run, _, _, _ = searched
+    args = ["search", str(TINY), f"run.storage_path={run.parents[1]}", "run.run_id=s2"]
+    assert main([*args, "--dry-run", "--timings", str(run), "cost.prices={CPU: 0.04}"]) == 0
+    out = capsys.readouterr().out
+    assert f"Estimate from {run}: 5 finished trial(s) of tiny-random" in out
+    assert "This grid: 5 trials" in out and "Estimated cost (planned):" in out
+    assert "sized like round 0's trials" in out
+    assert not (run.parent / "s2").exists()
+
