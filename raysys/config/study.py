@@ -226,6 +226,7 @@ class SearchSection(Section):
         whole = sum(raw.values())
         return {t: w / whole for t, w in raw.items()}
 
+
 class ContaminationSection(Section):
     """Training rows against every evaluation split, before anything trains (README
     "Contamination check"): exact after normalisation, near-duplicates (MinHash LSH),

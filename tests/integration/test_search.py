@@ -128,4 +128,3 @@ def test_dry_run_estimates_time_and_cost_from_the_searchs_timings(searched, caps
     assert "This grid: 5 trials" in out and "Estimated cost (planned):" in out
     assert "sized like round 0's trials" in out
     assert not (run.parent / "s2").exists()
-
