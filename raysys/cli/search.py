@@ -52,14 +52,12 @@ def run(args: argparse.Namespace) -> int:
             "search: the config has no `search` section; add one, e.g. `search: {initial: 6, "
             "per_round: 3}` (see README, Mixture search)"
         )
-    if args.retry_errored and not args.resume:
-        raise UserError("--retry-errored needs --resume (it retries a search's errored trials)")
-    if args.timings and not args.dry_run:
-        raise UserError("--timings needs --dry-run (it estimates a search before it runs)")
+    from raysys.cli.sweep import check_flags, summary_line
+
+    check_flags(args, "search")
     if args.dry_run:
         return plan_only(cfg, args.timings)
     from raysys.analysis.report import sweep_headline
-    from raysys.cli.sweep import summary_line
     from raysys.sweep.search import run_search
 
     start = time.perf_counter()

@@ -49,10 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from raysys.config import SweepConfig
 
     cfg = load(SweepConfig, args)
-    if args.retry_errored and not args.resume:
-        raise UserError("--retry-errored needs --resume (it retries a sweep's errored trials)")
-    if args.timings and not args.dry_run:
-        raise UserError("--timings needs --dry-run (it estimates a grid before it runs)")
+    check_flags(args, "sweep")
     if args.dry_run:
         return plan_only(cfg, args.timings)
     from raysys.analysis.report import sweep_headline
@@ -66,6 +63,14 @@ def run(args: argparse.Namespace) -> int:
         print(retried)
     print(f"Report: {where(out.sweep_dir / 'report.html')}")
     return 0
+
+
+def check_flags(args: argparse.Namespace, what: str) -> None:
+    """The flags that only mean something together (`sweep` and `search` share them)."""
+    if args.retry_errored and not args.resume:
+        raise UserError(f"--retry-errored needs --resume (it retries a {what}'s errored trials)")
+    if args.timings and not args.dry_run:
+        raise UserError(f"--timings needs --dry-run (it estimates a {what} before it runs)")
 
 
 def plan_only(cfg: Any, timings: str | None) -> int:
