@@ -129,7 +129,10 @@ def test_every_stage_ran_and_the_report_has_the_stage_table(killed_and_resumed):
     report = (k.run_dir / "report.md").read_text()
     for text in ("Stages x tasks", "DPO gate", "Synthesis", "Stage wall times", "sft_r1"):
         assert text in report
-    assert (k.run_dir / "report.html").read_text().count("data:image/png;base64") == 1
+    # the stage chart, and the synthesis curves when 10 gold-labeled inputs were kept
+    curves = "kept-label accuracy vs yield" in report and "No threshold keeps" not in report
+    images = (k.run_dir / "report.html").read_text().count("data:image/png;base64")
+    assert images == 1 + curves
     csv = pd.read_csv(k.run_dir / "pipeline.csv")
     assert list(csv["stage"].unique()) == ["base", "sft", "dpo", "sft_r1"]
 
@@ -350,6 +353,9 @@ def test_a_yaml_task_over_local_csv_trains_and_evaluates(ray_local, tmp_path, cs
             "pipeline.train_size=96",
             "pipeline.stages.dpo=false",
             "pipeline.stages.synth=false",
+            # the news_sentiment generator repeats its neutral boilerplate across splits (the
+            # known leak the contamination check reports: README, Contamination check)
+            "contamination.allow=true",
         ],
     )
     out = run_pipeline(cfg)

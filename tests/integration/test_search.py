@@ -1,4 +1,4 @@
-"""`raysys search` through the CLI: a real search on the tiny model (the 2-singleton grid,
+"""`raysys search` through the CLI: a real search on the tiny model (a one-cocktail grid,
 2 space-filling mixtures, 1 proposed) whose driver dies right after the surrogate's first
 proposal; `--resume` runs exactly those mixtures and writes the report."""
 
@@ -33,7 +33,7 @@ def _search(storage: Path, *extra: str, faults: str = "") -> subprocess.Complete
 def test_dry_run_prints_the_baseline_and_round_zero_and_writes_nothing(tmp_path, capsys):
     assert main(["search", str(TINY), f"run.storage_path={tmp_path}", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "grid baseline:" in out and "2 trials" in out
+    assert "grid baseline:" in out and "1 trials" in out
     assert "search budget: trials 3" in out and "round 0: 2 mixtures x 1 seed(s)" in out
     assert out.count("mix-") == 2
     assert list(tmp_path.iterdir()) == []
@@ -71,8 +71,8 @@ def test_the_resumed_search_runs_the_rounds_it_proposed(searched):
     r1 = after["rounds"][2]
     assert r1["kind"] == "proposed" and r1["fitted_on"] == 2 and len(r1["mixtures"]) == 1
     assert all(isinstance(m["predicted"], float) for m in r1["mixtures"])
-    # the 4 trials of grid and r0 finished before the kill and were not run again
-    assert len(stamps) == 4
+    # the 3 trials of grid and r0 finished before the kill and were not run again
+    assert len(stamps) == 3
     for tid, ns in stamps.items():
         assert (run / "trials" / tid / "result.json").stat().st_mtime_ns == ns
     assert sorted(p.name for p in run.glob("tune-*")) == ["tune-grid", "tune-r0", "tune-r1"]
@@ -82,15 +82,12 @@ def test_results_cover_the_grid_and_every_search_trial(searched):
     run, _, _, resumed = searched
     res = pd.read_parquet(run / "results.parquet")
     trials = res[res["trial_id"] != "base"].drop_duplicates("trial_id")
-    assert sorted(trials["cocktail_kind"].value_counts().items()) == [
-        ("search", 3),
-        ("singleton", 2),
-    ]
+    assert sorted(trials["cocktail_kind"].value_counts().items()) == [("all", 1), ("search", 3)]
     assert trials["val_main"].notna().all() and trials["test_main"].notna().all()
     meta = json.loads((run / "sweep.json").read_text())
     assert meta["search"]["spent"]["trials"] == 3 and meta["search"]["budget"]["trials"] == 3
     assert "search: rounds grid, r0, r1; spent trials 3" in resumed.stdout
-    assert "trials    5: 5 done, 0 running, 0 errored, 0 pending" in status_of(run)
+    assert "trials    4: 4 done, 0 running, 0 errored, 0 pending" in status_of(run)
 
 
 def test_the_report_shows_rounds_predictions_the_comparison_and_the_budget(searched):
@@ -124,7 +121,7 @@ def test_dry_run_estimates_time_and_cost_from_the_searchs_timings(searched, caps
     args = ["search", str(TINY), f"run.storage_path={run.parents[1]}", "run.run_id=s2"]
     assert main([*args, "--dry-run", "--timings", str(run), "cost.prices={CPU: 0.04}"]) == 0
     out = capsys.readouterr().out
-    assert f"Estimate from {run}: 5 finished trial(s) of tiny-random" in out
-    assert "This grid: 5 trials" in out and "Estimated cost (planned):" in out
+    assert f"Estimate from {run}: 4 finished trial(s) of tiny-random" in out
+    assert "This grid: 4 trials" in out and "Estimated cost (planned):" in out
     assert "sized like round 0's trials" in out
     assert not (run.parent / "s2").exists()

@@ -53,7 +53,7 @@ def test_the_budget_defaults_to_the_grid_and_rounds_stop_there():
     cfg = _cfg()
     grid = expand_grid(cfg)
     assert budget_of(_cfg(budget={}), grid) == {
-        "trials": 2,
+        "trials": 1,
         "gpu_hours": None,
         "cpu_hours": None,
         "equal_to_grid": True,
