@@ -18,10 +18,27 @@ import numpy as np
 import pandas as pd
 
 from raysys.analysis import render
-from raysys.analysis.evidence import add_correction, compare, comparison_values, task_rows
-from raysys.analysis.render import Document, Heading, Para, fmt, fmt_ci, fmt_p, table
+from raysys.analysis.evidence import (
+    add_correction,
+    baseline_values,
+    compare,
+    comparison_values,
+    task_rows,
+)
+from raysys.analysis.render import (
+    Document,
+    Heading,
+    Para,
+    constant_mark,
+    fmt,
+    fmt_ci,
+    fmt_p,
+    table,
+)
+from raysys.analysis.results import COCKTAIL_KEY
 
 MIN_POINTS_FOR_RANK = 3
+ARM = [*COCKTAIL_KEY, "fraction"]  # a search mixture or a grid point (its seeds pooled)
 
 
 def objective_by_arm(results: pd.DataFrame, weights: dict[str, float], split: str) -> pd.Series:
@@ -29,7 +46,7 @@ def objective_by_arm(results: pd.DataFrame, weights: dict[str, float], split: st
     (cocktail, general, math, fraction) arm; NaN where a weighted task has no score."""
     col = f"{split}_main"
     trained = results[results["trial_id"] != "base"]
-    keys = ["cocktail", "general", "math", "fraction"]
+    keys = ARM
     per = trained.groupby([*keys, "task"], dropna=False)[col].mean().unstack("task")
     total = pd.Series(0.0, index=per.index)
     for task, w in weights.items():
@@ -92,20 +109,14 @@ def round_rows(state: dict[str, Any], results: pd.DataFrame) -> tuple[pd.DataFra
 
 def _pick(val: pd.Series, kinds: set[str], results: pd.DataFrame) -> tuple | None:
     arms = results[results["cocktail_kind"].isin(kinds)]
-    keys = set(map(tuple, arms[["cocktail", "general", "math", "fraction"]].to_numpy().tolist()))
+    keys = set(map(tuple, arms[ARM].to_numpy().tolist()))
     cand = val[[k in keys for k in val.index]].dropna()
     return None if cand.empty else cand.idxmax()
 
 
 def _trial_ids(results: pd.DataFrame, arm: tuple) -> list[str]:
-    c, g, m, f = arm
-    rows = results[
-        (results["cocktail"] == c)
-        & (results["general"] == g)
-        & (results["math"] == m)
-        & (results["fraction"] == f)
-    ]
-    return sorted(rows["trial_id"].unique())
+    match = (results[ARM] == pd.Series(arm, index=ARM)).all(axis=1)
+    return sorted(results.loc[match, "trial_id"].unique())
 
 
 def chosen_vs_grid(
@@ -132,8 +143,14 @@ def chosen_vs_grid(
         tr = task_rows(predictions, task, kind)
         mine = results[results["task"] == task]
         mean = lambda ids, mine=mine: mine[mine["trial_id"].isin(ids)]["test_main"].mean()  # noqa: E731
+        constant = {
+            f"{arm}_constant": tr.constant(ids) if tr is not None else 0
+            for arm, ids in (("grid", a), ("chosen", b))
+        }
         rows.append(
-            {"task": task, "grid": mean(a), "chosen": mean(b)}
+            {"task": task, "grid": mean(a), "chosen": mean(b), "models": (len(a), len(b))}
+            | constant
+            | {"majority": baseline_values(tr)["majority"]}
             | comparison_values("c", compare(tr, a, b))
         )
     frame = add_correction(pd.DataFrame(rows), "c")
@@ -199,14 +216,30 @@ def add_search_section(
                 f"`{info['grid'][0]}` (general {info['grid'][1]:g}, math {info['grid'][2]:g}, "
                 f"fraction {info['grid'][3]:g}; {fmt(info['grid_val'])} val, "
                 f"{fmt(info['grid_test'])} test). Per task on the test rows: chosen minus grid, "
-                "paired, Holm-corrected across tasks."
+                "paired, Holm-corrected across tasks; `majority`: what always answering the "
+                "test rows' most common label scores; `constant` marks a model that gives one "
+                "answer on ≥ 90% of its rows."
             ),
             table(
                 pd.DataFrame(
                     {
                         "task": frame["task"],
-                        "grid": frame["grid"].map(fmt),
-                        "chosen": frame["chosen"].map(fmt),
+                        "grid": [
+                            fmt(v) + constant_mark(c, n[0])
+                            for v, c, n in zip(
+                                frame["grid"], frame["grid_constant"], frame["models"], strict=True
+                            )
+                        ],
+                        "chosen": [
+                            fmt(v) + constant_mark(c, n[1])
+                            for v, c, n in zip(
+                                frame["chosen"],
+                                frame["chosen_constant"],
+                                frame["models"],
+                                strict=True,
+                            )
+                        ],
+                        "majority": frame["majority"].map(fmt),
                         "Δ [95% CI]": [
                             fmt_ci(d, lo, hi, signed=True)
                             for d, lo, hi in zip(

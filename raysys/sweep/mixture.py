@@ -70,6 +70,17 @@ class Space:
     fraction: tuple[float, float]
     min_weight: float
 
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Space:
+        pair = lambda v: (float(v[0]), float(v[1]))  # noqa: E731
+        return cls(
+            tuple(d["tasks"]), pair(d["general"]), pair(d["math"]), pair(d["fraction"]),
+            float(d["min_weight"]),
+        )  # fmt: skip
+
     @property
     def dims(self) -> int:
         return len(self.tasks) + sum(hi > lo for lo, hi in self._ranges())

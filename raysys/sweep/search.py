@@ -110,13 +110,7 @@ def new_state(cfg: SweepConfig, grid_trials: list[Trial]) -> dict[str, Any]:
         "version": 1,
         "surrogate": se.surrogate,
         "objective": se.objective_weights(eval_task_names(cfg)),
-        "space": {
-            "tasks": list(space.tasks),
-            "general": list(space.general),
-            "math": list(space.math),
-            "fraction": list(space.fraction),
-            "min_weight": space.min_weight,
-        },
+        "space": space.to_json(),
         "budget": budget_of(cfg, grid_trials),
         "rounds": rounds,
     }
@@ -143,31 +137,22 @@ def save_state(sweep_dir: Path, state: dict[str, Any]) -> None:
     RunDir.at(sweep_dir).keep(SEARCH_FILE)  # object-store runs: up to the store now
 
 
-def resource_units(cfg: SweepConfig) -> tuple[str, float]:
-    """What one trial holds while it trains, as the budget counts it: GPUs or CPUs."""
-    t = cfg.train
-    if t.use_gpu:
-        return "gpu", float(t.num_workers)
-    return "cpu", float(t.num_workers * t.cpus_per_worker)
-
-
 def spent(
     cfg: SweepConfig, state: dict[str, Any], finished: dict[str, dict[str, Any]]
 ) -> dict[str, float]:
     """Search trials run (finished or not) and the resource-hours of the finished ones: what
     Ray scheduled for them (their `usage`: Train workers and validation engines), or for a
     trial that predates usage records, its wall time x the workers' GPUs or CPUs."""
-    kind, units = resource_units(cfg)
+    from raysys.analysis.cost import CPU, times, train_resources
+
+    kind = "gpu" if cfg.train.use_gpu else "cpu"
     ids = [p["trial_id"] for r in state["rounds"] if r["kind"] != "grid" for p in r["trials"]]
     seconds = 0.0
-    for i in ids:
-        if i not in finished:
-            continue
+    for i in (i for i in ids if i in finished):
         used = (finished[i].get("usage") or {}).get("resource_seconds")
-        if isinstance(used, dict) and used:
-            seconds += sum(v for k, v in used.items() if (k == "CPU") == (kind == "cpu"))
-        else:
-            seconds += finished[i]["trial_seconds"] * units
+        if not (isinstance(used, dict) and used):  # a trial from before usage records
+            used = times(train_resources(cfg.train), finished[i]["trial_seconds"])
+        seconds += sum(v for k, v in used.items() if (k == CPU) == (kind == "cpu"))
     return {"trials": float(len(ids)), f"{kind}_hours": seconds / 3600}
 
 
@@ -193,14 +178,12 @@ def _fault(name: str) -> int | None:
 
 
 def measured(
-    state: dict[str, Any], finished: dict[str, dict[str, Any]], search_only: bool = True
+    state: dict[str, Any], finished: dict[str, dict[str, Any]]
 ) -> list[tuple[Mixture, dict[str, float]]]:
-    """(mixture, {task: validation score averaged over its finished seeds}) per mixture."""
+    """(search mixture, {task: validation score averaged over its finished seeds})."""
     out = []
     for r in state["rounds"]:
-        if r["kind"] == "grid" and search_only:
-            continue
-        for m in r.get("mixtures", []):
+        for m in r.get("mixtures", []):  # the grid round has none
             mix = Mixture.from_json(m)
             scores: dict[str, list[float]] = {}
             for tid in m["trial_ids"]:
@@ -223,21 +206,15 @@ def next_round(
     left = remaining_trials(cfg, state, spent(cfg, state, finished)) // seeds
     if left < 1:
         return None
-    space = Space(
-        tuple(state["space"]["tasks"]),
-        tuple(state["space"]["general"]),
-        tuple(state["space"]["math"]),
-        tuple(state["space"]["fraction"]),
-        state["space"]["min_weight"],
-    )
+    space = Space.from_json(state["space"])
     search_rounds = [r for r in state["rounds"] if r["kind"] != "grid"]
     index = len(search_rounds)
     seed = cfg.run.seed + 1000 * index
+    seen = measured(state, finished) if index else []
     if index == 0:
         proposals = [(m, None, None) for m in space_filling(space, min(se.initial, left), seed)]
         kind = "initial"
     else:
-        seen = measured(state, finished)
         if len(seen) < 2:
             raise SweepIncompleteError(
                 f"search: only {len(seen)} mixture(s) of the earlier rounds finished, too few "
@@ -264,7 +241,7 @@ def next_round(
             | {"trial_ids": by_name[m.name], "predicted": pred, "predicted_tasks": tasks}
             for m, pred, tasks in proposals
         ],
-        "fitted_on": len(measured(state, finished)) if index else 0,
+        "fitted_on": len(seen),
     }
     state["rounds"].append(rnd)
     return rnd
@@ -307,7 +284,9 @@ def run_search(cfg: SweepConfig, resume: bool = False, retry_errored: bool = Fal
 
     tracking = open_tracking(grid_of(grid_trials, ({}, {}), "tune"))
     try:
-        tune_seconds, failures, stats = _rounds(cfg, state, sweep_dir, grid_of, retry_errored)
+        tune_seconds, failures, stats = _rounds(
+            cfg, state, sweep_dir, model_path, grid_of, retry_errored
+        )
         every = [Trial.from_params(p) for r in state["rounds"] for p in r["trials"]]
         final = grid_of(every, ({}, stats), "tune")
         finished, _ = collect_trials(sweep_dir, every)
@@ -320,13 +299,17 @@ def run_search(cfg: SweepConfig, resume: bool = False, retry_errored: bool = Fal
 
 
 def _rounds(
-    cfg: SweepConfig, state: dict[str, Any], sweep_dir: Path, grid_of: Any, retry: bool
+    cfg: SweepConfig,
+    state: dict[str, Any],
+    sweep_dir: Path,
+    model_path: str,
+    grid_of: Any,
+    retry: bool,
 ) -> tuple[float, dict[str, list[str]], dict[str, int]]:
     """Every round through Tune, the recorded ones first (a resumed search), then new
     ones while the budget lasts. Returns Tune's wall time, the failures, the data counts."""
     from ray.tune import Tuner
 
-    model_path = grid_of([], ({}, {}), "tune").model_path
     seconds, failures = 0.0, {}
     stats = {"datasets": 0, "data_built": 0, "data_cached": 0}
     i = 0

@@ -107,3 +107,17 @@ def test_the_section_says_why_without_a_grid():
     add_search_section(doc, _state([0.1, 0.3]), results, preds, {})
     md = to_markdown(doc)
     assert "No comparison: no grid baseline ran" in md and "| search budget |" in md
+
+
+def test_a_constant_chosen_model_is_marked_next_to_the_majority_baseline():
+    results, preds = _results([0.2, 0.9], 0.5, 50)
+    best = results.loc[results["cocktail"] == "mix-1", "trial_id"].iloc[0]
+    preds.loc[preds["adapter"] == best, "generated_text"] = "Answer: positive"
+    frame, _ = chosen_vs_grid(_state([0.1, 0.3]), results, preds)
+    row = frame.iloc[0]
+    assert row["chosen_constant"] == 1 and row["grid_constant"] == 0
+    assert 0 < row["majority"] < 1
+    doc = Document(title="t")
+    add_search_section(doc, _state([0.1, 0.3]), results, preds, {})
+    line = next(ln for ln in to_markdown(doc).splitlines() if ln.startswith(f"| {TASK} "))
+    assert " constant |" in line

@@ -46,6 +46,13 @@ def test_round_zero_is_distinct_reproducible_and_spread_over_the_simplex():
     assert space_filling(space, 12, seed=8) != a
 
 
+def test_a_space_survives_search_json():
+    import json
+
+    space = _space(general=(0.0, 0.2), fraction=(0.25, 1.0))
+    assert Space.from_json(json.loads(json.dumps(space.to_json()))) == space
+
+
 def test_names_are_stable_and_tell_mixtures_apart():
     m = Mixture((("a", 0.5), ("b", 0.5)), 0.0, 0.0, 1.0)
     assert m.name == Mixture((("a", 0.5), ("b", 0.5)), 0.0, 0.0, 1.0).name
