@@ -15,7 +15,8 @@ quickstart: setup
 	$(VENV)/bin/raysys quickstart
 
 # CI runs this: the import layers (import-linter), lint, then the suite without the
-# tests marked `long` (over 5 min each on 2 cores: the pipeline on the 3-node cluster)
+# tests marked `long` (minutes each on 2 cores: the pipeline on the 3-node cluster, the
+# search killed and resumed)
 test: setup
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff check raysys tests jobs bench
