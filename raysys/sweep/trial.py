@@ -224,7 +224,8 @@ def _train(out_dir: Path, spec: TrainSpec, run_name: str, trial_id: str) -> dict
     # <name>/<run_id>/<trial>: another sweep's trial of the same id never resumes there
     spec = spec.scoped(run_name, sweep_dir.name, trial_id)
     spec = replace(spec, faults=Faults(**faults_from_env(TRAIN_FAULTS)))
-    return run_spec(spec, out_dir, callbacks=[TrainToTune()])
+    # the driver checked this dataset with the same train section (prepare_data)
+    return run_spec(spec, out_dir, callbacks=[TrainToTune()], checked=True)
 
 
 def eval_task_names(cfg: SweepConfig) -> list[str]:

@@ -54,7 +54,7 @@ def run_train_job(cfg: TrainConfig) -> tuple[Path, dict[str, Any]]:
         "train",
         f"LoRA {spec.method.upper()} on Ray Train",
         # <name>/<run_id>: another run's checkpoints are never resumed from
-        lambda d: run_spec(spec.scoped(cfg.run.name, run_dir.path.name), d),
+        lambda d: run_spec(spec.scoped(cfg.run.name, run_dir.path.name), d, checked=True),
     )
     run_dir.publish()
     return run_dir.path, summary

@@ -97,17 +97,24 @@ def run_spec(
     out_dir: Path,
     name: str = "train",
     callbacks: list[UserCallback] | None = None,
+    checked: bool = False,
 ) -> dict[str, Any]:
     """Train a LoRA adapter (SFT or DPO) on Ray Train; return the final summary.
 
-    `callbacks`: more Train `UserCallback`s (a sweep passes Tune's report bridge)."""
-    preflight(spec.train_path, spec.model_path, spec)
+    `callbacks`: more Train `UserCallback`s (a sweep passes Tune's report bridge).
+    `checked`: the caller ran `preflight` on this data, model and spec already (a sweep's
+    driver checks each dataset once; its trials skip the tokenizer load and the EOS check)."""
+    stamps = {"entry": time.time()}
+    if not checked:
+        preflight(spec.train_path, spec.model_path, spec)
+    stamps["preflight_done"] = time.time()
     # In a mirrored (object-store) run directory the default goes straight to the store.
     local_ckpt = (out_dir / "ray_train").resolve()
     storage = spec.checkpoint_storage or remote_of(local_ckpt) or str(local_ckpt)
     _check_cpu_budget(spec)
     trainer = _torch_trainer(_worker_spec(spec, out_dir), storage, name, callbacks or [])
     start = time.perf_counter()
+    stamps["fit_start"] = time.time()
     try:
         with StepProgress(storage, name, f"training {name}"):
             result = trainer.fit()
@@ -115,17 +122,51 @@ def run_spec(
         raise _explain(e, storage, name) from e
     if result.checkpoint is None:
         raise TrainingInterruptedError("training finished without a checkpoint; see the Ray logs")
+    stamps["fit_done"] = time.time()
     history, replayed = dedupe_history(read_reports(storage, name))
     final = {k: v for k, v in (result.metrics or {}).items() if k != "history"}
     final["wall_seconds"] = time.perf_counter() - start
     final["replayed_steps"] = replayed
     check_history(history, final, spec.logging_steps)
     final.update(_write_adapter(result.checkpoint, spec.init_adapter, out_dir))
+    stamps["adapter_written"] = time.time()
+    final["phases"] = startup_phases(stamps, final.pop("worker_stamps", None) or {})
     write_json(
         out_dir / "metrics.json",
         {"final": final, "history": history, "checkpoint": result.checkpoint.path},
     )
     return {k: v for k, v in final.items() if not isinstance(v, (dict, list))}
+
+
+# (phase, from stamp, to stamp): where a training run's wall time goes, from the driver's
+# and rank 0's wall clocks (one machine's clock when local; a cluster's nodes are assumed
+# NTP-synchronised, good to milliseconds against phases of seconds)
+PHASES = (
+    ("preflight", "entry", "preflight_done"),
+    ("worker_group_start", "fit_start", "worker_process"),
+    ("worker_setup", "worker_process", "worker_entry"),
+    ("peak_probe", "worker_entry", "probe_done"),
+    ("build_trainer", "probe_done", "trainer_built"),
+    ("train_setup", "trainer_built", "train_begin"),
+    ("first_step", "train_begin", "first_step_done"),
+    ("other_steps", "first_step_done", "last_step_done"),
+    ("finish", "last_step_done", "fit_done"),
+    ("write_adapter", "fit_done", "adapter_written"),
+)
+
+
+def startup_phases(driver: dict[str, float], worker: dict[str, float]) -> dict[str, float]:
+    """Seconds per phase of a training run (`PHASES`); a phase whose stamps are missing
+    (a resumed attempt's worker, a run that never reached a step) is left out. A Ray
+    worker process started before the fit (Ray keeps idle workers) counts from the fit."""
+    stamps = {**driver, **worker}
+    if "worker_process" in stamps and "fit_start" in stamps:
+        stamps["worker_process"] = max(stamps["worker_process"], stamps["fit_start"])
+    return {
+        name: round(stamps[b] - stamps[a], 3)
+        for name, a, b in PHASES
+        if a in stamps and b in stamps
+    }
 
 
 def _worker_spec(spec: TrainSpec, out_dir: Path) -> TrainSpec:

@@ -45,6 +45,7 @@ HF_CKPT = "checkpoint"  # the HF checkpoint folder inside each Ray Train checkpo
 
 def train_worker(config: dict[str, TrainSpec]) -> None:
     """Ray Train worker: build the TRL trainer, resume if Ray Train has a checkpoint, train."""
+    stamps = {"worker_entry": time.time(), "worker_process": _process_start()}
     import torch
 
     spec = config["spec"]
@@ -62,11 +63,13 @@ def train_worker(config: dict[str, TrainSpec]) -> None:
     peak = probe_peak_flops(
         device, dtype if dtype in (torch.bfloat16, torch.float16) else torch.float32
     )
+    stamps["probe_done"] = time.time()
     trainer = build_trainer(spec)
     check_tokenized(trainer, spec.method)
+    stamps["trainer_built"] = time.time()
 
     resume = _restore(trainer.args.output_dir)
-    trainer.add_callback(_RayReport(spec, trainer, peak, device))
+    trainer.add_callback(_RayReport(spec, trainer, peak, device, stamps))
     trainer.train(resume_from_checkpoint=resume)
 
 
@@ -85,8 +88,10 @@ class _RayReport(TrainerCallback):
         trainer: SFTTrainer | DPOTrainer,
         peak: float,
         device: torch.device,
+        stamps: dict[str, float] | None = None,
     ) -> None:
         self.ctx = ray.train.get_context()
+        self.stamps = dict(stamps or {})  # wall-clock times of the worker's start-up phases
         self.spec = spec
         self.faults = spec.faults
         self.trainer = trainer
@@ -101,6 +106,7 @@ class _RayReport(TrainerCallback):
     def on_train_begin(self, args, state, control, **kw):
         self.start_step = state.global_step
         self.t_begin = time.perf_counter()
+        self.stamps["train_begin"] = time.time()
 
     def on_step_begin(self, args, state, control, **kw):
         self.t_step = time.perf_counter()
@@ -109,6 +115,8 @@ class _RayReport(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kw):
         self.step_seconds.append(time.perf_counter() - self.t_step)
+        self.stamps.setdefault("first_step_done", time.time())
+        self.stamps["last_step_done"] = time.time()
         if state.global_step >= state.max_steps:
             control.should_save = True  # the last step always leaves a checkpoint
         rank0 = self.ctx.get_world_rank() == 0
@@ -185,6 +193,7 @@ class _RayReport(TrainerCallback):
             "peak_flops_per_worker": self.peak,
             "peak_memory_bytes": peak_memory_bytes(self.device),
             "versions": versions(),
+            "worker_stamps": dict(self.stamps),
         }
         if self.tokens_seen and steps:
             tokens = self.tokens_seen
@@ -206,6 +215,13 @@ class _RayReport(TrainerCallback):
                 mfu=tps * per_token / (self.peak * world),
             )
         return out
+
+
+def _process_start() -> float:
+    """When this worker's process started (wall clock): Ray starts it for the group."""
+    import psutil
+
+    return psutil.Process().create_time()
 
 
 def _cores() -> int:

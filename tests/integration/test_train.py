@@ -13,7 +13,7 @@ from raysys.cli import main
 from raysys.config import TrainConfig, load_config
 from raysys.tasks import build_splits, get_task
 from raysys.train.guards import DataGuardError, TrainingDivergedError
-from raysys.train.launch import TrainingInterruptedError, read_reports, run_training
+from raysys.train.launch import PHASES, TrainingInterruptedError, read_reports, run_training
 from tests.fixtures import REPO
 
 ROWS = 32
@@ -108,6 +108,12 @@ def test_sft_one_worker_reports_history_throughput_and_mfu(sft_one_worker):
     assert f["flops_per_token"] > 4 * f["linear_params_frozen"]
     assert f["peak_memory_bytes"] > 0 and f["seconds_per_step_mean"] > 0
     assert set(f["versions"]) >= {"ray", "torch", "transformers", "peft", "trl"}
+    # where the run's wall time went: every phase measured, none negative, and the phases
+    # of the fit add up to its wall time
+    phases = f["phases"]
+    assert [p[0] for p in PHASES] == list(phases) and min(phases.values()) >= 0
+    in_fit = sum(v for k, v in phases.items() if k not in ("preflight", "write_adapter"))
+    assert in_fit == pytest.approx(f["wall_seconds"], abs=1.0)
 
 
 def test_sft_adapter_is_standard_peft_and_adapter_only(sft_one_worker, tiny_model):

@@ -228,3 +228,25 @@ def test_workers_get_local_paths_as_they_are_and_a_fault_marker_folder(tmp_path)
     kept = dataclasses.replace(spec, faults=dataclasses.replace(spec.faults, marker_dir="/m"))
     assert _worker_spec(kept, tmp_path).faults.marker_dir == "/m"
     assert os.path.basename(out.train_path) == "d.parquet"
+
+
+def test_startup_phases_split_the_run_and_skip_what_was_not_stamped():
+    from raysys.train.launch import PHASES, startup_phases
+
+    driver = {"entry": 0.0, "preflight_done": 1.0, "fit_start": 2.0, "fit_done": 20.0}
+    worker = {
+        "worker_process": 1.5,  # an idle Ray worker started before the fit: counts from it
+        "worker_entry": 6.0,
+        "probe_done": 6.5,
+        "trainer_built": 9.0,
+        "train_begin": 10.0,
+        "first_step_done": 12.0,
+        "last_step_done": 18.0,
+    }
+    phases = startup_phases(driver, worker)
+    assert phases["worker_group_start"] == 0.0 and phases["worker_setup"] == 4.0
+    assert phases["first_step"] == 2.0 and phases["finish"] == 2.0
+    assert "write_adapter" not in phases  # no stamp: not invented
+    assert list(phases) == [p[0] for p in PHASES if p[0] != "write_adapter"]
+    # a resumed attempt that never reached a step: only what was stamped
+    assert set(startup_phases(driver, {})) == {"preflight"}

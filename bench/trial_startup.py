@@ -1,0 +1,172 @@
+"""A training run's fixed cost (what a sweep trial pays around its steps), this tree vs another.
+
+A sweep trial's training stage is `run_spec`: the data preflight, Ray Train's controller
+and worker group, the worker's imports, peak probe, model load and TRL set-up, the steps,
+the final checkpoint and the adapter copy. On the tiny model the steps are < 1 s and all
+the rest is fixed cost. This bench runs the same short LoRA SFT (tiny model, 4 steps)
+through `raysys.train.launch.run_training` in this tree and in a baseline git ref (a
+temporary worktree), alternating the two in fresh processes, each process starting its
+own local Ray and training `--runs` times (the first run of a process pays Ray's cold
+start; the later ones are what the 2nd..Nth trial of a sweep sees). Fixed cost = the
+run's wall time minus the time its steps took. Prints medians and the ratio; the
+phases (`metrics.json` "phases") say where this tree's fixed cost goes.
+
+    python bench/trial_startup.py [--baseline REF] [--repeats 2] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def child(out: str, runs: int, steps: int) -> None:
+    """In a fresh process: `runs` short trainings on one local Ray; JSON to `out`."""
+    from raysys.config import TrainConfig, load_config
+    from raysys.io import write_parquet
+    from raysys.models import resolve_model
+    from raysys.runtime import init_ray
+    from raysys.tasks import build_splits, get_task
+    from raysys.train.launch import run_training
+
+    init_ray(address="local", num_cpus=2)
+    model_path = resolve_model("tiny-random")
+    cfg = load_config(
+        TrainConfig,
+        None,
+        [
+            "model.source=tiny-random",
+            "model.dtype=float32",
+            "data.path=unused.parquet",
+            f"train.max_steps={steps}",
+            f"train.save_steps={steps}",
+            "train.batch_size=8",
+            "train.per_device_batch_size=8",
+            "train.lora.r=16",
+        ],
+    )
+    task = get_task("news_sentiment")
+    rows = build_splits(task.name, {"train": 64}, 0)["train"]
+    tmp = Path(tempfile.mkdtemp(prefix="bench-startup-"))
+    train_path = tmp / "train.parquet"
+    write_parquet(
+        train_path,
+        [
+            {
+                "id": r["id"],
+                "messages": task.messages(r) + [{"role": "assistant", "content": task.target(r)}],
+            }
+            for r in rows
+        ],
+    )
+    results = []
+    for i in range(runs):
+        t0 = time.perf_counter()
+        final = run_training(
+            str(train_path), model_path, cfg.train, cfg.model.dtype, tmp / f"run{i}", 0
+        )
+        wall = time.perf_counter() - t0
+        metrics = json.loads((tmp / f"run{i}" / "metrics.json").read_text())["final"]
+        steps_s = float(metrics.get("train_seconds") or 0.0)
+        results.append(
+            {"wall": wall, "steps": steps_s, "fixed": wall - steps_s, "phases": metrics.get("phases")}
+        )
+    Path(out).write_text(json.dumps(results))
+
+
+def _tree(ref: str) -> Path:
+    sha = subprocess.check_output(["git", "-C", str(ROOT), "rev-parse", ref], text=True).strip()
+    path = Path(tempfile.gettempdir()) / f"raysys-bench-{sha[:10]}"
+    if not path.exists():
+        subprocess.check_call(
+            ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), sha],
+            stdout=subprocess.DEVNULL,
+        )
+    return path
+
+
+def _run_arm(tree: Path, runs: int, steps: int) -> list[dict]:
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+        out = f.name
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); "
+        "from trial_startup import child; child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, str(ROOT / "bench"), out, str(runs), str(steps)],
+        env=env,
+        cwd=tree,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return json.loads(Path(out).read_text())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--baseline", default="8620033", help="git ref to compare with")
+    ap.add_argument("--repeats", type=int, default=2, help="processes per arm (interleaved)")
+    ap.add_argument("--runs", type=int, default=3, help="trainings per process")
+    ap.add_argument("--steps", type=int, default=4)
+    args = ap.parse_args()
+    trees = {"baseline": _tree(args.baseline), "this tree": ROOT}
+    got: dict[str, list[list[dict]]] = {k: [] for k in trees}
+    load = os.getloadavg()[0]
+    for _ in range(args.repeats):  # interleaved: drift hits both arms alike
+        for name, tree in trees.items():
+            got[name].append(_run_arm(tree, args.runs, args.steps))
+    summary = {}
+    for name, procs in got.items():
+        first = [p[0]["fixed"] for p in procs]
+        later = [r["fixed"] for p in procs for r in p[1:]]
+        phases = [r["phases"] for p in procs for r in p[1:] if r.get("phases")]
+        summary[name] = {
+            "fixed_first_s": statistics.median(first),
+            "fixed_later_s": statistics.median(later) if later else None,
+            "steps_s": statistics.median(r["steps"] for p in procs for r in p),
+            "phases_later_s": {
+                k: round(statistics.median(ph[k] for ph in phases if k in ph), 2)
+                for k in (phases[0] if phases else {})
+            },
+        }
+    base, this = summary["baseline"], summary["this tree"]
+    ratio_later = this["fixed_later_s"] / base["fixed_later_s"] if base["fixed_later_s"] else None
+    ratio_first = this["fixed_first_s"] / base["fixed_first_s"]
+    for name, s in summary.items():
+        print(
+            f"{name:10s} fixed cost: first run {s['fixed_first_s']:.1f} s, later runs "
+            f"{s['fixed_later_s']:.1f} s (steps {s['steps_s']:.2f} s)"
+        )
+        if s["phases_later_s"]:
+            print("           phases:", ", ".join(f"{k} {v:.2f}" for k, v in s["phases_later_s"].items()))
+    print(f"this tree vs baseline: later runs {ratio_later:.2f}x, first run {ratio_first:.2f}x")
+    result = {
+        "bench": "trial_startup",
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
+        "args": vars(args),
+        "machine": f"{platform.machine()} {os.cpu_count()} cores",
+        "load_at_start": load,
+        "summary": summary,
+        "ratio_later": ratio_later,
+        "ratio_first": ratio_first,
+        "runs": got,
+    }
+    out = ROOT / "bench" / "results" / "trial_startup.json"
+    out.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
