@@ -6,9 +6,10 @@ the final checkpoint and the adapter copy. On the tiny model the steps are < 1 s
 the rest is fixed cost. This bench runs the same short LoRA SFT (tiny model, 4 steps)
 through `raysys.train.launch.run_training` in this tree and in a baseline git ref (a
 temporary worktree), alternating the two in fresh processes, each process starting its
-own local Ray and training `--runs` times (the first run of a process pays Ray's cold
-start; the later ones are what the 2nd..Nth trial of a sweep sees). Fixed cost = the
-run's wall time minus the time its steps took. Prints medians and the ratio; the
+own local Ray and training `--runs` times, each in a fresh Ray worker process as Tune
+gives each trial (the first run of a process pays Ray's cold start; the later ones are
+what the 2nd..Nth trial of a sweep sees). Fixed cost = the training stage's wall time
+in that process (imports included) minus the time its steps took. Prints medians and the ratio; the
 phases (`metrics.json` "phases") say where this tree's fixed cost goes.
 
     python bench/trial_startup.py [--baseline REF] [--repeats 2] [--runs 3]
@@ -28,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import ray
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -38,7 +41,7 @@ def child(out: str, runs: int, steps: int) -> None:
     from raysys.models import resolve_model
     from raysys.runtime import init_ray
     from raysys.tasks import build_splits, get_task
-    from raysys.train.launch import run_training
+    from raysys.train.spec import TrainSpec
 
     init_ray(address="local", num_cpus=2)
     model_path = resolve_model("tiny-random")
@@ -70,19 +73,34 @@ def child(out: str, runs: int, steps: int) -> None:
             for r in rows
         ],
     )
-    results = []
-    for i in range(runs):
-        t0 = time.perf_counter()
-        final = run_training(
-            str(train_path), model_path, cfg.train, cfg.model.dtype, tmp / f"run{i}", 0
-        )
-        wall = time.perf_counter() - t0
-        metrics = json.loads((tmp / f"run{i}" / "metrics.json").read_text())["final"]
-        steps_s = float(metrics.get("train_seconds") or 0.0)
-        results.append(
-            {"wall": wall, "steps": steps_s, "fixed": wall - steps_s, "phases": metrics.get("phases")}
-        )
+    spec = TrainSpec.from_section(
+        cfg.train, model_path=model_path, train_path=str(train_path), dtype="float32", seed=0
+    )
+    results = [ray.get(_trial.remote(spec, str(tmp / f"run{i}"), f"run{i}")) for i in range(runs)]
     Path(out).write_text(json.dumps(results))
+
+
+@ray.remote(num_cpus=0, max_calls=1)  # a fresh process per run, as Tune gives each trial
+def _trial(spec, out_dir: str, name: str) -> dict:
+    """What a sweep trial's training stage does, timed from inside its process: import the
+    training driver, then `run_spec` (without repeating the driver's data check where the
+    tree can)."""
+    t0 = time.perf_counter()
+    import inspect
+
+    from raysys.train.launch import run_spec
+
+    kwargs = {"checked": True} if "checked" in inspect.signature(run_spec).parameters else {}
+    run_spec(spec, Path(out_dir), name=name, **kwargs)
+    wall = time.perf_counter() - t0
+    metrics = json.loads((Path(out_dir) / "metrics.json").read_text())["final"]
+    steps_s = float(metrics.get("train_seconds") or 0.0)
+    return {
+        "wall": wall,
+        "steps": steps_s,
+        "fixed": wall - steps_s,
+        "phases": metrics.get("phases"),
+    }
 
 
 def _tree(ref: str) -> Path:
@@ -151,7 +169,10 @@ def main() -> None:
             f"{s['fixed_later_s']:.1f} s (steps {s['steps_s']:.2f} s)"
         )
         if s["phases_later_s"]:
-            print("           phases:", ", ".join(f"{k} {v:.2f}" for k, v in s["phases_later_s"].items()))
+            print(
+                "           phases:",
+                ", ".join(f"{k} {v:.2f}" for k, v in s["phases_later_s"].items()),
+            )
     print(f"this tree vs baseline: later runs {ratio_later:.2f}x, first run {ratio_first:.2f}x")
     result = {
         "bench": "trial_startup",

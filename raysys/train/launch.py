@@ -43,7 +43,7 @@ from raysys.train.reports import (  # noqa: F401 - read_reports is the module's 
     filesystem_of,
     read_reports,
 )
-from raysys.train.spec import TrainSpec
+from raysys.train.spec import HF_CKPT, TrainSpec
 
 if TYPE_CHECKING:
     from ray.train import Checkpoint
@@ -143,6 +143,7 @@ def run_spec(
 # NTP-synchronised, good to milliseconds against phases of seconds)
 PHASES = (
     ("preflight", "entry", "preflight_done"),
+    ("driver_setup", "preflight_done", "fit_start"),
     ("worker_group_start", "fit_start", "worker_process"),
     ("worker_setup", "worker_process", "worker_entry"),
     ("peak_probe", "worker_entry", "probe_done"),
@@ -189,10 +190,9 @@ def _torch_trainer(
     from ray.train.v2.api.config import LoggingConfig
 
     from raysys.runtime import WORKER_ENV
-    from raysys.train.worker import train_worker
 
     return TorchTrainer(
-        train_worker,
+        _train_loop,
         train_loop_config={"spec": spec},
         scaling_config=ScalingConfig(
             num_workers=spec.num_workers,
@@ -214,13 +214,20 @@ def _torch_trainer(
     )
 
 
+def _train_loop(config: dict[str, TrainSpec]) -> None:
+    """Ray Train's per-worker function, by reference: the process that calls `fit` (a sweep
+    trial's) pickles only this light module's name; torch, transformers, PEFT and TRL are
+    imported by the workers, which train (BENCHMARKS.md, "Trial start-up")."""
+    from raysys.train.worker import train_worker
+
+    train_worker(config)
+
+
 def _write_adapter(
     checkpoint: Checkpoint, init_adapter: str | None, out_dir: Path
 ) -> dict[str, Any]:
     """The trained adapter into `out_dir/adapter`; after an init adapter (DPO after SFT)
     the new one alone goes to `delta_adapter` and `adapter` is the two concatenated."""
-    from raysys.train.worker import HF_CKPT
-
     trained = out_dir / ("delta_adapter" if init_adapter else "adapter")
     with checkpoint.as_directory() as ckpt:
         _copy_adapter(Path(ckpt) / HF_CKPT, trained)

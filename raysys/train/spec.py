@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from raysys.config.training import DpoSection, LoraSection, TrainSection
 
+HF_CKPT = "checkpoint"  # the HF checkpoint folder inside each Ray Train checkpoint
 
 @dataclass(frozen=True, kw_only=True)
 class LoraSpec:

@@ -31,7 +31,7 @@ from transformers import TrainerCallback, TrainerState
 from raysys.models import local_model
 from raysys.train.guards import check_finite
 from raysys.train.perf import model_flops_per_token, peak_memory_bytes, probe_peak_flops, versions
-from raysys.train.spec import TrainSpec
+from raysys.train.spec import HF_CKPT, TrainSpec
 from raysys.train.trainer import build_trainer, check_tokenized, supported_dtype, torch_dtype
 
 if TYPE_CHECKING:
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-HF_CKPT = "checkpoint"  # the HF checkpoint folder inside each Ray Train checkpoint
 
 
 def train_worker(config: dict[str, TrainSpec]) -> None:
