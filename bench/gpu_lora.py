@@ -276,7 +276,8 @@ def train(args: argparse.Namespace, model_path: str, work: Path, device: Any) ->
         "max_seq_length": args.seq,
         "tokens_timed": tokens,
         "tokens_per_step_mean": tokens / len(timed),
-        "padded_share": 1 - tokens / (len(timed) * args.batch * args.seq),
+        # real tokens over batch x seq: how full the synthetic rows keep the sequences
+        "sequence_fill": tokens / (len(timed) * args.batch * args.seq),
         "wall_seconds": wall,
         "seconds_per_step_median": statistics.median(step_s),
         "seconds_per_step_min": min(step_s),
@@ -410,9 +411,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument(
         "--smoke",
         action="store_true",
-        help="tiny Qwen2 shape on CPU: 3 steps, seq 64, batch 2, generation 4 x 8",
+        help="tiny Qwen2 shape on CPU: 1 + 2 steps, seq 64, batch 2, generation 4 x 8",
     )
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "gpu_lora.json"))
+    ap.add_argument(
+        "--out",
+        default=None,
+        help="JSON path (default bench/results/gpu_lora.json; with --smoke gpu_lora-smoke.json)",
+    )
     ap.add_argument("--warmup", type=int, default=None, help="untimed steps (default 5; smoke 1)")
     ap.add_argument("--steps", type=int, default=None, help="timed steps (default 20; smoke 2)")
     ap.add_argument("--batch", type=int, default=None, help="per-device batch (default 8)")
@@ -502,7 +507,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "versions": {**versions(), **_more_versions()},
         "ray_imported": "ray" in sys.modules,  # the trainer path runs without Ray
     }
-    out = Path(args.out)
+    name = "gpu_lora-smoke.json" if args.smoke else "gpu_lora.json"
+    out = Path(args.out or ROOT / "bench" / "results" / name)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2))
     print(json.dumps(res, indent=2))
