@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export RAY_TRAIN_ENABLE_PRINT_PATCH ?= 0
 
-.PHONY: setup quickstart test test-all lint bench
+.PHONY: setup quickstart test test-all lint bench bench-gpu-wheels
 
 setup:
 	bash scripts/setup.sh $(VENV)
@@ -31,6 +31,11 @@ test-all: setup
 # the benchmark suite (~15 min on 2 cores): refreshes BENCHMARKS.md and bench/results/
 bench: setup
 	$(PY) bench/suite.py
+
+# the wheels bench/gpu_lora.py needs on a GPU machine without network -> bench/wheels/;
+# prints the command to run there (BENCHMARKS.md "LoRA SFT and generation on one GPU")
+bench-gpu-wheels: setup
+	PY=$(PY) bash bench/gpu_wheels.sh
 
 lint: setup
 	$(VENV)/bin/lint-imports

@@ -45,7 +45,10 @@ class HFGenerator:
         dtype: str = "bfloat16",
         torch_threads: int | None = None,
         faults: dict[str, Any] | None = None,
+        device: str | None = None,
     ) -> None:
+        """`device`: where the model runs ("cuda", "cuda:1"); None keeps it on the CPU,
+        where the Ray Data pass runs it. Inputs follow the model to its device."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -77,6 +80,8 @@ class HFGenerator:
             model = PeftModel.from_pretrained(model, self.adapters[names[0]], adapter_name=names[0])
             for name in names[1:]:
                 model.load_adapter(self.adapters[name], adapter_name=name)
+        if device:
+            model = model.to(device)
         self.model = model.eval()
         self.canary = {name: self._canary(name) for name in self.adapters}
         self.batch_size = batch_size
@@ -161,6 +166,7 @@ class HFGenerator:
         from raysys.errors import AdapterIgnoredError
 
         enc = self.tok("Revenue rose 4% in the third quarter.", return_tensors="pt")
+        enc = enc.to(self.model.device)
         with torch.inference_mode():
             self.model.set_adapter(name)
             with_adapter = self.model(**enc).logits.float()
@@ -203,6 +209,7 @@ class HFGenerator:
         import torch
 
         enc = self.tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = enc.to(self.model.device)
         s = self.sampling
         kwargs: dict[str, Any] = {"do_sample": False}
         if not s.greedy:  # top_k 0: no top-k cut (transformers' default would be 50)

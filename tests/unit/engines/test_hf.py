@@ -124,6 +124,16 @@ def test_adapters_serve_their_rows_and_base_rows_stay_the_base(gen, tiny_model, 
     assert out["generated_text"][:4].tolist() == base_alone  # the adapter is off for base rows
 
 
+def test_the_model_runs_on_the_device_named_and_inputs_follow_it(gen, tiny_model, adapter_dir):
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # bench/gpu_lora.py: "cuda"
+    g = HFGenerator(tiny_model, {"sft": adapter_dir}, GREEDY, dtype="float32", device=device)
+    assert g.model.device.type == device and g.canary["sft"] > 0
+    out = g(_batch(4))
+    assert (out["num_generated_tokens"] > 0).all()
+    if device == "cpu":
+        assert out["generated_text"].tolist() == gen(_batch(4))["generated_text"].tolist()
+
+
 def test_an_adapter_that_changes_nothing_is_refused(tiny_model, tmp_path):
     # PEFT's default init: B = 0, an adapter that was never trained
     cfg = LoraConfig(r=2, target_modules=["q_proj"])
