@@ -249,4 +249,4 @@ def test_startup_phases_split_the_run_and_skip_what_was_not_stamped():
     assert "write_adapter" not in phases  # no stamp: not invented
     assert list(phases) == [p[0] for p in PHASES if p[0] != "write_adapter"]
     # a resumed attempt that never reached a step: only what was stamped
-    assert set(startup_phases(driver, {})) == {"preflight"}
+    assert set(startup_phases(driver, {})) == {"preflight", "driver_setup"}
