@@ -108,11 +108,13 @@ class _RayReport(TrainerCallback):
         self.stamps["train_begin"] = time.time()
 
     def on_step_begin(self, args, state, control, **kw):
+        self._sync()
         self.t_step = time.perf_counter()
         if self.faults.nan_at_step == state.global_step + 1:
             _poison(self.trainer.model)
 
     def on_step_end(self, args, state, control, **kw):
+        self._sync()
         self.step_seconds.append(time.perf_counter() - self.t_step)
         self.stamps.setdefault("first_step_done", time.time())
         self.stamps["last_step_done"] = time.time()
@@ -129,6 +131,14 @@ class _RayReport(TrainerCallback):
                 marker.touch()
                 log.warning("fault injection: worker exits at step %d", crash)
                 os._exit(1)
+
+    def _sync(self) -> None:
+        """A GPU runs ahead of the Python that queues its kernels: without waiting for it,
+        a step's time would be the time to queue it (tokens/s and MFU too good)."""
+        if self.device.type == "cuda":
+            import torch
+
+            torch.cuda.synchronize(self.device)
 
     def on_log(self, args, state, control, logs=None, **kw):
         if not logs or "loss" not in logs:
