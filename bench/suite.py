@@ -14,7 +14,11 @@ Runs, one after the other, each in its own process (each starts its own local Ra
 4. synthesis (`bench/synth_throughput.py`): kept rows per minute on the embedded model,
    time in generation vs extraction + vote vs writing;
 5. object store (`bench/object_store.py`): the tiny sweep with its run directory in an S3
-   bucket (moto on loopback) vs a local path.
+   bucket (moto on loopback) vs a local path;
+6. trial start-up (`bench/trial_startup.py`): a training run's fixed cost, this tree vs the
+   commit before issue 25's work (8620033), and its phases;
+7. generation bound (`bench/gen_bound.py`): the hf engine's rows/s vs that commit, and the
+   fraction of the prefill's compute bound.
 
 Each writes its JSON under bench/results/; this script reads them, compares the ratios
 with the targets (issue 11) and rewrites the "Suite" section at the top of BENCHMARKS.md
@@ -84,6 +88,16 @@ STEPS = [
         "synth_throughput-smollm2-135m-instruct.json",
     ),
     ("object_store", ["bench/object_store.py"], "object_store.json"),
+    (
+        "trial_startup",
+        ["bench/trial_startup.py", "--baseline", "8620033", "--repeats", "2", "--runs", "3"],
+        "trial_startup.json",
+    ),
+    (
+        "gen_bound",
+        ["bench/gen_bound.py", "--baseline", "8620033", "--prompts", "64", "--repeats", "2"],
+        "gen_bound.json",
+    ),
 ]
 
 
@@ -254,6 +268,42 @@ def rows(r: dict[str, dict]) -> list[tuple[str, str, str, bool | None, str]]:
                 "object_store",
             )
         )
+    ts = r.get("trial_startup")
+    if ts:
+        base, this = ts["summary"]["baseline"], ts["summary"]["this tree"]
+        out.append(
+            (
+                f"trial start-up: a training run's fixed cost in a fresh trial process, vs "
+                f"{ts['args']['baseline']} (tiny, 2nd-3rd run of a Ray instance)",
+                f"{ts['ratio_later']:.2f}x ({base['fixed_later_s']:.1f} -> "
+                f"{this['fixed_later_s']:.1f} s)",
+                "<= 0.5x",
+                ts["ratio_later"] <= 0.5,
+                "trial_startup",
+            )
+        )
+    g = r.get("gen_bound")
+    if g:
+        b = g["bound"]
+        out += [
+            (
+                f"generation: rows/s of the hf engine called directly vs "
+                f"{g['args']['baseline']} (embedded, {g['args']['prompts']} prompts, batch 32)",
+                f"{g['ratio_vs_baseline']:.2f}x ({g['rows_per_second']['baseline']:.2f} -> "
+                f"{g['rows_per_second']['this tree']:.2f} rows/s)",
+                ">= 2x",
+                g["ratio_vs_baseline"] >= 2.0,
+                "gen_bound",
+            ),
+            (
+                "generation: fraction of the compute bound (prefill FLOPs at the bf16 matmul "
+                "probe's peak), prefill alone / the whole pass",
+                f"{b['prefill_fraction_of_bound']:.0%} / {b['pass_fraction_of_bound']:.0%}",
+                "context",
+                None,
+                "gen_bound",
+            ),
+        ]
     return out
 
 

@@ -23,19 +23,19 @@ import json
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import baseline
 import ray
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def child(out: str, runs: int, steps: int) -> None:
+def child(out: str, runs: str, steps: str) -> None:
     """In a fresh process: `runs` short trainings on one local Ray; JSON to `out`."""
+    runs, steps = int(runs), int(steps)
     from raysys.config import TrainConfig, load_config
     from raysys.io import write_parquet
     from raysys.models import resolve_model
@@ -103,36 +103,6 @@ def _trial(spec, out_dir: str, name: str) -> dict:
     }
 
 
-def _tree(ref: str) -> Path:
-    sha = subprocess.check_output(["git", "-C", str(ROOT), "rev-parse", ref], text=True).strip()
-    path = Path(tempfile.gettempdir()) / f"raysys-bench-{sha[:10]}"
-    if not path.exists():
-        subprocess.check_call(
-            ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), sha],
-            stdout=subprocess.DEVNULL,
-        )
-    return path
-
-
-def _run_arm(tree: Path, runs: int, steps: int) -> list[dict]:
-    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
-        out = f.name
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); "
-        "from trial_startup import child; child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))"
-    )
-    subprocess.run(
-        [sys.executable, "-c", code, str(ROOT / "bench"), out, str(runs), str(steps)],
-        env=env,
-        cwd=tree,
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    return json.loads(Path(out).read_text())
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--baseline", default="8620033", help="git ref to compare with")
@@ -140,12 +110,14 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3, help="trainings per process")
     ap.add_argument("--steps", type=int, default=4)
     args = ap.parse_args()
-    trees = {"baseline": _tree(args.baseline), "this tree": ROOT}
+    trees = {"baseline": baseline.tree(args.baseline), "this tree": ROOT}
     got: dict[str, list[list[dict]]] = {k: [] for k in trees}
     load = os.getloadavg()[0]
     for _ in range(args.repeats):  # interleaved: drift hits both arms alike
         for name, tree in trees.items():
-            got[name].append(_run_arm(tree, args.runs, args.steps))
+            got[name].append(
+                baseline.run_child(tree, "trial_startup", "child", args.runs, args.steps)
+            )
     summary = {}
     for name, procs in got.items():
         first = [p[0]["fixed"] for p in procs]
