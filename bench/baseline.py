@@ -46,3 +46,22 @@ def run_child(where: Path, module: str, func: str, *args: object) -> object:
         stderr=subprocess.DEVNULL,
     )
     return json.loads(Path(out).read_text())
+
+
+def record(bench: str, args: object, load: float, **fields: object) -> Path:
+    """The bench's JSON under bench/results/<bench>.json: date, arguments, machine, the load
+    when it started, and its own fields."""
+    import datetime as dt
+    import platform
+
+    result = {
+        "bench": bench,
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
+        "args": vars(args),
+        "machine": f"{platform.machine()} {os.cpu_count()} cores",
+        "load_at_start": load,
+        **fields,
+    }
+    path = ROOT / "bench" / "results" / f"{bench}.json"
+    path.write_text(json.dumps(result, indent=2))
+    return path

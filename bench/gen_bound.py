@@ -14,10 +14,8 @@ bf16 matmul peak the training probe measures (`raysys.train.perf.probe_peak_flop
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -111,18 +109,15 @@ def main() -> None:
         f"prefill {b['prefill_seconds']:.2f} s vs compute bound {b['bound_seconds']:.2f} s "
         f"({b['prefill_fraction_of_bound']:.0%}); whole pass {b['pass_fraction_of_bound']:.0%}"
     )
-    result = {
-        "bench": "gen_bound",
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
-        "args": vars(args),
-        "machine": f"{platform.machine()} {os.cpu_count()} cores",
-        "load_at_start": load,
-        "rows_per_second": rps,
-        "ratio_vs_baseline": ratio,
-        "bound": {k: v for k, v in b.items() if k != "rows"},
-        "runs": got,
-    }
-    (ROOT / "bench" / "results" / "gen_bound.json").write_text(json.dumps(result, indent=2))
+    baseline.record(
+        "gen_bound",
+        args,
+        load,
+        rows_per_second=rps,
+        ratio_vs_baseline=ratio,
+        bound={k: v for k, v in b.items() if k != "rows"},
+        runs=got,
+    )
 
 
 if __name__ == "__main__":

@@ -18,10 +18,8 @@ phases (`metrics.json` "phases") say where this tree's fixed cost goes.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -146,19 +144,15 @@ def main() -> None:
                 ", ".join(f"{k} {v:.2f}" for k, v in s["phases_later_s"].items()),
             )
     print(f"this tree vs baseline: later runs {ratio_later:.2f}x, first run {ratio_first:.2f}x")
-    result = {
-        "bench": "trial_startup",
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
-        "args": vars(args),
-        "machine": f"{platform.machine()} {os.cpu_count()} cores",
-        "load_at_start": load,
-        "summary": summary,
-        "ratio_later": ratio_later,
-        "ratio_first": ratio_first,
-        "runs": got,
-    }
-    out = ROOT / "bench" / "results" / "trial_startup.json"
-    out.write_text(json.dumps(result, indent=2))
+    baseline.record(
+        "trial_startup",
+        args,
+        load,
+        summary=summary,
+        ratio_later=ratio_later,
+        ratio_first=ratio_first,
+        runs=got,
+    )
 
 
 if __name__ == "__main__":
