@@ -52,12 +52,7 @@ def probe(study: Study, d: Path) -> dict[str, Any]:
     """Greedy outputs of the SFT model on trained-on inputs, scored as any evaluation
     (predictions.parquet, results.csv): overlength and wrong-format rates decide whether
     DPO runs; the same generations become its pairs."""
-    import pandas as pd
-
     from raysys.evaluate.scoring import evaluate_tasks
-    from raysys.io import write_parquet
-    from raysys.synth.pairs import mine_pairs
-    from raysys.tasks.base import MISSING
 
     cfg, gate = study.cfg, study.cfg.pipeline.dpo_gate
     tasks = probe_rows(cfg, study.gold_path, gate.probe_size)
@@ -66,6 +61,21 @@ def probe(study: Study, d: Path) -> dict[str, Any]:
         gen = gen.model_copy(update={"max_new_tokens": gate.max_new_tokens})
     adapters = {"sft": study.current[1]}
     table = evaluate_tasks(tasks, study.model_path, adapters, gen, cfg.model.dtype, d, False)
+    return gate_and_pairs(tasks, table, d, gate)
+
+
+def gate_and_pairs(
+    tasks: dict[str, tuple[Any, list[Row]]], table: Any, d: Path, gate: Any
+) -> dict[str, Any]:
+    """The gate's reading of one evaluation of the SFT model (`evaluate_tasks`' table and
+    the predictions.parquet it left in `d`): the overlength and wrong-format rates, the
+    decision, and the pairs mined from the same generations (written to pairs.parquet)."""
+    import pandas as pd
+
+    from raysys.io import write_parquet
+    from raysys.synth.pairs import mine_pairs
+    from raysys.tasks.base import MISSING
+
     out = pd.read_parquet(d / "predictions.parquet")
     over, miss = float(out["overlength"].mean()), float((out["pred"] == MISSING).mean())
     gens = out[["id", "generated_text", "overlong"]].to_dict("records")
