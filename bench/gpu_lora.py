@@ -369,19 +369,6 @@ def generate(args: argparse.Namespace, model_path: str, device: Any) -> dict[str
     }
 
 
-def _more_versions() -> dict[str, str]:
-    """The packages the GPU machine brings itself, beside `perf.versions`'s."""
-    import importlib.metadata
-
-    out = {}
-    for pkg in ("pyarrow", "fsspec", "tokenizers", "huggingface-hub", "pandas"):
-        try:
-            out[pkg] = importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            out[pkg] = "absent"
-    return out
-
-
 def device_name(device: Any) -> str:
     import torch
 
@@ -504,7 +491,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "generate_total": t_end - t_gen,
             "all": t_end - start,
         },
-        "versions": {**versions(), **_more_versions()},
+        # and the packages the GPU machine brings itself
+        "versions": versions(("pyarrow", "fsspec", "tokenizers", "huggingface-hub", "pandas")),
         "ray_imported": "ray" in sys.modules,  # the trainer path runs without Ray
     }
     name = "gpu_lora-smoke.json" if args.smoke else "gpu_lora.json"

@@ -20,9 +20,11 @@ if TYPE_CHECKING:
 VERSIONED = ("ray", "torch", "transformers", "peft", "trl", "datasets", "accelerate")
 
 
-def versions() -> dict[str, str]:
+def versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
+    """Python's and the training stack's versions ("absent" where not installed), and
+    those of the `extra` packages."""
     out = {"python": sys.version.split()[0]}
-    for pkg in VERSIONED:
+    for pkg in (*VERSIONED, *extra):
         try:
             out[pkg] = importlib.metadata.version(pkg)
         except importlib.metadata.PackageNotFoundError:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 HF_CKPT = "checkpoint"  # the HF checkpoint folder inside each Ray Train checkpoint
 
+
 @dataclass(frozen=True, kw_only=True)
 class LoraSpec:
     r: int

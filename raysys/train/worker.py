@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-
 def train_worker(config: dict[str, TrainSpec]) -> None:
     """Ray Train worker: build the TRL trainer, resume if Ray Train has a checkpoint, train."""
     stamps = {"worker_entry": time.time(), "worker_process": _process_start()}
