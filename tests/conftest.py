@@ -11,6 +11,7 @@ import pytest
 
 # A private cache per session unless the caller points at one (CI may reuse the
 # embedded model's conversion across runs with RAYSYS_TEST_CACHE).
+_OWN_CACHE = not os.environ.get("RAYSYS_TEST_CACHE")
 _CACHE = os.environ.get("RAYSYS_TEST_CACHE") or tempfile.mkdtemp(prefix="raysys-cache-")
 os.environ["RAYSYS_CACHE"] = _CACHE
 os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
@@ -26,6 +27,13 @@ for _k, _v in {
     "AWS_EC2_METADATA_DISABLED": "true",
 }.items():
     os.environ.setdefault(_k, _v)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The session's own model cache (≈ 0.5 GB: the embedded model's conversion) goes with
+    it: one left behind per run adds up on a machine that runs the suite often."""
+    if _OWN_CACHE:
+        shutil.rmtree(_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

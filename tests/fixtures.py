@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +17,18 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = ["positive", "negative", "neutral"]
+
+# A line Ray forwards from its own processes to the driver's stderr — "(raylet) ...",
+# "(pid=123) ...", "(TrainController pid=123) ..." — possibly in colour. A test that shares
+# the session's Ray can catch one mid-command (e.g. the raylet's "disk over 95 % full"
+# warning on a crowded CI disk); it is Ray's, not what the command under test printed.
+_RAY_FORWARDED = re.compile(r"^(\x1b\[[0-9;]*m)*\((raylet|[^()]*pid=\d+[^()]*)\)")
+
+
+def error_lines(stderr: str) -> list[str]:
+    """The non-blank lines of a command's stderr, less those Ray forwarded from its
+    processes (see `_RAY_FORWARDED`)."""
+    return [ln for ln in stderr.splitlines() if ln.strip() and not _RAY_FORWARDED.match(ln)]
 
 
 def quirky_rows(n: int = 400, seed: int = 0, start: int = 0) -> pd.DataFrame:

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from raysys.cli import main
-from tests.fixtures import REPO
+from tests.fixtures import REPO, error_lines
 
 GOOD_ROWS = [
     {
@@ -578,7 +578,7 @@ def test_bad_input_exits_2_names_the_fix_and_writes_nothing(
     rc = main(argv)
 
     err = capsys.readouterr().err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
+    lines = error_lines(err)
     assert lines and lines[-1].startswith("raysys: error: "), err
     assert len(lines) == 1, f"not one line:\n{err}"
     for part in case.expect:
@@ -680,6 +680,6 @@ def test_an_unreachable_object_store_run_directory_is_refused_before_any_work(
     uri = f"s3://bucket/runs?endpoint_override=127.0.0.1:{port}&scheme=http"
     argv = [args[0], str(repo / args[1]), *args[2:], f"run.storage_path={uri}"]
     assert main(argv) == 2
-    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    err = error_lines(capsys.readouterr().err)
     assert len(err) == 1 and err[0].startswith("raysys: error: run.storage_path: s3://"), err
     assert list(tmp_path.iterdir()) == []  # no run dir, no mirror, no `s3:` folder

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.fixtures import REPO
+from tests.fixtures import REPO, error_lines
 
 SECONDS, MEMORY = 60, 4 << 30
 
@@ -54,7 +54,7 @@ def _refused(scratch: Path, *args: str, code: int = 2) -> str:
         timeout=SECONDS,
         preexec_fn=_limits,
     )
-    err = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    err = error_lines(r.stderr)
     assert r.returncode == code, (r.returncode, r.stdout[-2000:], r.stderr[-2000:])
     assert len(err) == 1 and err[0].startswith("raysys: error: "), err
     assert len(err[0]) < 300, err[0]

@@ -22,7 +22,7 @@ from raysys.storage import (
     location_problem,
     redact,
 )
-from tests.fixtures import REPO
+from tests.fixtures import REPO, error_lines
 
 COCKTAIL = str(REPO / "configs" / "cocktails" / "sentiment_mix.yaml")
 KEY, SECRET = "AKIAFAKE", "SECRETFAKE"
@@ -149,7 +149,7 @@ def _refused(scratch: Path, code: int, *args: str) -> str:
     no file written. Returns the error line."""
     before = _files(scratch)
     r = _cli(scratch, *args)
-    err = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    err = error_lines(r.stderr)
     assert r.returncode == code, (r.returncode, r.stdout[-2000:], r.stderr[-2000:])
     assert len(err) == 1 and err[0].startswith("raysys: error: ") and len(err[0]) < 300, err
     for secret in (SECRET, KEY):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from raysys.cli import main
-from tests.fixtures import REPO, moto_s3
+from tests.fixtures import REPO, error_lines, moto_s3
 
 BUCKET = "raysys-test"
 
@@ -104,7 +104,7 @@ def test_an_unusable_object_store_is_refused_before_any_work(
     else:
         uri = _uri(s3_endpoint, "x").replace(f"s3://{BUCKET}/x", "s3://no-such-bucket/x")
     assert main(_train_args(tmp_path, uri)) == 2
-    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    err = error_lines(capsys.readouterr().err)
     assert len(err) == 1 and err[0].startswith("raysys: error: train.checkpoint_storage: ")
     assert re.search(expect, err[0]), err[0]
     assert not list(tmp_path.iterdir())  # refused before the cocktail or a run dir
@@ -390,7 +390,7 @@ def test_report_refuses_a_uri_that_would_reach_too_far_or_leak(
         f.write(b"PAR1")
     assert main(["report", uri.format(ep=s3_endpoint)]) == 2
     out, err = capsys.readouterr()
-    lines = [ln for ln in err.splitlines() if ln.strip()]
+    lines = error_lines(err)
     assert len(lines) == 1 and lines[0].startswith("raysys: error: ") and expect in lines[0]
     assert "testing:" not in out + err
     assert not list(tmp_path.iterdir())  # no mirror, nothing fetched

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.fixtures import LABELS, REPO, quirky_rows
+from tests.fixtures import LABELS, REPO, error_lines, quirky_rows
 
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -205,7 +205,7 @@ def test_a_test_only_synth_task_without_a_pool_is_refused_before_any_stage(tmp_p
     config = _pipeline_files(tmp_path, with_pool=False)
     out = _run(["pipeline", str(config)], cwd=tmp_path)
     assert out.returncode == 2, out.stdout[-2000:] + out.stderr[-2000:]
-    lines = out.stderr.strip().splitlines()
+    lines = error_lines(out.stderr)
     assert len(lines) == 1 and "my_stance has no pool of unlabeled inputs" in lines[0]
     assert "pool: unlabeled.csv" in lines[0]
     assert not (tmp_path / "runs").exists()  # nothing written

@@ -176,6 +176,7 @@ def test_a_config_change_redoes_only_the_stages_it_touches(killed_and_resumed, r
     assert len(list(k.run_dir.glob("dpo-*"))) == 2
 
 
+@pytest.mark.long  # ≈ 2 min on 2 cores: `make test-all`, not CI
 def test_sweep_as_the_sft_stage(ray_local, tmp_path):
     """The quickstart's shape: a Tune sweep is the SFT stage; its test pass gives the base
     and SFT rows; the all-tasks trial at the largest fraction feeds the later stages."""

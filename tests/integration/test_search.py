@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from raysys.cli import main
-from tests.fixtures import REPO, status_of
+from tests.fixtures import REPO, error_lines, status_of
 
 TINY = REPO / "configs" / "search_tiny.yaml"
 
@@ -42,7 +42,7 @@ def test_dry_run_prints_the_baseline_and_round_zero_and_writes_nothing(tmp_path,
 def test_a_config_without_a_search_section_is_one_line(tmp_path, capsys):
     sweep = REPO / "configs" / "sweep_tiny.yaml"
     assert main(["search", str(sweep), f"run.storage_path={tmp_path}"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    err = error_lines(capsys.readouterr().err)
     assert len(err) == 1 and "search: the config has no `search` section" in err[0]
     assert list(tmp_path.iterdir()) == []
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from raysys.cli import main
-from tests.fixtures import REPO, status_of
+from tests.fixtures import REPO, error_lines, status_of
 
 TINY = REPO / "configs" / "sweep_tiny.yaml"
 
@@ -240,7 +240,7 @@ def test_dry_run_estimates_a_bigger_grid_from_this_sweeps_timings(killed_and_res
     big = str(REPO / "configs" / "sweep.yaml")
     assert main(["sweep", big, plan, "--dry-run", "--timings", str(sweep_dir / "sweep.json")]) == 2
     out, err = capsys.readouterr()
-    assert out == "" and len(err.strip().splitlines()) == 1 and "model.source=" in err
+    assert out == "" and len(error_lines(err)) == 1 and "model.source=" in err
     assert not (storage / "plan").exists()
 
 
@@ -260,7 +260,7 @@ def test_storage_that_turns_unwritable_is_one_clear_line_and_keeps_the_files(
         rc = main(["report", str(sweep_dir)])
     finally:
         subprocess.run([*unlock, str(sweep_dir)], check=True)
-    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    err = error_lines(capsys.readouterr().err)
     assert rc == 1
     assert len(err) == 1 and err[0].startswith("raysys: error: storage not writable"), err
     assert "run the same command again" in err[0]
@@ -282,9 +282,10 @@ def test_an_unwritable_storage_path_is_refused_before_any_work(capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "run.storage_path: cannot write to /proc/raysys-cannot-write" in err
-    assert len(err.strip().splitlines()) == 1
+    assert len(error_lines(err)) == 1
 
 
+@pytest.mark.long  # ≈ 2 min on 2 cores: `make test-all`, not CI
 def test_an_errored_trial_is_named_with_its_cause_and_retried(ray_local, tiny_model, tmp_path):
     """One trial of two raises: the sweep analyses the other, exits 1 with one line that
     names the trial and its cause, records it in sweep.json; `--resume --retry-errored`
