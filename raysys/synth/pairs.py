@@ -2,9 +2,11 @@
 
 `chosen` is a correct, concise answer: the shortest generation that agrees with
 the reference (gold, or the voted label) and ends cleanly; if no generation does,
-the task's canonical target for the reference. `rejected` is a generation that
-is wrong, unextractable, overlong (hit max_new_tokens without EOS) or loops on a
-repeated n-gram. Rows come out in TRL's conversational preference format:
+the task's target for the reference — the answer line alone when the rejected one
+ran overlong or looped (a target that reasons first may be as long as it).
+`rejected` is a generation that is wrong, unextractable, overlong (hit
+max_new_tokens without EOS) or loops on a repeated n-gram. Rows come out in TRL's
+conversational preference format:
 `prompt` (messages), `chosen` and `rejected` (one assistant message each).
 """
 
@@ -23,11 +25,11 @@ REASONS = ("wrong", "unextractable", "overlong", "repetitive")
 
 def judge(task: Task, text: str, overlong: bool, reference: Any) -> str | None:
     """Why a generation is a `rejected` candidate, or None when it is a good answer."""
+    if overlong:  # cut at the limit: an answer it never reached is not a format slip
+        return "overlong"
     pred = task.extract(text)
     if pred == MISSING:
         return "unextractable"
-    if overlong:
-        return "overlong"
     if is_repetitive(text):
         return "repetitive"
     if not task.agrees(pred, reference):
@@ -70,6 +72,10 @@ def mine_pairs(
         if good:
             chosen = min((g["generated_text"] for _, g in good), key=len).strip()
             chosen_generated += 1
+        elif why in ("overlong", "repetitive"):
+            # no concise generation: the answer line alone (a task whose targets reason
+            # first would otherwise pair a long rejected with a long chosen)
+            chosen = task.answer_line({**row, "gold": ref})
         else:
             chosen = task.target({**row, "gold": ref})
         pairs.append(

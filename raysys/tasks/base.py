@@ -123,6 +123,14 @@ class Task:
         return [{"role": "user", "content": self.prompt_template.format(input=row["input"])}]
 
     def target(self, row: dict[str, Any]) -> str:
+        """The assistant turn SFT trains on: the row's reasoning (a task with a
+        `columns.reasoning` column), then the answer line."""
+        if reasoning := (row.get("reasoning") or "").strip():
+            return f"{reasoning}\n{self.answer_line(row)}"
+        return self.answer_line(row)
+
+    def answer_line(self, row: dict[str, Any]) -> str:
+        """The shortest correct assistant turn: the answer line alone."""
         return f"Answer: {row['gold']}"
 
     def extract(self, text: str) -> str:

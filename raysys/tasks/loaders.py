@@ -13,7 +13,7 @@ source:
   splits: {train: train.csv, test: test.csv}   # relative to this YAML file
   # or one file: file: all.csv + split_fractions: {validation: 0.1, test: 0.2}
   encoding: latin-1             # default utf-8
-columns: {input: text, gold: label}          # optional id column: {id: uid}
+columns: {input: text, gold: label}          # optional: {id: uid, reasoning: rationale}
 label_map: {"0": negative, "1": neutral, "2": positive}   # optional
 ```
 
@@ -69,6 +69,11 @@ class Columns(Section):
     input: str = "text"
     gold: str = "label"
     id: str | None = None
+    reasoning: str | None = Field(
+        None,
+        description="a column of reasoning written before the answer (a rationale, a chain "
+        "of thought): SFT targets become '<reasoning>\\nAnswer: <label>' where a row has one",
+    )
 
 
 class Source(Section):

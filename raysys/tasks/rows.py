@@ -174,13 +174,23 @@ class FileTask:
             raise _Invalid("empty input", f"empty input ({spec.columns.input})")
         if spec.columns.id and is_empty(rid):
             raise _Invalid("empty id", f"empty id ({spec.columns.id})")
-        return {
+        row = {
             "id": None if rid is None else str(rid).strip(),
             "task": spec.name,
             "split": split,
             "input": str(inp),
             "gold": self._gold(gold, split),
         }
+        if spec.columns.reasoning and (split == "train" or spec.columns.reasoning in values):
+            if spec.columns.reasoning not in values:  # evaluation files may have none
+                raise UserError(
+                    f"task {spec.name}: {rec.where}: column {spec.columns.reasoning!r} not in "
+                    f"split {split} (columns: {', '.join(map(str, values))}); fix "
+                    "columns.reasoning in the task file, or remove it"
+                )
+            why = values[spec.columns.reasoning]
+            row["reasoning"] = "" if is_empty(why) else str(why).strip()
+        return row
 
     def _gold(self, value: Any, split: str) -> str | None:
         spec = self.spec

@@ -5,8 +5,9 @@ and samples them, and writes what the run uses to `<run_dir>/tasks/<task>/`:
 
 - `task.json`: the task's definition (kind, labels, prompt, answer regex, splits) and
   the names it was asked for by (a YAML path in a config);
-- `<split>.parquet`: `{id, task, split, input, gold}` in the sample's order, so a smaller
-  cap later is a prefix of the same stratified sample;
+- `<split>.parquet`: `{id, task, split, input, gold}` (and `reasoning` for a task with a
+  `columns.reasoning` column) in the sample's order, so a smaller cap later is a prefix
+  of the same stratified sample;
 - `manifest.json` (written last: its presence marks the folder complete): sizes, seed,
   a sha256 fingerprint per split, the sample reports and what was dropped or noticed.
 
@@ -213,13 +214,16 @@ def _write(
 
 def _clean(row: Row) -> Row:
     gold = row.get("gold")
-    return {
+    out = {
         "id": str(row["id"]),
         "task": row["task"],
         "split": row["split"],
         "input": str(row["input"]),
         "gold": None if gold is None else str(gold),
     }
+    if "reasoning" in row:  # a task with a `columns.reasoning` column: SFT targets use it
+        out["reasoning"] = str(row["reasoning"] or "")
+    return out
 
 
 def _definition(task: Task, ref: str) -> dict[str, Any]:
@@ -261,7 +265,10 @@ def _manifest(
 def _fingerprint(rows: list[Row]) -> str:
     h = hashlib.sha256()
     for r in rows:
-        h.update(json.dumps([str(r["id"]), str(r["input"]), r.get("gold")], default=str).encode())
+        key = [str(r["id"]), str(r["input"]), r.get("gold")]
+        if "reasoning" in r:
+            key.append(r["reasoning"])
+        h.update(json.dumps(key, default=str).encode())
     return h.hexdigest()[:16]
 
 

@@ -42,6 +42,20 @@ def test_mining_classifies_each_generation_and_prefers_generated_correct_answers
     assert stats["chosen_from_generations"] == 1
 
 
+def test_an_overlong_output_of_a_reasoning_task_is_paired_with_the_answer_line():
+    """No concise generation of that input: `chosen` is the answer line, not the
+    reason-first target, which can be as long as the rejected output."""
+    why = "Let me think step by step. " + "The company raised its dividend. " * 6
+    rows = [{"id": "r", "input": "x", "gold": "positive", "reasoning": why}]
+    overlong = gen("r", "Let me think step by step. The company raised", overlong=True)
+    wrong = gen("r", "Short and wrong.\nAnswer: negative")
+    (pair,), _ = mine_pairs(TASK, rows, [overlong])
+    assert pair["reason"] == "overlong"
+    assert pair["chosen"][0]["content"] == "Answer: positive"
+    (pair,), _ = mine_pairs(TASK, rows, [wrong])  # wrong: the full target shows the way
+    assert pair["chosen"][0]["content"] == why.strip() + "\nAnswer: positive"
+
+
 def test_voted_references_override_gold_and_unlabeled_rows_are_skipped():
     rows = [{"id": "a", "input": "x", "gold": None}, {"id": "b", "input": "y", "gold": None}]
     gens = [gen("a", "Answer: positive"), gen("b", "Answer: positive")]

@@ -21,6 +21,7 @@ LABELS = ["positive", "negative", "neutral"]
 
 def _task(tmp_path: Path, splits: dict[str, list[dict]], **source) -> FileTask:
     id_column = source.pop("_id", None)
+    reasoning = source.pop("_reasoning", None)
     files = {}
     for split, rows in splits.items():
         pd.DataFrame(rows).to_csv(tmp_path / f"{split}.csv", index=False)
@@ -32,7 +33,7 @@ def _task(tmp_path: Path, splits: dict[str, list[dict]], **source) -> FileTask:
             "labels": LABELS,
             "prompt": "{input}",
             "source": {"splits": files, **source} if "file" not in source else source,
-            "columns": {"input": "text", "gold": "label", "id": id_column},
+            "columns": {"input": "text", "gold": "label", "id": id_column, "reasoning": reasoning},
             "label_map": {"Bullish": "positive", " BEARISH ": "negative"},
         }
     )
@@ -113,6 +114,28 @@ def test_a_missing_column_lists_the_columns(tmp_path):
     task = _task(tmp_path, {"test": [{"sentence": "a", "label": "positive"}]})
     with pytest.raises(
         UserError, match=r"column 'text' not in split test \(columns: sentence, label\)"
+    ):
+        task.all_rows()
+
+
+def test_a_reasoning_column_goes_before_the_answer_in_the_target(tmp_path):
+    rows = [
+        {"text": "a", "label": "positive", "why": "  Sales rose 5%: good for holders. "},
+        {"text": "b", "label": "negative", "why": None},  # no rationale: the answer alone
+    ]
+    task = _task(tmp_path, {"train": rows, "test": _rows("c")}, _reasoning="why")
+    train = {r["input"]: r for r in task.all_rows()["train"]}
+    assert train["a"]["reasoning"] == "Sales rose 5%: good for holders."
+    assert train["b"]["reasoning"] == ""
+    tone = get_task("news_sentiment")  # any task: the target reads the row
+    assert tone.target(train["a"]) == "Sales rose 5%: good for holders.\nAnswer: positive"
+    assert tone.target(train["b"]) == "Answer: negative" == tone.answer_line(train["b"])
+
+
+def test_a_missing_reasoning_column_is_named_with_the_fix(tmp_path):
+    task = _task(tmp_path, {"train": _rows("a,b")}, _reasoning="rationale")
+    with pytest.raises(
+        UserError, match=r"column 'rationale' not in split train .*columns\.reasoning"
     ):
         task.all_rows()
 

@@ -151,3 +151,22 @@ def test_a_custom_answer_regex_is_stored_and_bounded_again(tmp_path, csv_task):
     assert (
         isinstance(task.answer_re, BoundedPattern) and task.extract("Tone: Positive") == "positive"
     )
+
+
+def test_a_tasks_reasoning_column_reaches_the_sft_rows(tmp_path):
+    """The committed news_rationale task (columns.reasoning): its rationales are stored
+    with the run's rows and served to SFT as '<rationale>\\nAnswer: <label>'."""
+    from raysys.data.mixing import to_messages
+    from tests.fixtures import REPO
+
+    ref = str(REPO / "configs" / "tasks" / "news_rationale" / "task.yaml")
+    folder = materialize(tmp_path, [Need(ref, {"train": 6, "test": 3})], 0)["news_rationale"]
+    stored = pd.read_parquet(folder / "train.parquet").to_dict("records")
+    assert all(r["reasoning"] for r in stored)
+    served = build_splits("news_rationale", {"train": 6}, 0)["train"]
+    assert [r["reasoning"] for r in served] == [r["reasoning"] for r in stored]
+    turn = to_messages(served[0])[-1]
+    assert turn == {
+        "role": "assistant",
+        "content": f"{stored[0]['reasoning']}\nAnswer: {stored[0]['gold']}",
+    }
