@@ -92,9 +92,10 @@ def _evidence(found: TaskRows | None, stage: str, order: list[str]) -> dict[str,
 
 
 def _previous(stage: str, order: list[str]) -> str | None:
-    """The stage evaluated just before, unless that is the base model (vs base covers it)."""
+    """The stage evaluated just before, unless that is the base model (vs base covers it)
+    or there is none. A pipeline run without `eval_base` starts at its first stage."""
     i = order.index(stage)
-    return order[i - 1] if i >= 2 else None
+    return order[i - 1] if i >= 1 and order[i - 1] != BASE else None
 
 
 def _correct(frame: pd.DataFrame) -> pd.DataFrame:

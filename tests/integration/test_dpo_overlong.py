@@ -2,8 +2,9 @@
 learned to run on past the generation limit fires the DPO gate by its overlength alone,
 the mined pairs reject its overlong outputs, and DPO trains against them.
 
-The planted behaviour. The SFT rows' assistant turn answers and then keeps re-checking
-(`RAMBLE`: "Answer: X. Let me check that again. Answer: X. ..." four times, then EOS);
+The planted behaviour. The training rows carry reasoning (as a task with a
+`columns.reasoning` column does) that answers and keeps re-checking, so their SFT target is
+`RAMBLE` ("Answer: X. Let me check that again. Answer: X. ..." four times, then EOS);
 the rows are well-formed (the EOS guard, `preflight`, passes them), but the turn is
 longer than the probe's generation limit (`LIMIT` new tokens), so a model that learned
 the habit is cut before it ends: the study's overlong outputs (it also loops). A random
@@ -32,7 +33,8 @@ from raysys.config import DpoGateSection, TrainConfig, load_config
 from raysys.config.sections import GenerateSection
 from raysys.tasks import build_splits, get_task
 
-RAMBLE = "Answer: {g}. Let me check that again. " * 3 + "Answer: {g}"
+RECHECK = ("Answer: {g}. Let me check that again. " * 3).strip()  # the rows' reasoning
+RAMBLE = RECHECK + "\nAnswer: {g}"  # the SFT target it makes (`Task.target`)
 LIMIT = 16  # probe generation limit: below the ramble's length, above a concise answer's
 ROWS = 16
 
@@ -54,6 +56,7 @@ def _cfg(method: str, *overrides: str) -> TrainConfig:
 def test_a_learned_overlong_habit_fires_the_gate_and_dpo_trains_against_it(
     ray_local, tiny_model, tmp_path
 ):
+    from raysys.data.mixing import to_messages
     from raysys.evaluate.scoring import evaluate_tasks
     from raysys.pipeline.dpo import gate_and_pairs
     from raysys.train.launch import preflight, run_training
@@ -61,16 +64,12 @@ def test_a_learned_overlong_habit_fires_the_gate_and_dpo_trains_against_it(
     from raysys.train.trainer import build_trainer
 
     task = get_task("news_sentiment")
-    rows = build_splits("news_sentiment", {"train": ROWS}, 5)["train"]
-    sft_rows = [
-        {
-            "id": r["id"],
-            "task": r["task"],
-            "messages": task.messages(r)
-            + [{"role": "assistant", "content": RAMBLE.format(g=r["gold"])}],
-        }
-        for r in rows
+    rows = [
+        {**r, "reasoning": RECHECK.format(g=r["gold"])}  # as a `columns.reasoning` task has
+        for r in build_splits("news_sentiment", {"train": ROWS}, 5)["train"]
     ]
+    sft_rows = [{"id": r["id"], "task": r["task"], "messages": to_messages(r)} for r in rows]
+    assert sft_rows[0]["messages"][-1]["content"] == RAMBLE.format(g=rows[0]["gold"])
     sft_path = tmp_path / "sft.parquet"
     pd.DataFrame(sft_rows).to_parquet(sft_path)
 
@@ -89,7 +88,7 @@ def test_a_learned_overlong_habit_fires_the_gate_and_dpo_trains_against_it(
     trainer.save_model(str(sft_adapter))
     tok = trainer.processing_class
     ramble_tokens = len(tok(RAMBLE.format(g="negative"))["input_ids"])
-    concise_tokens = len(tok(task.target({"gold": "negative"}))["input_ids"])
+    concise_tokens = len(tok(task.answer_line({"gold": "negative"}))["input_ids"])
     assert concise_tokens < LIMIT < ramble_tokens  # the limit cuts the habit, not an answer
 
     # --- the gate: the SFT model answers the training inputs (greedy, LIMIT new tokens)
@@ -123,7 +122,9 @@ def test_a_learned_overlong_habit_fires_the_gate_and_dpo_trains_against_it(
         g = by_id.loc[p["id"]]
         assert p["reason"] == "overlong" and rejected == g["generated_text"]
         assert g["overlong"] and g["num_generated_tokens"] == LIMIT
-        assert chosen == f"Answer: {gold[p['id']]}"  # no SFT output was good: the gold target
+        # no SFT output was good: the answer line, not the reason-first target (as long as
+        # the rejected output)
+        assert chosen == f"Answer: {gold[p['id']]}" == task.answer_line(by_id.loc[p["id"]])
         assert len(tok(chosen)["input_ids"]) < LIMIT
 
     # --- DPO on the mined pairs, the study's settings, on top of the SFT adapter

@@ -110,6 +110,8 @@ def _long() -> pd.DataFrame:
 def test_previous_is_the_stage_before_unless_that_is_the_base_model():
     order = ["base", "sft", "dpo", "sft_r1"]
     assert [_previous(s, order) for s in order] == [None, None, "sft", "dpo"]
+    # base not evaluated (pipeline.stages.eval_base: false): dpo is still paired with sft
+    assert [_previous(s, order[1:]) for s in order[1:]] == [None, "sft", "dpo"]
 
 
 def test_stage_evidence_pairs_each_stage_with_base_and_the_stage_before():
