@@ -24,9 +24,16 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from raysys.tasks import scoped
+
+    return scoped(_report)(args)  # the run's tasks are registered for this report only
+
+
+def _report(args: argparse.Namespace) -> int:
     from raysys.runs import RunDir
 
     run = RunDir.fetched(args.sweep_dir, field="SWEEP_DIR")  # s3:// or gs://: fetched first
+    register_run_tasks(run.path)
     if (run / "pipeline.json").is_file():
         html, text = _pipeline(run.path)
     elif (run / "results.parquet").is_file():
@@ -40,6 +47,21 @@ def run(args: argparse.Namespace) -> int:
     run.keep()  # rewritten in place: back to the store
     print(f"Report: {where(html)}")
     return 0
+
+
+def register_run_tasks(run_dir: Path) -> None:
+    """The tasks the run materialised (`<run_dir>/tasks`), registered as its trials and
+    workers saw them: a task YAML from another folder or machine is scored by its own
+    kind, labels and answer regex, not skipped."""
+    import logging
+
+    from raysys.tasks.store import load_run_tasks
+
+    if (run_dir / "tasks").is_dir():
+        try:
+            load_run_tasks(run_dir / "tasks")
+        except (OSError, ValueError, KeyError) as err:  # a damaged folder: report without it
+            logging.getLogger(__name__).warning("%s/tasks: not read (%s)", run_dir, err)
 
 
 def _pipeline(run_dir: Path) -> tuple[Path, str]:

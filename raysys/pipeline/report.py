@@ -192,11 +192,14 @@ def _comparisons(doc: Document, frame: pd.DataFrame) -> None:
 
 
 def _comparison_cells(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per stage after the base model: its tasks vs base, then vs the previous stage."""
+    """Per stage after the base model: its tasks vs base (when the base model was
+    evaluated), then vs the previous stage."""
     rows = []
-    for stage in dict.fromkeys(frame["stage"]):
+    stages = list(dict.fromkeys(frame["stage"]))
+    prefixes = ("vs_base", "vs_prev") if "base" in stages else ("vs_prev",)
+    for stage in stages:
         records = frame[frame["stage"] == stage].to_dict("records")
-        for prefix in ("vs_base", "vs_prev"):
+        for prefix in prefixes:
             for r in records:
                 other = "base" if prefix == "vs_base" else r["vs_prev_stage"]
                 if stage != "base" and isinstance(other, str):

@@ -37,3 +37,24 @@ def test_a_uri_with_credentials_is_refused_without_echoing_them(capsys):
     assert (
         err.startswith("raysys: error: SWEEP_DIR: credentials in the URI") and "SECRET" not in err
     )
+
+
+def test_the_runs_own_tasks_are_registered_for_its_report(tmp_path, csv_task, monkeypatch):
+    """A run of a task YAML, reported in a process that never loaded that YAML (another
+    folder, another machine): the task comes from the run's `tasks/` folder, so its rows
+    are scored by its own kind and labels; afterwards the registry is as it was."""
+    import raysys.tasks
+    from raysys.analysis.rowscore import scorer_for
+    from raysys.cli.report import register_run_tasks
+    from raysys.tasks.store import Need, materialize
+
+    run_dir = tmp_path / "run"
+    materialize(run_dir, [Need(str(csv_task("tone", {"test": 6})), {"test": 6})], 0)
+    monkeypatch.setattr(raysys.tasks, "_REGISTRY", dict(raysys.tasks._builtin()))
+    assert scorer_for("tone") is None  # what `raysys report` saw before
+    register_run_tasks(run_dir)
+    scorer = scorer_for("tone")
+    assert scorer is not None and scorer.labels == ("positive", "negative", "neutral")
+    monkeypatch.setattr(raysys.tasks, "_REGISTRY", dict(raysys.tasks._builtin()))
+    assert main(["report", str(run_dir)]) == 2  # no results: refused, registry restored
+    assert scorer_for("tone") is None

@@ -103,6 +103,19 @@ def test_pipeline_report_has_baselines_constant_and_paired_stages(tmp_path):
     assert "| price_direction | dpo vs sft | +0.000 |" in md  # no interval without spread
 
 
+def test_without_the_base_model_each_stage_is_paired_with_the_one_before(tmp_path):
+    """`pipeline.stages.eval_base: false` (configs/pipeline_dpo_finding.yaml): no `vs base`
+    rows, and dpo is still compared with sft."""
+    run_dir, summary = _run(tmp_path)
+    summary["models"] = [m for m in summary["models"] if m["stage"] != "base"]
+    summary["stages"] = [s for s in summary["stages"] if s["stage"] != "eval_base"]
+    md = write_pipeline_report(run_dir, summary)[0].read_text(encoding="utf-8")
+    assert "vs base" not in md and "vs base" not in headline(summary, run_dir)
+    assert "| price_direction | dpo vs sft | +0.000 |" in md
+    by = pd.read_csv(run_dir / "pipeline.csv").set_index(["stage", "task"])
+    assert by.loc[("dpo", NS), "vs_prev_stage"] == "sft" and by.loc[("dpo", NS), "vs_prev_p"] < 0.05
+
+
 def test_headline_with_and_without_the_run_directory(tmp_path):
     run_dir, summary = _run(tmp_path)
     text = headline(summary, run_dir)
