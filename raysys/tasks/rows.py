@@ -181,8 +181,10 @@ class FileTask:
             "input": str(inp),
             "gold": self._gold(gold, split),
         }
-        if spec.columns.reasoning and (split == "train" or spec.columns.reasoning in values):
-            if spec.columns.reasoning not in values:  # evaluation files may have none
+        # train rows only: SFT trains on it; an evaluation split does not need it, and a
+        # pool's labels come from synthesis, which a rationale in the file may contradict
+        if spec.columns.reasoning and split == "train":
+            if spec.columns.reasoning not in values:
                 raise UserError(
                     f"task {spec.name}: {rec.where}: column {spec.columns.reasoning!r} not in "
                     f"split {split} (columns: {', '.join(map(str, values))}); fix "

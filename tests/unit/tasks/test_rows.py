@@ -127,6 +127,7 @@ def test_a_reasoning_column_goes_before_the_answer_in_the_target(tmp_path):
     train = {r["input"]: r for r in task.all_rows()["train"]}
     assert train["a"]["reasoning"] == "Sales rose 5%: good for holders."
     assert train["b"]["reasoning"] == ""
+    assert "reasoning" not in task.all_rows()["test"][0]  # train rows only
     tone = get_task("news_sentiment")  # any task: the target reads the row
     assert tone.target(train["a"]) == "Sales rose 5%: good for holders.\nAnswer: positive"
     assert tone.target(train["b"]) == "Answer: negative" == tone.answer_line(train["b"])
