@@ -123,7 +123,8 @@ def test_a_reasoning_column_goes_before_the_answer_in_the_target(tmp_path):
         {"text": "a", "label": "positive", "why": "  Sales rose 5%: good for holders. "},
         {"text": "b", "label": "negative", "why": None},  # no rationale: the answer alone
     ]
-    task = _task(tmp_path, {"train": rows, "test": _rows("c")}, _reasoning="why")
+    test = [{"text": "c", "label": "neutral", "why": "Routine."}]
+    task = _task(tmp_path, {"train": rows, "test": test}, _reasoning="why")
     train = {r["input"]: r for r in task.all_rows()["train"]}
     assert train["a"]["reasoning"] == "Sales rose 5%: good for holders."
     assert train["b"]["reasoning"] == ""
