@@ -4,7 +4,8 @@ the mined pairs reject its overlong outputs, and DPO trains against them.
 
 The planted behaviour. The training rows carry reasoning (as a task with a
 `columns.reasoning` column does) that answers and keeps re-checking, so their SFT target is
-`RAMBLE` ("Answer: X. Let me check that again. Answer: X. ..." four times, then EOS);
+`RAMBLE` ("Answer: X." and "Let me check that again." on lines of their own, four answers,
+then EOS);
 the rows are well-formed (the EOS guard, `preflight`, passes them), but the turn is
 longer than the probe's generation limit (`LIMIT` new tokens), so a model that learned
 the habit is cut before it ends: the study's overlong outputs (it also loops). A random
@@ -33,7 +34,10 @@ from raysys.config import DpoGateSection, TrainConfig, load_config
 from raysys.config.sections import GenerateSection
 from raysys.tasks import build_splits, get_task
 
-RECHECK = ("Answer: {g}. Let me check that again. " * 3).strip()  # the rows' reasoning
+# The rows' reasoning; every step on its own line, as the target joins it to the answer
+# line (with " " inside and "\n" before the last answer, the model learned to stop after
+# one re-check)
+RECHECK = ("Answer: {g}.\nLet me check that again.\n" * 3).strip()
 RAMBLE = RECHECK + "\nAnswer: {g}"  # the SFT target it makes (`Task.target`)
 LIMIT = 16  # probe generation limit: below the ramble's length, above a concise answer's
 ROWS = 16
