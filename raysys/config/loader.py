@@ -36,8 +36,12 @@ def load_config(cls: type[C], path: str | os.PathLike | None, overrides: list[st
     if path is not None:
         resolve_paths(file_data, Path(path).resolve().parent)
     data = _merge(_explicit_defaults(cls), file_data)
+    _epochs_release_steps(file_data, data)
+    given: dict[str, Any] = {}
     for item in overrides:
         _apply_override(data, item)
+        _apply_override(given, item)
+    _epochs_release_steps(given, data)
     try:
         return cls.model_validate(data)
     except ValidationError as e:
@@ -80,6 +84,17 @@ def _explicit(model: BaseModel) -> dict[str, Any]:
         elif name in model.model_fields_set:
             out[name] = value.model_dump() if isinstance(value, BaseModel) else value
     return out
+
+
+def _epochs_release_steps(layer: dict[str, Any], data: dict[str, Any]) -> None:
+    """A training section whose `layer` (the file, then the overrides) sets `epochs` but
+    not `max_steps` trains for those epochs: a `max_steps` from an earlier layer (e.g. the
+    pipeline's default DPO: 8 steps) would otherwise win silently."""
+    for key, sub in layer.items():
+        if isinstance(sub, dict) and isinstance(data.get(key), dict):
+            if "epochs" in sub and "max_steps" not in sub and "max_steps" in data[key]:
+                data[key]["max_steps"] = None
+            _epochs_release_steps(sub, data[key])
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

@@ -359,3 +359,23 @@ def test_a_run_id_is_fixed_once():
     fixed = with_run_id(unset)
     assert re.fullmatch(r"\d{8}-\d{6}", fixed.run.run_id)
     assert resolve_run_id(fixed) == fixed.run.run_id and unset.run.run_id is None
+
+
+def test_epochs_without_max_steps_drop_an_earlier_layers_max_steps(tmp_path):
+    """The pipeline's default DPO stops at 8 steps; a file or an override that asks for
+    epochs (and no step count) gets those epochs, not 8 steps silently."""
+
+    def dpo(path, *overrides):
+        d = load_config(PipelineConfig, path, list(overrides)).pipeline.dpo
+        return d.epochs, d.max_steps
+
+    assert dpo(None) == (1.0, 8)  # the kind's default
+    assert dpo(None, "pipeline.dpo.epochs=2") == (2.0, None)
+    assert dpo(None, "pipeline.dpo.epochs=2", "pipeline.dpo.max_steps=5") == (2.0, 5)
+    f = tmp_path / "p.yaml"
+    f.write_text("pipeline:\n  dpo:\n    epochs: 3\n")
+    assert dpo(f) == (3.0, None)
+    f.write_text("pipeline:\n  dpo:\n    epochs: 3\n    max_steps: 6\n")
+    assert dpo(f) == (3.0, 6)
+    assert dpo(f, "pipeline.dpo.epochs=4") == (4.0, None)  # the override's epochs win
+    assert dpo(f, "pipeline.dpo.learning_rate=1e-4") == (3.0, 6)
