@@ -34,28 +34,12 @@ MEANING = {
 VERDICT = {"positive": "good news", "negative": "bad news", "neutral": "no real news"}
 
 
-def _sentence(label: str, rng: random.Random) -> tuple[str, dict[str, str]]:
-    """news_sentiment's sentence, with the parts a rationale names."""
-    target, rival = rng.sample(ns.COMPANIES, 2)
-    style = rng.random()
-    main = ns._event(label, rng)
-    parts = {"target": target, "main": main, "aside": ""}
-    if style < 0.35:
-        text = f"{target} {main}."
-    elif style < 0.6:
-        other = ns._event(ns.OPPOSITE[label], rng)
-        joiner = rng.choice(["while", "whereas", "even as"])
-        text = f"{target} {main}, {joiner} rival {rival} {other}."
-        parts["aside"] = f"The news about its rival {rival} does not count here."
-    elif style < 0.8 and label != "neutral":
-        concession = ns._event(ns.OPPOSITE[label], rng)
-        text = f"Despite news that it {concession}, {target} {main}."
-        parts["aside"] = "The 'despite' clause is a concession; the main clause decides."
-    else:
-        other = ns._event(rng.choice(["positive", "negative", "neutral"]), rng)
-        text = f"{rival} {other}; separately, {target} {main}."
-        parts["aside"] = f"The first clause is about {rival}, not the company."
-    return f"Company: {target}\nNews: {text}", parts
+ASIDE = {  # what a step-by-step reading sets aside, by the sentence's shape
+    "plain": "",
+    "rival": "The news about its rival {rival} does not count here.",
+    "contrast": "The 'despite' clause is a concession; the main clause decides.",
+    "separately": "The first clause is about {rival}, not the company.",
+}
 
 
 def rationale(label: str, parts: dict[str, str], verbose: bool) -> str:
@@ -65,7 +49,7 @@ def rationale(label: str, parts: dict[str, str], verbose: bool) -> str:
     steps = [
         "Let me think step by step.",
         f"The company to judge is {t}.",
-        parts["aside"],
+        ASIDE[parts["shape"]].format(rival=parts["rival"]),
         f"The news for {t} is that it {main}.",
         MEANING[label],
         f"So for the shareholders of {t} the news is {label}.",
@@ -81,7 +65,7 @@ def main() -> None:
         rows = []
         while len(rows) < size:
             label = ns.LABELS[len(rows) % len(ns.LABELS)]
-            text, parts = _sentence(label, rng)
+            text, parts = ns.sentence(label, rng)
             clause = f"{parts['target']} {parts['main']}"  # one main clause, one row
             if clause in seen:
                 continue
@@ -90,7 +74,7 @@ def main() -> None:
             rows.append(
                 {
                     "id": f"{split}-{len(rows):04d}",
-                    "text": text,
+                    "text": f"Company: {parts['target']}\nNews: {text}",
                     "label": label,
                     "rationale": rationale(label, parts, verbose),
                 }

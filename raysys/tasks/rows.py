@@ -161,13 +161,8 @@ class FileTask:
             inp = values.get("text", values.get("query"))
             gold, rid = values.get("answer"), values.get("id")
         else:
-            for c in (spec.columns.input, spec.columns.gold):
-                if c not in values and not (c == spec.columns.gold and split == POOL):
-                    raise UserError(
-                        f"task {spec.name}: {rec.where}: column {c!r} not in split {split} "
-                        f"(columns: {', '.join(map(str, values))}); set columns.input / "
-                        "columns.gold in the task file"
-                    )
+            needed = [spec.columns.input] + ([spec.columns.gold] if split != POOL else [])
+            self._require(needed, split, rec, "set columns.input / columns.gold")
             inp, gold = values.get(spec.columns.input), values.get(spec.columns.gold)
             rid = values.get(spec.columns.id) if spec.columns.id else None
         if is_empty(inp):
@@ -184,15 +179,19 @@ class FileTask:
         # train rows only: SFT trains on it; an evaluation split does not need it, and a
         # pool's labels come from synthesis, which a rationale in the file may contradict
         if spec.columns.reasoning and split == "train":
-            if spec.columns.reasoning not in values:
-                raise UserError(
-                    f"task {spec.name}: {rec.where}: column {spec.columns.reasoning!r} not in "
-                    f"split {split} (columns: {', '.join(map(str, values))}); fix "
-                    "columns.reasoning in the task file, or remove it"
-                )
+            self._require([spec.columns.reasoning], split, rec, "fix or remove columns.reasoning")
             why = values[spec.columns.reasoning]
             row["reasoning"] = "" if is_empty(why) else str(why).strip()
         return row
+
+    def _require(self, columns: list[str], split: str, rec: Record, fix: str) -> None:
+        """Each of `columns` is in the record, or one line naming it and the columns there."""
+        for c in columns:
+            if c not in rec.values:
+                raise UserError(
+                    f"task {self.spec.name}: {rec.where}: column {c!r} not in split {split} "
+                    f"(columns: {', '.join(map(str, rec.values))}); {fix} in the task file"
+                )
 
     def _gold(self, value: Any, split: str) -> str | None:
         spec = self.spec

@@ -147,28 +147,30 @@ def _event(label: str, rng: random.Random) -> str:
     return _fill(rng.choice(POLARITY[label]), rng)
 
 
-def _sentence(label: str, rng: random.Random) -> tuple[str, str]:
+def sentence(label: str, rng: random.Random) -> tuple[str, dict[str, str]]:
+    """The news text, and its parts a rationale can name: `target`, `rival`, the
+    target's `main` event and the `shape` (plain, rival, contrast, separately)."""
     target, rival = rng.sample(COMPANIES, 2)
     style = rng.random()
     main = _event(label, rng)
     if style < 0.35:
-        text = f"{target} {main}."
+        shape, text = "plain", f"{target} {main}."
     elif style < 0.6:  # a rival with different news: the distractor
         other = _event(OPPOSITE[label], rng)
         joiner = rng.choice(["while", "whereas", "even as"])
-        text = f"{target} {main}, {joiner} rival {rival} {other}."
+        shape, text = "rival", f"{target} {main}, {joiner} rival {rival} {other}."
     elif style < 0.8 and label != "neutral":  # contrast: the main clause decides
         concession = _event(OPPOSITE[label], rng)
-        text = f"Despite news that it {concession}, {target} {main}."
+        shape, text = "contrast", f"Despite news that it {concession}, {target} {main}."
     else:  # reported speech with the rival first
         other = _event(rng.choice(["positive", "negative", "neutral"]), rng)
-        text = f"{rival} {other}; separately, {target} {main}."
-    return target, text
+        shape, text = "separately", f"{rival} {other}; separately, {target} {main}."
+    return text, {"target": target, "rival": rival, "main": main, "shape": shape}
 
 
 def _make(rng: random.Random, label: Any) -> tuple[str, str]:
-    target, text = _sentence(label, rng)
-    return f"Company: {target}\nNews: {text}", label
+    text, parts = sentence(label, rng)
+    return f"Company: {parts['target']}\nNews: {text}", label
 
 
 def generate_splits(sizes: dict[str, int], seed: int = 0) -> dict[str, list[dict[str, Any]]]:
