@@ -25,9 +25,10 @@ import baseline
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def child(out: str, prompts: str, max_new_tokens: str, bound: str) -> None:
+def child(out: str, prompts: str, max_new_tokens: str, bound: str, prefix: str = "") -> None:
     """In a fresh process: rows/s of the engine called directly (and, if `bound` is "1",
-    the prefill-only time and its compute bound); JSON to `out`."""
+    the prefill-only time and its compute bound); JSON to `out`. `prefix` "0"/"1": the
+    engine's prefix cache off/on (a tree before it existed takes no such argument)."""
     import torch
 
     from raysys.engines import Sampling
@@ -40,8 +41,15 @@ def child(out: str, prompts: str, max_new_tokens: str, bound: str) -> None:
     model = resolve_model("smollm2-135m-instruct")
     task = get_task("news_sentiment")
     rows = build_splits(task.name, {"test": n}, 0)["test"]
+    kw = {"prefix_cache": prefix == "1"} if prefix else {}
     engine = HFGenerator(
-        model, None, Sampling(max_new_tokens=int(max_new_tokens)), 32, "bfloat16", os.cpu_count()
+        model,
+        None,
+        Sampling(max_new_tokens=int(max_new_tokens)),
+        32,
+        "bfloat16",
+        os.cpu_count(),
+        **kw,
     )
     texts = [engine._render(task.messages(r)) for r in rows]
     engine._generate(texts[:4])  # warm-up: first-call allocations
@@ -49,6 +57,8 @@ def child(out: str, prompts: str, max_new_tokens: str, bound: str) -> None:
     outs = engine._generate_for(BASE, texts)
     seconds = time.perf_counter() - t0
     result: dict = {"rows": n, "seconds": seconds, "rows_per_second": n / seconds}
+    result["dtype"] = str(engine.model.dtype).removeprefix("torch.")
+    result["prefix_cache"] = bool(getattr(engine, "prefix_cache", False))
     result["generated_tokens"] = sum(o["num_generated_tokens"] for o in outs)
     if bound == "1":
         from raysys.train.perf import probe_peak_flops
@@ -67,10 +77,17 @@ def child(out: str, prompts: str, max_new_tokens: str, bound: str) -> None:
             with torch.inference_mode():
                 engine.model(**enc, logits_to_keep=1)
             prefill += time.perf_counter() - t
+        computed = 0  # prompt tokens the pass computes with the prefix cache
+        for s in range(0, n, 32):
+            chunk = [lens[i] for i in order[s : s + 32]]
+            ids = engine.tok([texts[i] for i in order[s : s + 32]], add_special_tokens=False)
+            shared = engine._prefix_plan(ids["input_ids"]) if result["prefix_cache"] else 0
+            computed += shared + sum(x - shared for x in chunk)
+        result["prompt_tokens_computed"] = computed
         m = engine.model
         params = sum(p.numel() for p in m.parameters()) - m.get_input_embeddings().weight.numel()
         flops = 2.0 * params * sum(lens)
-        peak = probe_peak_flops(torch.device("cpu"), torch.bfloat16)
+        peak = probe_peak_flops(torch.device("cpu"), engine.model.dtype)  # the dtype it ran in
         result.update(
             prompt_tokens=sum(lens),
             prefill_seconds=prefill,
@@ -90,24 +107,32 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
-    trees = {"baseline": baseline.tree(args.baseline), "this tree": ROOT}
+    arms = {  # name: (tree, prefix cache argument); "" = a tree without the argument
+        "baseline": (baseline.tree(args.baseline), ""),
+        "this tree, no prefix cache": (ROOT, "0"),
+        "this tree": (ROOT, "1"),
+    }
     load = os.getloadavg()[0]
-    got: dict[str, list[dict]] = {k: [] for k in trees}
-    for i in range(args.repeats):  # interleaved: drift hits both arms alike
-        for name, where in trees.items():
+    got: dict[str, list[dict]] = {k: [] for k in arms}
+    for i in range(args.repeats):  # interleaved: drift hits every arm alike
+        for name, (where, prefix) in arms.items():
             bound = "1" if name == "this tree" and i == 0 else "0"
             got[name].append(
                 baseline.run_child(
-                    where, "gen_bound", "child", args.prompts, args.max_new_tokens, bound
+                    where, "gen_bound", "child", args.prompts, args.max_new_tokens, bound, prefix
                 )
             )
     rps = {k: statistics.median(r["rows_per_second"] for r in v) for k, v in got.items()}
     ratio = rps["this tree"] / rps["baseline"]
+    cache = rps["this tree"] / rps["this tree, no prefix cache"]
     b = got["this tree"][0]
-    print(f"rows/s: baseline {rps['baseline']:.2f}, this tree {rps['this tree']:.2f}: {ratio:.2f}x")
+    dtypes = {k: v[0]["dtype"] for k, v in got.items()}
+    print(f"rows/s: {', '.join(f'{k} {v:.2f} ({dtypes[k]})' for k, v in rps.items())}")
+    print(f"this tree vs baseline {ratio:.2f}x; prefix cache on vs off {cache:.2f}x")
     print(
         f"prefill {b['prefill_seconds']:.2f} s vs compute bound {b['bound_seconds']:.2f} s "
-        f"({b['prefill_fraction_of_bound']:.0%}); whole pass {b['pass_fraction_of_bound']:.0%}"
+        f"({b['prefill_fraction_of_bound']:.0%}); whole pass {b['pass_fraction_of_bound']:.0%}; "
+        f"prompt tokens computed {b['prompt_tokens_computed']} of {b['prompt_tokens']}"
     )
     baseline.record(
         "gen_bound",
@@ -115,6 +140,8 @@ def main() -> None:
         load,
         rows_per_second=rps,
         ratio_vs_baseline=ratio,
+        prefix_cache_ratio=cache,
+        dtypes=dtypes,
         bound={k: v for k, v in b.items() if k != "rows"},
         runs=got,
     )

@@ -208,7 +208,8 @@ def train(args: argparse.Namespace, model_path: str, work: Path, device: Any) ->
     from transformers.trainer_utils import SaveStrategy
 
     from raysys.io import write_parquet
-    from raysys.train.trainer import build_trainer, check_tokenized, supported_dtype
+    from raysys.models import supported_dtype
+    from raysys.train.trainer import build_trainer, check_tokenized
 
     gpu = device.type == "cuda"
     steps = args.warmup + args.steps
@@ -217,7 +218,7 @@ def train(args: argparse.Namespace, model_path: str, work: Path, device: Any) ->
     train_path = work / "train.parquet"
     write_parquet(train_path, rows)
     spec = train_spec(model_path, str(train_path), steps, args.batch, args.seq, gpu)
-    spec = dataclasses.replace(spec, dtype=supported_dtype(spec.dtype, gpu))
+    spec = dataclasses.replace(spec, dtype=supported_dtype(spec.dtype, device.type))
     peak = probe_peak_flops(device, torch.bfloat16)  # the worker's probe, same dtype
 
     trainer = build_trainer(spec, str(work / "out"))

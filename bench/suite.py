@@ -285,19 +285,32 @@ def rows(r: dict[str, dict]) -> list[tuple[str, str, str, bool | None, str]]:
     g = r.get("gen_bound")
     if g:
         b = g["bound"]
+        dt = g.get("dtypes", {})
+        rps = g["rows_per_second"]
         out += [
             (
                 f"generation: rows/s of the hf engine called directly vs "
-                f"{g['args']['baseline']} (embedded, {g['args']['prompts']} prompts, batch 32)",
-                f"{g['ratio_vs_baseline']:.2f}x ({g['rows_per_second']['baseline']:.2f} -> "
-                f"{g['rows_per_second']['this tree']:.2f} rows/s)",
+                f"{g['args']['baseline']} (embedded, {g['args']['prompts']} prompts, batch 32; "
+                f"configured bfloat16, run in {dt.get('baseline', '?')} -> "
+                f"{dt.get('this tree', '?')})",
+                f"{g['ratio_vs_baseline']:.2f}x ({rps['baseline']:.2f} -> "
+                f"{rps['this tree']:.2f} rows/s)",
                 ">= 2x",
                 g["ratio_vs_baseline"] >= 2.0,
                 "gen_bound",
             ),
             (
-                "generation: fraction of the compute bound (prefill FLOPs at the bf16 matmul "
-                "probe's peak), prefill alone / the whole pass",
+                "generation: the shared-prefix cache on vs off (same tree, same dtype)",
+                f"{g.get('prefix_cache_ratio', float('nan')):.2f}x "
+                f"({b.get('prompt_tokens_computed', '?')} of {b['prompt_tokens']} prompt "
+                "tokens computed)",
+                "context",
+                None,
+                "gen_bound",
+            ),
+            (
+                "generation: fraction of the compute bound (the full prompts' prefill FLOPs at "
+                "the matmul probe's peak in the dtype run), prefill alone / the whole pass",
                 f"{b['prefill_fraction_of_bound']:.0%} / {b['pass_fraction_of_bound']:.0%}",
                 "context",
                 None,

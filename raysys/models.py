@@ -116,6 +116,61 @@ def local_model(path: str) -> str:
     )
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this machine's CPU computes bfloat16 natively (AVX512-BF16, AMX, or what
+    oneDNN counts as bf16 support, e.g. Arm's BF16). Without it torch emulates bf16
+    matmuls: 6x slower than float32 for generation and 28x for LoRA training on an AVX2
+    machine (BENCHMARKS.md, "bfloat16 on a CPU without bf16 instructions")."""
+    import torch
+
+    checks = (
+        getattr(torch.cpu, "_is_avx512_bf16_supported", None),
+        getattr(torch.cpu, "_is_amx_tile_supported", None),
+        getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None),
+    )
+    for check in checks:
+        try:
+            if check is not None and check():
+                return True
+        except (RuntimeError, AttributeError):  # an op this torch build lacks
+            continue
+    return False
+
+
+_warned: set[str] = set()
+
+
+def supported_dtype(dtype: str, device: str = "cpu") -> str:
+    """The dtype a model runs in on this machine's `device` ("cpu", "cuda", "cuda:1").
+    `bfloat16` falls back where the hardware lacks it: on a CPU without bf16 instructions
+    to float32 (several times faster, see `cpu_has_bf16`), on a GPU before Ampere to
+    float16. Decided where the model runs (a worker's or engine actor's node), so a
+    cluster that mixes machines runs each at its best; logged once per process."""
+    if dtype != "bfloat16":
+        return dtype
+    import torch
+
+    if device.startswith("cuda"):
+        if torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+            _warn_once("cuda", "this GPU has no bf16: running in float16 instead")
+            return "float16"
+        return dtype
+    if device == "cpu" and not cpu_has_bf16():
+        _warn_once(
+            "cpu",
+            "this CPU has no bf16 instructions (AVX512-BF16 or AMX): running the model in "
+            "float32, several times faster here than emulated bfloat16",
+        )
+        return "float32"
+    return dtype
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        log.warning(message)
+
+
 def _cached(name: str, build: Callable[[Path], None]) -> Path:
     from filelock import FileLock
 

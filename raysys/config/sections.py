@@ -102,6 +102,11 @@ class GenerateSection(Section):
     torch_threads: int | None = Field(
         None, ge=1, description="threads per actor; default: machine cores / concurrency"
     )
+    prefix_cache: bool = Field(
+        True,
+        description="hf: compute the prompt prefix a batch shares once (vllm caches "
+        "prefixes itself)",
+    )
     device: Literal["auto", "cpu", "gpu"] = Field(
         "auto", description="vllm: gpu when the Ray cluster has GPUs"
     )

@@ -30,6 +30,7 @@ from raysys.engines.base import (
 log = logging.getLogger(__name__)
 
 BLOCK_RETRIES = 2  # in-actor retries of a block whose generation raised
+PREFIX_MIN_TOKENS = 16  # a shorter shared prefix is not worth a separate forward
 
 
 class HFGenerator:
@@ -46,9 +47,13 @@ class HFGenerator:
         torch_threads: int | None = None,
         faults: dict[str, Any] | None = None,
         device: str | None = None,
+        prefix_cache: bool = True,
     ) -> None:
         """`device`: where the model runs ("cuda", "cuda:1"); None keeps it on the CPU,
-        where the Ray Data pass runs it. Inputs follow the model to its device."""
+        where the Ray Data pass runs it. Inputs follow the model to its device.
+        `dtype` "bfloat16" runs in float32 on a CPU without bf16 instructions
+        (`raysys.models.supported_dtype`). `prefix_cache`: compute the prompt prefix a
+        batch shares (system prompt, task instruction) once, see `_prefix_plan`."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -67,7 +72,10 @@ class HFGenerator:
         self.tok.padding_side = "left"  # decoder-only: new tokens follow the prompt directly
         if self.tok.pad_token is None:
             self.tok.pad_token = self.tok.eos_token
-        torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
+        from raysys.models import supported_dtype
+
+        self.dtype = supported_dtype(dtype, str(device or "cpu"))
+        torch_dtype = "auto" if self.dtype == "auto" else getattr(torch, self.dtype)
         model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype)
         from raysys.storage import localize
 
@@ -88,6 +96,7 @@ class HFGenerator:
         self.eos_ids = merge_eos_ids(
             self.model.generation_config.eos_token_id, self.tok.eos_token_id
         )
+        self.prefix_cache = prefix_cache and self._prefix_cache_agrees()
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         """One block. An error while generating it (a transient OOM, a driver hiccup) is
@@ -208,8 +217,10 @@ class HFGenerator:
     def _generate(self, prompts: list[str]) -> list[dict[str, Any]]:
         import torch
 
-        enc = self.tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        enc = enc.to(self.model.device)
+        ids = self.tok(prompts, add_special_tokens=False)["input_ids"]
+        shared = self._prefix_plan(ids) if self.prefix_cache else 0
+        input_ids, mask = _pad(ids, shared, self.tok.pad_token_id)
+        input_ids, mask = input_ids.to(self.model.device), mask.to(self.model.device)
         s = self.sampling
         kwargs: dict[str, Any] = {"do_sample": False}
         if not s.greedy:  # top_k 0: no top-k cut (transformers' default would be 50)
@@ -222,8 +233,11 @@ class HFGenerator:
         hook = inner.register_forward_hook(record.hook)
         try:
             with torch.inference_mode():
+                if shared:
+                    kwargs["past_key_values"] = self._prefix_kv(input_ids[:1, :shared], len(ids))
                 gen = self.model.generate(
-                    **enc,
+                    input_ids=input_ids,
+                    attention_mask=mask,
                     max_new_tokens=s.max_new_tokens,
                     **kwargs,
                     eos_token_id=self.eos_ids,
@@ -232,10 +246,83 @@ class HFGenerator:
                 )
         finally:
             hook.remove()
-        new = gen[:, enc["input_ids"].shape[1] :]
-        n_in = enc["attention_mask"].sum(dim=1).tolist()
+        new = gen[:, input_ids.shape[1] :]
+        n_in = [len(x) for x in ids]
         lps = record.table(new.shape[1])
         return [self._row(seq.tolist(), n, lp) for seq, n, lp in zip(new, n_in, lps, strict=True)]
+
+    def _prefix_plan(self, ids: list[list[int]]) -> int:
+        """How many leading tokens every prompt of this batch shares (the chat template's
+        system prompt, a task's instruction): their keys and values are computed once and
+        copied to each row, as vLLM's automatic prefix caching does across requests. 0
+        (no cache) for a single prompt or a prefix under PREFIX_MIN_TOKENS; each row keeps
+        at least one token of its own, so the first step's logits are the row's."""
+        if len(ids) < 2:
+            return 0
+        limit = min(len(x) for x in ids) - 1
+        first = ids[0]
+        n = 0
+        while n < limit and all(x[n] == first[n] for x in ids):
+            n += 1
+        return n if n >= PREFIX_MIN_TOKENS else 0
+
+    def _prefix_kv(self, prefix: Any, rows: int) -> Any:
+        """The KV cache of `prefix` (1 x n tokens, under the active adapter), repeated for
+        `rows` rows; `generate` then runs only the tokens after it."""
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.model.config)
+        self.model(input_ids=prefix, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        cache.batch_repeat_interleave(rows)
+        return cache
+
+    def _prefix_cache_agrees(self) -> bool:
+        """At load: the next-token logits of two prompts that share a prefix, with the
+        prefix cached and without, must agree (to the dtype's rounding). A model whose
+        positions or cache do not follow the attention mask (middle padding) fails this
+        and generates without the cache, with a warning."""
+        import torch
+
+        prompts = [
+            "Classify the sentiment of this headline. Headline: revenue rose 4% in Q3.",
+            "Classify the sentiment of this headline. Headline: the firm cut 900 jobs.",
+        ]
+        ids = self.tok(prompts, add_special_tokens=False)["input_ids"]
+        shared = min(self._common(ids), min(len(x) for x in ids) - 1)
+        if shared < 1:
+            return False
+        dev = self.model.device
+        with torch.inference_mode():
+            plain = [self.model(input_ids=torch.tensor([x], device=dev)).logits[0, -1] for x in ids]
+            input_ids, mask = _pad(ids, shared, self.tok.pad_token_id)
+            cache = self._prefix_kv(input_ids[:1, :shared].to(dev), len(ids))
+            pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
+            cached = self.model(
+                input_ids=input_ids[:, shared:].to(dev),
+                attention_mask=mask.to(dev),
+                position_ids=pos.to(dev),
+                past_key_values=cache,
+            ).logits[:, -1]
+        want = torch.stack(plain).float()
+        err = float((cached.float() - want).abs().max())
+        scale = float(want.abs().max()) or 1.0
+        tol = 1e-3 if self.model.dtype == torch.float32 else 5e-2
+        if err > tol * scale:
+            log.warning(
+                "hf engine: the prefix cache changes this model's logits (max |diff| %.3g "
+                "of %.3g): generating without it",
+                err,
+                scale,
+            )
+            return False
+        return True
+
+    @staticmethod
+    def _common(ids: list[list[int]]) -> int:
+        n = 0
+        while all(len(x) > n and x[n] == ids[0][n] for x in ids):
+            n += 1
+        return n
 
     def _row(self, ids: list[int], n_input: int, logprobs: list[float]) -> dict[str, Any]:
         stop = next((k for k, t in enumerate(ids) if t in self.eos_ids), None)
@@ -280,6 +367,26 @@ class TokenLogprobs:
 
         # a deferred stop check may run steps it later undoes: they are the last ones
         return torch.stack(self.steps[:n_new], dim=1).cpu().tolist()
+
+
+def _pad(ids: list[list[int]], shared: int, pad_id: int) -> tuple[Any, Any]:
+    """Token ids and attention mask for a batch: each row is its first `shared` tokens
+    (the same in every row), then padding, then the rest of the row, so every row ends at
+    the last column (decoder-only: new tokens follow the prompt directly). With `shared`
+    0 this is plain left padding. Positions follow the mask (`generate` counts them from
+    it), so the padding in the middle shifts no token's position."""
+    import torch
+
+    width = shared + max(len(x) - shared for x in ids)
+    input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(ids), width), dtype=torch.long)
+    for i, x in enumerate(ids):
+        rest = len(x) - shared
+        input_ids[i, :shared] = torch.tensor(x[:shared], dtype=torch.long)
+        input_ids[i, width - rest :] = torch.tensor(x[shared:], dtype=torch.long)
+        mask[i, :shared] = 1
+        mask[i, width - rest :] = 1
+    return input_ids, mask
 
 
 def actor_pool_size(gen_cfg: Any, cluster: dict[str, float], fixed: bool) -> int:
@@ -353,6 +460,7 @@ def generate(
             "dtype": dtype,
             "torch_threads": threads,
             "faults": _faults(),
+            "prefix_cache": bool(getattr(gen_cfg, "prefix_cache", True)),
         },
         batch_format="pandas",
         batch_size=None,  # whole blocks: the actor re-batches by length itself

@@ -192,17 +192,6 @@ def check_tokenized(trainer: SFTTrainer | DPOTrainer, method: Literal["sft", "dp
         )
 
 
-def supported_dtype(dtype: str, use_gpu: bool) -> str:
-    """bf16 where the hardware has it; GPUs without it (before Ampere) fall back to fp16."""
-    import torch
-
-    if dtype == "bfloat16" and use_gpu and torch.cuda.is_available():
-        if not torch.cuda.is_bf16_supported():
-            log.warning("this GPU has no bf16; training in float16 autocast instead")
-            return "float16"
-    return dtype
-
-
 def torch_dtype(name: str) -> torch.dtype | Literal["auto"]:
     import torch
 

@@ -28,11 +28,11 @@ import ray.train
 import ray.train.torch
 from transformers import TrainerCallback, TrainerState
 
-from raysys.models import local_model
+from raysys.models import local_model, supported_dtype
 from raysys.train.guards import check_finite
 from raysys.train.perf import model_flops_per_token, peak_memory_bytes, probe_peak_flops, versions
 from raysys.train.spec import HF_CKPT, TrainSpec
-from raysys.train.trainer import build_trainer, check_tokenized, supported_dtype, torch_dtype
+from raysys.train.trainer import build_trainer, check_tokenized, torch_dtype
 
 if TYPE_CHECKING:
     import torch
@@ -47,16 +47,17 @@ def train_worker(config: dict[str, TrainSpec]) -> None:
     import torch
 
     spec = config["spec"]
-    # the model on this worker's node (a cluster's nodes share no disk; see local_model)
+    device = ray.train.torch.get_device()
+    # the model on this worker's node (a cluster's nodes share no disk; see local_model),
+    # in a dtype this node's hardware computes natively
     spec = replace(
         spec,
-        dtype=supported_dtype(spec.dtype, spec.use_gpu),
+        dtype=supported_dtype(spec.dtype, device.type),
         model_path=local_model(spec.model_path),
     )
     ctx = ray.train.get_context()
     # Decided on the worker's node, not the driver's: clusters mix machine sizes.
     torch.set_num_threads(spec.torch_threads or max(1, _cores() // ctx.get_local_world_size()))
-    device = ray.train.torch.get_device()
     dtype = torch_dtype(spec.dtype)
     peak = probe_peak_flops(
         device, dtype if dtype in (torch.bfloat16, torch.float16) else torch.float32
@@ -198,6 +199,7 @@ class _RayReport(TrainerCallback):
             "train_runtime": time.perf_counter() - self.t_begin,
             "world_size": world,
             "device": str(self.device.type),
+            "dtype": self.spec.dtype,  # as run on this node (`supported_dtype`)
             "peak_flops_per_worker": self.peak,
             "peak_memory_bytes": peak_memory_bytes(self.device),
             "versions": versions(),

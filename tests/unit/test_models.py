@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+import raysys.models as models
 from raysys.errors import ModelSourceError
-from raysys.models import EmbeddedModel, _embedded, resolve_model
+from raysys.models import EmbeddedModel, _embedded, resolve_model, supported_dtype
 
 
 def test_tiny_random_loads_and_is_deterministic(tmp_path, monkeypatch):
@@ -144,3 +145,36 @@ def test_a_model_folder_missing_on_this_node_names_the_field_and_the_fix(tmp_pat
     with pytest.raises(ModelSourceError, match=r"model.source: .* is not on this node") as e:
         local_model(str(tmp_path / "weights" / "my-model"))
     assert "storage every node mounts" in str(e.value)
+
+
+def test_bfloat16_runs_in_float32_on_a_cpu_without_bf16(monkeypatch, caplog):
+    monkeypatch.setattr(models, "_warned", set())
+    monkeypatch.setattr(models, "cpu_has_bf16", lambda: False)
+    with caplog.at_level("WARNING", logger="raysys.models"):
+        assert supported_dtype("bfloat16") == "float32"
+        assert supported_dtype("bfloat16", "cpu") == "float32"
+    assert caplog.text.count("this CPU has no bf16 instructions") == 1  # once per process
+    assert supported_dtype("float16") == "float16"  # asked for explicitly: as asked
+    assert supported_dtype("auto") == "auto"
+    monkeypatch.setattr(models, "cpu_has_bf16", lambda: True)
+    assert supported_dtype("bfloat16") == "bfloat16"
+
+
+def test_the_cpu_check_answers_for_this_machine():
+    import torch
+
+    has = models.cpu_has_bf16()
+    assert isinstance(has, bool)
+    if torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported():
+        assert has
+
+
+def test_a_gpu_without_bf16_runs_float16(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(models, "_warned", set())
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert supported_dtype("bfloat16", "cuda") == "float16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert supported_dtype("bfloat16", "cuda:1") == "bfloat16"

@@ -13,7 +13,14 @@ from transformers import AutoModelForCausalLM
 
 from raysys.config.sections import GenerateSection
 from raysys.engines.base import BASE, OUTPUT_COLUMNS, ResourceBudgetError, Sampling
-from raysys.engines.hf import HFGenerator, _blocks, _faults, actor_pool_size
+from raysys.engines.hf import (
+    PREFIX_MIN_TOKENS,
+    HFGenerator,
+    _blocks,
+    _faults,
+    _pad,
+    actor_pool_size,
+)
 from raysys.errors import AdapterIgnoredError
 
 GREEDY = Sampling(max_new_tokens=6)
@@ -140,6 +147,108 @@ def test_an_adapter_that_changes_nothing_is_refused(tiny_model, tmp_path):
     get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model), cfg).save_pretrained(tmp_path)
     with pytest.raises(AdapterIgnoredError, match=r"adapter 'untrained' .* leaves the base"):
         HFGenerator(tiny_model, {"untrained": str(tmp_path)}, GREEDY, dtype="float32")
+
+
+# --------------------------------------------------------------------------- prefix cache
+
+INSTRUCTION = (
+    "Read the headline and answer with one word: positive, negative or neutral. Think "
+    "about what it means for the company's shareholders before you answer. Headline: "
+)
+HEADLINES = [
+    "Shares rose.",
+    "Net income fell 3% on weaker demand in Europe.",
+    "The board met.",
+    "Guidance was cut for the year.",
+    "Hi",
+    "Revenue doubled.",
+]
+
+
+def _shared(adapter: str = BASE) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "id": [f"{adapter}{i}" for i in range(len(HEADLINES))],
+            "messages": [[{"role": "user", "content": INSTRUCTION + h}] for h in HEADLINES],
+            "adapter": adapter,
+        }
+    )
+
+
+def _widths(g: HFGenerator, batch: pd.DataFrame) -> list[tuple[int, int]]:
+    """(rows, tokens) of each forward pass the model runs for `batch`."""
+    seen: list[tuple[int, int]] = []
+    inner = g.model.get_base_model() if g.adapters else g.model
+    embed = inner.get_input_embeddings()
+    hook = embed.register_forward_hook(lambda m, args, out: seen.append(tuple(args[0].shape)))
+    try:
+        g(batch)
+    finally:
+        hook.remove()
+    return seen
+
+
+def test_a_shared_prompt_prefix_is_computed_once_and_changes_no_output(tiny_model, adapter_dir):
+    kw = {"batch_size": 6, "dtype": "float32", "torch_threads": 1}
+    cached = HFGenerator(tiny_model, {"sft": adapter_dir}, GREEDY, **kw)
+    plain = HFGenerator(tiny_model, {"sft": adapter_dir}, GREEDY, prefix_cache=False, **kw)
+    assert cached.prefix_cache and not plain.prefix_cache
+    prompts = [cached._render(m) for m in _shared()["messages"]]
+    ids = cached.tok(prompts, add_special_tokens=False)["input_ids"]
+    shared = cached._prefix_plan(ids)
+    assert shared >= PREFIX_MIN_TOKENS and len({tuple(x[:shared]) for x in ids}) == 1
+    width = max(len(x) for x in ids)
+    # the prefix runs once (1 row), then only each row's own tokens; plain runs all of them
+    assert _widths(cached, _shared())[:2] == [(1, shared), (6, width - shared)]
+    assert _widths(plain, _shared())[0] == (6, width)
+
+    mixed = pd.concat([_shared(), _shared("sft")], ignore_index=True)
+    a, b = cached(mixed), plain(mixed)
+    cols = ["generated_text", "num_generated_tokens", "num_input_tokens", "finish_reason"]
+    assert a[cols].equals(b[cols])  # the base rows and the adapter's rows alike
+    assert a["mean_logprob"].tolist() == pytest.approx(b["mean_logprob"].tolist(), abs=1e-4)
+    assert a["num_input_tokens"].tolist()[:6] == [len(x) for x in ids]
+    s = Sampling(max_new_tokens=8, temperature=1.0, seed=3)
+    sampled = HFGenerator(tiny_model, None, s, **kw)
+    unsampled = HFGenerator(tiny_model, None, s, prefix_cache=False, **kw)
+    batch = _shared().assign(sample=range(6))
+    assert sampled(batch)["generated_text"].tolist() == unsampled(batch)["generated_text"].tolist()
+
+
+def test_the_prefix_plan_shares_only_what_is_worth_it():
+    long = list(range(100, 100 + PREFIX_MIN_TOKENS))
+    assert HFGenerator._prefix_plan(None, [long + [1, 2]]) == 0  # type: ignore[arg-type]
+    assert HFGenerator._prefix_plan(None, [long[:-1] + [1], long[:-1] + [2]]) == 0  # type: ignore[arg-type]
+    assert HFGenerator._prefix_plan(None, [long + [1, 2], long + [3]]) == len(long)  # type: ignore[arg-type]
+    # identical prompts: each row keeps its last token (its first step's logits are its own)
+    assert HFGenerator._prefix_plan(None, [long + [7], long + [7]]) == len(long)  # type: ignore[arg-type]
+
+
+def test_rows_pad_between_the_shared_prefix_and_their_own_tokens():
+    ids, mask = _pad([[1, 2, 3, 4], [1, 2, 5]], 2, 0)
+    assert ids.tolist() == [[1, 2, 3, 4], [1, 2, 0, 5]]
+    assert mask.tolist() == [[1, 1, 1, 1], [1, 1, 0, 1]]
+    ids, mask = _pad([[1, 2, 3, 4], [1, 2, 5]], 0, 0)  # no prefix: left padding
+    assert ids.tolist() == [[1, 2, 3, 4], [0, 1, 2, 5]]
+    assert mask.tolist() == [[1, 1, 1, 1], [0, 1, 1, 1]]
+
+
+def test_a_model_whose_cache_disagrees_generates_without_it(tiny_model, monkeypatch, caplog):
+    def shifted(self, prefix, rows):  # keys at the wrong positions, as a model would
+        from transformers import DynamicCache  # whose positions ignore the mask
+
+        cache = DynamicCache(config=self.model.config)
+        pos = torch.arange(prefix.shape[1]).unsqueeze(0) + 7
+        self.model(input_ids=prefix, position_ids=pos, past_key_values=cache, use_cache=True)
+        cache.batch_repeat_interleave(rows)
+        return cache
+
+    monkeypatch.setattr(HFGenerator, "_prefix_kv", shifted)
+    with caplog.at_level("WARNING", logger="raysys.engines.hf"):
+        g = HFGenerator(tiny_model, None, GREEDY, dtype="float32")
+    assert not g.prefix_cache
+    assert "the prefix cache changes this model's logits" in caplog.text
+    assert _widths(g, _shared())[0][0] == 6  # no prefix pass
 
 
 # --------------------------------------------------------------------------- the pool
