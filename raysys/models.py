@@ -119,7 +119,7 @@ def local_model(path: str) -> str:
 def cpu_has_bf16() -> bool:
     """Whether this machine's CPU computes bfloat16 natively (AVX512-BF16, AMX, or what
     oneDNN counts as bf16 support, e.g. Arm's BF16). Without it torch emulates bf16
-    matmuls: 6x slower than float32 for generation and 28x for LoRA training on an AVX2
+    matmuls: 6x slower than float32 for generation and 36x for LoRA training on an AVX2
     machine (BENCHMARKS.md, "bfloat16 on a CPU without bf16 instructions")."""
     import torch
 
