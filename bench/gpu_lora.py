@@ -219,7 +219,8 @@ def train(args: argparse.Namespace, model_path: str, work: Path, device: Any) ->
     write_parquet(train_path, rows)
     spec = train_spec(model_path, str(train_path), steps, args.batch, args.seq, gpu)
     spec = dataclasses.replace(spec, dtype=supported_dtype(spec.dtype, device.type))
-    peak = probe_peak_flops(device, torch.bfloat16)  # the worker's probe, same dtype
+    # the worker's probe, in the dtype the model runs in here (bf16 unless the hardware lacks it)
+    peak = probe_peak_flops(device, getattr(torch, spec.dtype))
 
     trainer = build_trainer(spec, str(work / "out"))
     check_tokenized(trainer, "sft")
@@ -476,7 +477,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "peak_memory_kind": "torch.cuda.max_memory_allocated"
         if gpu
         else "process peak RSS (ru_maxrss; CPU)",
-        "mfu_peak_kind": f"measured bf16 matmul on {device.type} (perf.probe_peak_flops)",
+        "mfu_peak_kind": f"measured matmul on {device.type}, dtype run (perf.probe_peak_flops)",
         "model": {
             "shape": "tiny Qwen2" if args.smoke else "Qwen2.5-1.5B",
             **model,
