@@ -74,8 +74,8 @@ class HFGenerator:
             self.tok.pad_token = self.tok.eos_token
         from raysys.models import supported_dtype
 
-        self.dtype = supported_dtype(dtype, str(device or "cpu"))
-        torch_dtype = "auto" if self.dtype == "auto" else getattr(torch, self.dtype)
+        run_dtype = supported_dtype(dtype, str(device or "cpu"))
+        torch_dtype = "auto" if run_dtype == "auto" else getattr(torch, run_dtype)
         model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype)
         from raysys.storage import localize
 
@@ -259,11 +259,7 @@ class HFGenerator:
         at least one token of its own, so the first step's logits are the row's."""
         if len(ids) < 2:
             return 0
-        limit = min(len(x) for x in ids) - 1
-        first = ids[0]
-        n = 0
-        while n < limit and all(x[n] == first[n] for x in ids):
-            n += 1
+        n = _common_prefix(ids)
         return n if n >= PREFIX_MIN_TOKENS else 0
 
     def _prefix_kv(self, prefix: Any, rows: int) -> Any:
@@ -288,7 +284,7 @@ class HFGenerator:
             "Classify the sentiment of this headline. Headline: the firm cut 900 jobs.",
         ]
         ids = self.tok(prompts, add_special_tokens=False)["input_ids"]
-        shared = min(self._common(ids), min(len(x) for x in ids) - 1)
+        shared = _common_prefix(ids)
         if shared < 1:
             return False
         dev = self.model.device
@@ -316,13 +312,6 @@ class HFGenerator:
             )
             return False
         return True
-
-    @staticmethod
-    def _common(ids: list[list[int]]) -> int:
-        n = 0
-        while all(len(x) > n and x[n] == ids[0][n] for x in ids):
-            n += 1
-        return n
 
     def _row(self, ids: list[int], n_input: int, logprobs: list[float]) -> dict[str, Any]:
         stop = next((k for k, t in enumerate(ids) if t in self.eos_ids), None)
@@ -367,6 +356,15 @@ class TokenLogprobs:
 
         # a deferred stop check may run steps it later undoes: they are the last ones
         return torch.stack(self.steps[:n_new], dim=1).cpu().tolist()
+
+
+def _common_prefix(ids: list[list[int]]) -> int:
+    """Leading tokens all rows share, leaving each row at least one token of its own."""
+    limit = min(len(x) for x in ids) - 1
+    n = 0
+    while n < limit and all(x[n] == ids[0][n] for x in ids):
+        n += 1
+    return n
 
 
 def _pad(ids: list[list[int]], shared: int, pad_id: int) -> tuple[Any, Any]:
