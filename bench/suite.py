@@ -109,25 +109,31 @@ def rows(r: dict[str, dict]) -> list[tuple[str, str, str, bool | None, str]]:
         x = e["ratios"]
         out += [
             (
-                "generation: Ray Data actor pool vs the engine called directly (throughput, "
-                "embedded, 48 prompts, 1 actor)",
-                f"{x['ray_data_vs_direct_throughput']:.2f}x",
-                ">= 0.85x",
-                x["ray_data_vs_direct_throughput"] >= 0.85,
+                "generation: Ray Data vs the engine called directly, steady state (rows beyond "
+                "2: a whole pass minus a 2-prompt pass; Ray Data in a warm Ray, 1 actor)",
+                f"{x['ray_data_vs_direct_steady_state']:.2f}x",
+                ">= 0.9x",
+                x["ray_data_vs_direct_steady_state"] >= 0.9,
                 "engines_embedded",
             ),
             (
-                "generation: Ray Data with 2 actors x 1 thread vs direct (throughput)",
+                "generation: Ray Data actor pool vs the engine called directly, one whole pass "
+                "(embedded, 48 prompts, 1 actor; each arm's first pass, model load included)",
+                f"{x['ray_data_vs_direct_throughput']:.2f}x (Ray Data per-pass fixed cost "
+                f"{e['seconds']['ray_data_fixed_s']:.1f} s"
+                + (
+                    f", + {e['seconds']['ray_data_first_pass_extra_s']:.1f} s on a Ray "
+                    "instance's first pass)"
+                    if "ray_data_first_pass_extra_s" in e["seconds"]
+                    else ")"
+                ),
+                ">= 0.9x",
+                x["ray_data_vs_direct_throughput"] >= 0.9,
+                "engines_embedded",
+            ),
+            (
+                "generation: Ray Data with 2 actors x 1 thread vs direct (one whole pass)",
                 f"{x['ray_data_2_actors_vs_direct_throughput']:.2f}x",
-                ">= 0.85x",
-                x["ray_data_2_actors_vs_direct_throughput"] >= 0.85,
-                "engines_embedded",
-            ),
-            (
-                "generation: Ray Data vs direct, start-up excluded (the Ray Data pass minus "
-                "a 2-prompt pass, vs direct generate())",
-                f"{x['ray_data_vs_direct_steady_state']:.2f}x (Ray Data fixed cost "
-                f"{e['seconds']['ray_data_2_prompts_s']:.1f} s)",
                 "context",
                 None,
                 "engines_embedded",

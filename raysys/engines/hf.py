@@ -448,7 +448,7 @@ def generate(
     actors = actor_pool_size(gen_cfg, ray.cluster_resources(), started_locally())
     threads = gen_cfg.torch_threads or max(1, (os.cpu_count() or 1) // actors)
     df = pd.DataFrame(rows)
-    out = ray.data.from_pandas(_blocks(df, actors)).map_batches(
+    out = ray.data.from_pandas(_blocks(df, actors, gen_cfg.batch_size)).map_batches(
         HFGenerator,
         fn_constructor_kwargs={
             "model_path": model_path,
@@ -473,16 +473,34 @@ def generate(
     return got
 
 
-def _blocks(df: pd.DataFrame, actors: int) -> list[pd.DataFrame]:
-    """4 blocks per actor: an actor that starts late (model load) still gets its share, and
-    a dead actor retries little. Tried: fewer, batch-sized blocks (1 actor 0.93x the wall,
-    2 actors 1.29x: the late actor idles the early one; BENCHMARKS "The suite").
+def _blocks(df: pd.DataFrame, actors: int, batch_size: int) -> list[pd.DataFrame]:
+    """Blocks for `actors` engine actors that each re-batch their block by `batch_size`.
+
+    One actor: up to 4 blocks (a dead actor retries little) of whole batches, never more
+    blocks than full batches: a block of 12 rows runs its decode steps at batch 12, so 48
+    rows in 4 blocks cost 1.4x one block of 48 in the engine (BENCHMARKS "Generation: Ray
+    Data vs direct"). Several actors: 4 blocks per actor, so an actor that starts late
+    (model load) still gets a share; on a small pass that balance is worth more than full
+    batches (48 rows on 2 actors: 8 blocks of 6 took 0.8x the wall of 2 blocks of 24).
+    Blocks hold whole batches when there are enough, spread evenly, and the rows short of
+    a full batch join the last block (it has the fewest batches); otherwise the rows are
+    split evenly.
 
     Blocks made here, not by `repartition`: a repartition runs CPU tasks, which starve
     (forever) when every CPU is held by engine actors, e.g. two sweep trials scoring at
     once on a 2-CPU node. With ready blocks the pipeline is actors only."""
-    n_blocks = max(1, min(len(df), actors * 4))
-    bounds = [round(i * len(df) / n_blocks) for i in range(n_blocks + 1)]
+    n, batch_size = len(df), max(1, batch_size)
+    full = n // batch_size
+    n_blocks = max(1, min(n, 4 * actors) if actors > 1 else min(4, full))
+    if full >= n_blocks:
+        per, extra = divmod(full, n_blocks)
+        sizes = [(per + (i < extra)) * batch_size for i in range(n_blocks)]
+        sizes[-1] += n - full * batch_size
+    else:
+        sizes = [n // n_blocks + (i < n % n_blocks) for i in range(n_blocks)]
+    bounds = [0]
+    for size in sizes:
+        bounds.append(bounds[-1] + size)
     return [df.iloc[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
 
 

@@ -275,13 +275,32 @@ def test_an_actor_no_node_can_hold_is_refused():
         actor_pool_size(GenerateSection(num_cpus=4.0), {"CPU": 2.0}, True)
 
 
-def test_blocks_are_four_per_actor_and_never_empty():
-    df = pd.DataFrame({"id": range(10)})
-    blocks = _blocks(df, 1)
-    assert [len(b) for b in blocks] == [2, 3, 3, 2]
-    assert pd.concat(blocks)["id"].tolist() == list(range(10))
-    assert len(_blocks(df, 2)) == 8 and [len(b) for b in _blocks(df.iloc[:3], 2)] == [1, 1, 1]
-    assert len(_blocks(df.iloc[:1], 4)) == 1
+def _sizes(n: int, actors: int, batch_size: int) -> list[int]:
+    df = pd.DataFrame({"id": range(n)})
+    blocks = _blocks(df, actors, batch_size)
+    assert pd.concat(blocks)["id"].tolist() == list(range(n))  # every row once, in order
+    return [len(b) for b in blocks]
+
+
+def test_one_actor_gets_blocks_of_whole_batches():
+    # a block smaller than a batch would decode at a smaller batch than direct generate()
+    assert _sizes(48, 1, 32) == [48]
+    assert _sizes(10, 1, 32) == [10]
+    # the rows short of a full batch join the last block: 4 batches in all, as direct
+    assert _sizes(100, 1, 32) == [32, 32, 36]
+    # never more than 4 blocks per actor
+    assert _sizes(1000, 1, 32) == [256, 256, 256, 232]
+    assert _sizes(1, 1, 32) == [1]
+
+
+def test_several_actors_get_four_blocks_each_and_never_an_empty_one():
+    # a small pass: balance over actors that start at different times beats full batches
+    assert _sizes(48, 2, 32) == [6] * 8
+    assert _sizes(3, 2, 32) == [1, 1, 1]
+    assert _sizes(1, 4, 32) == [1]
+    # a large one: whole batches, spread evenly
+    assert _sizes(1000, 2, 32) == [128] * 7 + [104]
+    assert _blocks(pd.DataFrame({"id": []}), 2, 32) == []
 
 
 def test_fault_drills_come_from_the_environment(monkeypatch):
