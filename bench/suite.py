@@ -90,7 +90,16 @@ STEPS = [
     ("object_store", ["bench/object_store.py"], "object_store.json"),
     (
         "trial_startup",
-        ["bench/trial_startup.py", "--baseline", "8620033", "--repeats", "2", "--runs", "3"],
+        [
+            "bench/trial_startup.py",
+            "--baseline",
+            "8620033",
+            "--repeats",
+            "2",
+            "--runs",
+            "3",
+            "--in-process",
+        ],
         "trial_startup.json",
     ),
     (
@@ -288,6 +297,20 @@ def rows(r: dict[str, dict]) -> list[tuple[str, str, str, bool | None, str]]:
                 "trial_startup",
             )
         )
+        if "in_process_reused_vs_baseline" in ts:
+            ip = ts["summary"]["in process"]
+            out.append(
+                (
+                    "trial start-up, the lever measured (not built): TRL in one kept Ray actor, "
+                    "no worker group, vs the same baseline: fresh process / reused process",
+                    f"{ts['in_process_first_vs_baseline']:.2f}x / "
+                    f"{ts['in_process_reused_vs_baseline']:.2f}x ({ip['fixed_first_s']:.1f} / "
+                    f"{ip['fixed_later_s']:.1f} s)",
+                    "context",
+                    None,
+                    "trial_startup",
+                )
+            )
     g = r.get("gen_bound")
     if g:
         b = g["bound"]

@@ -12,7 +12,11 @@ what the 2nd..Nth trial of a sweep sees). Fixed cost = the training stage's wall
 in that process (imports included) minus the time its steps took. Prints medians and the ratio; the
 phases (`metrics.json` "phases") say where this tree's fixed cost goes.
 
-    python bench/trial_startup.py [--baseline REF] [--repeats 2] [--runs 3]
+`--in-process` also times the lever that is not built: the same trainings by the TRL
+trainer inside one kept Ray actor (a Tune trial's own process with reused actors), no
+Ray Train worker group; first run = a fresh process, later runs = the reused one.
+
+    python bench/trial_startup.py [--baseline REF] [--repeats 2] [--runs 3] [--in-process]
 """
 
 from __future__ import annotations
@@ -31,9 +35,8 @@ import ray
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def child(out: str, runs: str, steps: str) -> None:
-    """In a fresh process: `runs` short trainings on one local Ray; JSON to `out`."""
-    runs, steps = int(runs), int(steps)
+def _setup(steps: int):
+    """A local Ray, the tiny model, 64 news_sentiment rows and the spec every run trains."""
     from raysys.config import TrainConfig, load_config
     from raysys.io import write_parquet
     from raysys.models import resolve_model
@@ -74,8 +77,61 @@ def child(out: str, runs: str, steps: str) -> None:
     spec = TrainSpec.from_section(
         cfg.train, model_path=model_path, train_path=str(train_path), dtype="float32", seed=0
     )
-    results = [ray.get(_trial.remote(spec, str(tmp / f"run{i}"), f"run{i}")) for i in range(runs)]
+    return spec, tmp
+
+
+def child(out: str, runs: str, steps: str) -> None:
+    """In a fresh process: `runs` short trainings on one local Ray; JSON to `out`."""
+    spec, tmp = _setup(int(steps))
+    results = [
+        ray.get(_trial.remote(spec, str(tmp / f"run{i}"), f"run{i}")) for i in range(int(runs))
+    ]
     Path(out).write_text(json.dumps(results))
+
+
+def child_in_process(out: str, runs: str, steps: str) -> None:
+    """The measurement behind issue 25 item 2's lever (not what raysys does): the same
+    trainings run by the TRL trainer inside one Ray actor, as a Tune trial's own process
+    would with no Ray Train worker group; the actor is kept, so the first run pays the
+    imports and the later ones find them loaded (`TuneConfig(reuse_actors=True)`)."""
+    spec, tmp = _setup(int(steps))
+    actor = _InProcess.remote()
+    results = [ray.get(actor.train.remote(spec, str(tmp / f"ip{i}"))) for i in range(int(runs))]
+    Path(out).write_text(json.dumps(results))
+
+
+@ray.remote(num_cpus=0)
+class _InProcess:
+    def train(self, spec, out_dir: str) -> dict:
+        """Imports, peak probe, TRL trainer with LoRA, the steps, the adapter saved: what
+        `train_worker` does minus Ray Train's reports (checkpoints through Tune would add
+        their own upload, as `finish` is for Ray Train's)."""
+        t0 = time.perf_counter()
+        import torch
+        from transformers import TrainerCallback
+
+        from raysys.train.perf import probe_peak_flops
+        from raysys.train.trainer import build_trainer, check_tokenized
+
+        torch.set_num_threads(2)
+        probe_peak_flops(torch.device("cpu"), torch.float32)
+        trainer = build_trainer(spec, out_dir)
+        check_tokenized(trainer, spec.method)
+        marks: dict[str, float] = {}
+
+        class Steps(TrainerCallback):
+            def on_step_begin(self, args, state, control, **kw):
+                marks.setdefault("first", time.perf_counter())
+
+            def on_step_end(self, args, state, control, **kw):
+                marks["last"] = time.perf_counter()
+
+        trainer.add_callback(Steps())
+        trainer.train()
+        trainer.save_model(str(Path(out_dir) / "adapter"))
+        wall = time.perf_counter() - t0
+        steps_s = marks["last"] - marks["first"]
+        return {"wall": wall, "steps": steps_s, "fixed": wall - steps_s}
 
 
 @ray.remote(num_cpus=0, max_calls=1)  # a fresh process per run, as Tune gives each trial
@@ -107,6 +163,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2, help="processes per arm (interleaved)")
     ap.add_argument("--runs", type=int, default=3, help="trainings per process")
     ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument(
+        "--in-process",
+        action="store_true",
+        help="also time the trainings inside one kept Ray actor, no worker group (the lever)",
+    )
     args = ap.parse_args()
     trees = {"baseline": baseline.tree(args.baseline), "this tree": ROOT}
     got: dict[str, list[list[dict]]] = {k: [] for k in trees}
@@ -116,7 +177,22 @@ def main() -> None:
             got[name].append(
                 baseline.run_child(tree, "trial_startup", "child", args.runs, args.steps)
             )
+    in_process = (
+        [
+            baseline.run_child(ROOT, "trial_startup", "child_in_process", args.runs, args.steps)
+            for _ in range(args.repeats)
+        ]
+        if args.in_process
+        else []
+    )
     summary = {}
+    if in_process:
+        summary["in process"] = {
+            "fixed_first_s": statistics.median(p[0]["fixed"] for p in in_process),
+            "fixed_later_s": statistics.median(r["fixed"] for p in in_process for r in p[1:]),
+            "steps_s": statistics.median(r["steps"] for p in in_process for r in p),
+            "phases_later_s": {},
+        }
     for name, procs in got.items():
         first = [p[0]["fixed"] for p in procs]
         later = [r["fixed"] for p in procs for r in p[1:]]
@@ -144,6 +220,18 @@ def main() -> None:
                 ", ".join(f"{k} {v:.2f}" for k, v in s["phases_later_s"].items()),
             )
     print(f"this tree vs baseline: later runs {ratio_later:.2f}x, first run {ratio_first:.2f}x")
+    extra = {}
+    if in_process:
+        ip = summary["in process"]
+        extra = {
+            "in_process_first_vs_baseline": ip["fixed_first_s"] / base["fixed_later_s"],
+            "in_process_reused_vs_baseline": ip["fixed_later_s"] / base["fixed_later_s"],
+        }
+        print(
+            "in the trial's process (measured, not built) vs baseline's later runs: "
+            f"fresh process {extra['in_process_first_vs_baseline']:.2f}x, "
+            f"reused process {extra['in_process_reused_vs_baseline']:.2f}x"
+        )
     baseline.record(
         "trial_startup",
         args,
@@ -151,7 +239,8 @@ def main() -> None:
         summary=summary,
         ratio_later=ratio_later,
         ratio_first=ratio_first,
-        runs=got,
+        **extra,
+        runs={**got, "in process": in_process},
     )
 
 
