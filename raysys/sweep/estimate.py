@@ -60,6 +60,9 @@ class Timings:
     measured: dict[str, Any] | None = None  # that sweep's own study usage (sweep.json cost)
     tokens_per_row: float = 0.0  # tokens trained per training row (median)
     tokens_per_generation: float = 0.0  # tokens generated per evaluated row (median)
+    # the dtypes the trials computed in there (metrics "dtype"): bfloat16 runs in float32
+    # on a CPU without bf16 instructions (`raysys.models.supported_dtype`)
+    run_dtypes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,11 @@ def read_timings(location: str) -> Timings:
         measured=(meta.get("cost") or {}).get("study"),
         tokens_per_row=_median(p["tokens_per_row"] for p in parts),
         tokens_per_generation=_median(p["tokens_per_generation"] for p in parts),
+        run_dtypes=tuple(
+            sorted(
+                {str(r["train"]["dtype"]) for r in results if (r.get("train") or {}).get("dtype")}
+            )
+        ),
     )
 
 
@@ -384,12 +392,19 @@ def makespan(seconds: list[float], slots: int) -> float:
 # --------------------------------------------------------------------------- printing
 
 
+def _ran_in(t: Timings) -> str:
+    """ ", run in float32" when the trials computed in another dtype than configured (a CPU
+    without bf16 instructions): hardware with bf16 runs the same config at another speed."""
+    other = [d for d in t.run_dtypes if d != t.dtype]
+    return f", run in {' and '.join(t.run_dtypes)} there" if other else ""
+
+
 def format_estimate(est: Estimate) -> str:
     t, costs = est.timings, est.trials
     lines = [
-        f"Estimate from {t.source}: {t.trials} finished trial(s) of {t.model} ({t.dtype}, "
-        f"{'GPU' if t.use_gpu else 'CPU'}); the timings hold for this model on the same "
-        "hardware only.",
+        f"Estimate from {t.source}: {t.trials} finished trial(s) of {t.model} ({t.dtype}"
+        f"{_ran_in(t)}, {'GPU' if t.use_gpu else 'CPU'}); the timings hold for this model on "
+        "the same hardware only.",
         f"  a trial there: start-up {duration(t.startup_s)} (Ray Train, model load, checkpoints) "
         f"+ {t.row_s:.3g} s per training row + rest {duration(t.rest_s)} (of which "
         f"{duration(t.setup_s)} in the training stage outside Ray Train's fit: imports, the "

@@ -85,6 +85,29 @@ def test_the_grid_estimate_runs_trials_longest_first_on_each_slot_count(tmp_path
     assert "    2*" in text and "the timings hold for this model on the same hardware" in text
 
 
+def test_the_estimate_says_when_the_trials_ran_in_another_dtype(tmp_path):
+    """bfloat16 configured, float32 computed (a CPU without bf16 instructions): the same
+    config runs at another speed where bf16 is native, so the estimate says so."""
+    run = _earlier_sweep(tmp_path)
+    plan = Plan(2, {"CPU": 1.0}, {"CPU": 2.0}, "test")
+    cfg = _cfg(tmp_path)
+    text = est.format_estimate(
+        est.estimate(cfg, expand_grid(cfg), plan, est.read_timings(str(run)))
+    )
+    assert "of tiny-random (float32, CPU)" in text  # no dtype recorded: nothing claimed
+    config = (run / "config.yaml").read_text().replace("dtype: float32", "dtype: bfloat16")
+    (run / "config.yaml").write_text(config)
+    for tid in "ab":
+        result = json.loads((run / "trials" / tid / "result.json").read_text())
+        result["train"]["dtype"] = "float32"
+        _write(run / "trials" / tid / "result.json", result)
+    timings = est.read_timings(str(run))
+    assert timings.run_dtypes == ("float32",)
+    cfg = _cfg(tmp_path, "model.dtype=bfloat16")
+    text = est.format_estimate(est.estimate(cfg, expand_grid(cfg), plan, timings))
+    assert "of tiny-random (bfloat16, run in float32 there, CPU)" in text
+
+
 def test_validation_in_the_final_pass_moves_its_rows_there(tmp_path):
     timings = est.read_timings(str(_earlier_sweep(tmp_path)))
     cfg = _cfg(tmp_path, "sweep.validate_in=final")
