@@ -113,8 +113,10 @@ class _InProcess:
         from raysys.train.perf import probe_peak_flops
         from raysys.train.trainer import build_trainer, check_tokenized
 
-        torch.set_num_threads(2)
-        probe_peak_flops(torch.device("cpu"), torch.float32)
+        # as the Train worker sizes itself: all the cores this process may use, and the
+        # peak probe in the dtype the model trains in
+        torch.set_num_threads(spec.torch_threads or len(os.sched_getaffinity(0)))
+        probe_peak_flops(torch.device("cpu"), getattr(torch, spec.dtype))
         trainer = build_trainer(spec, out_dir)
         check_tokenized(trainer, spec.method)
         marks: dict[str, float] = {}

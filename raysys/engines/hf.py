@@ -9,6 +9,7 @@ follows a `base.Sampling`, as on the vllm engine.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from typing import Any
@@ -473,6 +474,9 @@ def generate(
     return got
 
 
+BLOCKS_PER_ACTOR = 4  # the most blocks an engine actor gets in one pass (see `_blocks`)
+
+
 def _blocks(df: pd.DataFrame, actors: int, batch_size: int) -> list[pd.DataFrame]:
     """Blocks for `actors` engine actors that each re-batch their block by `batch_size`.
 
@@ -491,16 +495,16 @@ def _blocks(df: pd.DataFrame, actors: int, batch_size: int) -> list[pd.DataFrame
     once on a 2-CPU node. With ready blocks the pipeline is actors only."""
     n, batch_size = len(df), max(1, batch_size)
     full = n // batch_size
-    n_blocks = max(1, min(n, 4 * actors) if actors > 1 else min(4, full))
+    n_blocks = max(
+        1, min(n, BLOCKS_PER_ACTOR * actors) if actors > 1 else min(BLOCKS_PER_ACTOR, full)
+    )
     if full >= n_blocks:
         per, extra = divmod(full, n_blocks)
         sizes = [(per + (i < extra)) * batch_size for i in range(n_blocks)]
         sizes[-1] += n - full * batch_size
     else:
         sizes = [n // n_blocks + (i < n % n_blocks) for i in range(n_blocks)]
-    bounds = [0]
-    for size in sizes:
-        bounds.append(bounds[-1] + size)
+    bounds = [0, *itertools.accumulate(sizes)]
     return [df.iloc[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
 
 

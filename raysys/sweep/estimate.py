@@ -396,8 +396,9 @@ def _ran_in(t: Timings) -> str:
     """The dtypes the trials computed in, when they differ from the configured one (bf16
     runs in float32 on a CPU without bf16 instructions): hardware with bf16 runs the same
     config at another speed. Empty when they match or were not recorded."""
-    other = [d for d in t.run_dtypes if d != t.dtype]
-    return f", run in {' and '.join(t.run_dtypes)} there" if other else ""
+    if any(d != t.dtype for d in t.run_dtypes):
+        return f", run in {' and '.join(t.run_dtypes)} there"
+    return ""
 
 
 def format_estimate(est: Estimate) -> str:
