@@ -44,7 +44,7 @@ def init_ray(
     target = address or os.environ.get("RAY_ADDRESS") or "local"
     kwargs: dict[str, Any] = {
         "address": target,
-        "runtime_env": {"env_vars": _worker_env()},
+        "runtime_env": {"env_vars": worker_env()},
         "logging_level": logging.WARNING,
         "configure_logging": True,
         # quiet console: workers' output stays in Ray's session logs (printed once)
@@ -105,7 +105,7 @@ def _session_logs() -> str | None:
         return None
 
 
-def _worker_env() -> dict[str, str]:
+def worker_env() -> dict[str, str]:
     """WORKER_ENV minus what the job's own runtime env sets: under `ray job submit` Ray
     refuses to merge two runtime envs that name the same variable, and the job's wins."""
     import json

@@ -60,6 +60,13 @@ class TrainSection(Section):
     weight_decay: float = Field(0.0, ge=0)
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
     num_workers: int = Field(1, ge=1)
+    runner: Literal["auto", "actor", "ray_train"] = Field(
+        "auto",
+        description="how training runs: ray_train (a TorchTrainer worker group), actor (the "
+        "same TRL trainer in one Ray actor, with the same checkpoints, reports and "
+        "max_failures restarts: about 12 s less start-up per run; one worker only); auto: "
+        "actor for one worker, ray_train for more",
+    )
     use_gpu: bool = False
     cpus_per_worker: float = Field(1.0, gt=0)
     accelerator_type: str | None = Field(
@@ -115,6 +122,15 @@ class TrainSection(Section):
         if self.accelerator_type and not self.use_gpu:
             raise ValueError(
                 "train.accelerator_type names a GPU type; set train.use_gpu=true or remove it"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _one_actor(self) -> TrainSection:
+        if self.runner == "actor" and self.num_workers > 1:
+            raise ValueError(
+                f"train.runner=actor trains in one process, but train.num_workers="
+                f"{self.num_workers}; set train.runner=ray_train (or auto) for several workers"
             )
         return self
 

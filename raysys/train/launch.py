@@ -1,8 +1,9 @@
 """Driver side of training: checks, the `TorchTrainer`, resume, outputs.
 
 `run_spec` (or `run_training`, from a `train` section) checks the data before any
-worker starts (columns, rows, chat template, EOS after truncation), runs Ray Train V2
-on a `TrainSpec`, and leaves in `out_dir`:
+worker starts (columns, rows, chat template, EOS after truncation), trains a `TrainSpec`
+on its runner (`train.runner`: one Ray actor, `raysys.train.actor`, or a Ray Train V2
+worker group), and leaves in `out_dir`:
 
 - `adapter/`: PEFT layout, loadable on the raw base (`PeftModel.from_pretrained`,
   vLLM's LoRA loader). With `train.init_adapter` (DPO after SFT) it is the exact
@@ -99,7 +100,7 @@ def run_spec(
     callbacks: list[UserCallback] | None = None,
     checked: bool = False,
 ) -> dict[str, Any]:
-    """Train a LoRA adapter (SFT or DPO) on Ray Train; return the final summary.
+    """Train a LoRA adapter (SFT or DPO) in one Ray actor or on Ray Train; the summary.
 
     `callbacks`: more Train `UserCallback`s (a sweep passes Tune's report bridge).
     `checked`: the caller ran `preflight` on this data, model and spec already (a sweep's
@@ -112,28 +113,27 @@ def run_spec(
     local_ckpt = (out_dir / "ray_train").resolve()
     storage = spec.checkpoint_storage or remote_of(local_ckpt) or str(local_ckpt)
     _check_cpu_budget(spec)
-    trainer = _torch_trainer(_worker_spec(spec, out_dir), storage, name, callbacks or [])
     start = time.perf_counter()
-    stamps["fit_start"] = time.time()
     try:
         with StepProgress(storage, name, f"training {name}"):
-            result = trainer.fit()
+            metrics, checkpoint = _fit(
+                _worker_spec(spec, out_dir), storage, name, callbacks or [], stamps
+            )
     except Exception as e:  # TrainingFailedError and friends: explain, keep the cause
         raise _explain(e, storage, name) from e
-    if result.checkpoint is None:
-        raise TrainingInterruptedError("training finished without a checkpoint; see the Ray logs")
     stamps["fit_done"] = time.time()
     history, replayed = dedupe_history(read_reports(storage, name))
-    final = {k: v for k, v in (result.metrics or {}).items() if k != "history"}
+    final = {k: v for k, v in metrics.items() if k != "history"}
     final["wall_seconds"] = time.perf_counter() - start
     final["replayed_steps"] = replayed
+    final["runner"] = "actor" if spec.in_actor else "ray_train"
     check_history(history, final, spec.logging_steps)
-    final.update(_write_adapter(result.checkpoint, spec.init_adapter, out_dir))
+    final.update(_write_adapter(checkpoint, spec.init_adapter, out_dir))
     stamps["adapter_written"] = time.time()
     final["phases"] = startup_phases(stamps, final.pop("worker_stamps", None) or {})
     write_json(
         out_dir / "metrics.json",
-        {"final": final, "history": history, "checkpoint": result.checkpoint.path},
+        {"final": final, "history": history, "checkpoint": checkpoint.path},
     )
     return {k: v for k, v in final.items() if not isinstance(v, (dict, list))}
 
@@ -180,6 +180,28 @@ def _worker_spec(spec: TrainSpec, out_dir: Path) -> TrainSpec:
         init_adapter=for_workers(spec.init_adapter),
         faults=replace(spec.faults, marker_dir=marker_dir),
     )
+
+
+def _fit(
+    spec: TrainSpec,
+    storage: str,
+    name: str,
+    callbacks: list[UserCallback],
+    stamps: dict[str, float],
+) -> tuple[dict[str, Any], Checkpoint]:
+    """Train on the spec's runner: one Ray actor (`raysys.train.actor`) or a Ray Train
+    worker group; the last report's metrics and the final checkpoint."""
+    if spec.in_actor:
+        from raysys.train.actor import fit_in_actor
+
+        stamps["fit_start"] = time.time()
+        return fit_in_actor(spec, storage, name, callbacks)
+    trainer = _torch_trainer(spec, storage, name, callbacks)
+    stamps["fit_start"] = time.time()
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise TrainingInterruptedError("training finished without a checkpoint; see the Ray logs")
+    return dict(result.metrics or {}), result.checkpoint
 
 
 def _torch_trainer(
@@ -376,7 +398,9 @@ def _causes(exc: BaseException) -> list[BaseException]:
             continue
         seen.append(e)
         todo.extend(getattr(e, "worker_failures", {}).values())
-        todo.extend(x for x in (e.__cause__, getattr(e, "controller_failure", None)) if x)
+        # RayTaskError (the actor runner) carries the training's exception as `cause`
+        links = (e.__cause__, getattr(e, "controller_failure", None), getattr(e, "cause", None))
+        todo.extend(x for x in links if isinstance(x, BaseException))
     return seen
 
 
@@ -411,6 +435,14 @@ def _explain(exc: Exception, storage: str, name: str) -> UserError:
             ).strip()
             msg = msg[msg.find("training loss is") :] if "training loss is" in msg else msg
             return TrainingDivergedError(f"{msg}; {kept}")
+    from ray.exceptions import RayActorError
+
+    if isinstance(exc, RayActorError):  # the actor runner's process (or its node) died
+        return TrainingInterruptedError(
+            f"training failed (its process died: {type(exc).__name__}; its log is in the Ray "
+            f"dashboard); {kept}; run it again with the same run.run_id to resume"
+        )
+    exc = getattr(exc, "cause", None) or exc  # a RayTaskError's first line is Ray's header
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return TrainingInterruptedError(
         f"training failed ({first}); {kept}; run it again with the same run.run_id to resume"

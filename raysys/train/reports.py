@@ -40,25 +40,33 @@ class ReportRecorder(UserCallback):
         metrics: list[dict[str, Any]],
         checkpoint: Checkpoint | None,
     ) -> None:
-        rank0 = dict(metrics[0]) if metrics else {}
-        record = {
-            "time": time.time(),
-            "step": rank0.get("step"),
-            "metrics": {k: v for k, v in rank0.items() if k != "history"},
-            "history": rank0.get("history", []),
-            "checkpoint": getattr(checkpoint, "path", None),
-            "peak_memory_bytes_by_rank": [m.get("peak_memory_bytes") for m in metrics],
-        }
-        fs, root = filesystem_of(self.storage)
-        folder = f"{root}/{self.name}/{REPORTS}"
-        fs.create_dir(folder, recursive=True)
-        name = f"{time.time_ns():020d}-{int(rank0.get('step') or 0):06d}.json"
-        _write_whole(fs, folder, name, json.dumps(record, default=str).encode())
+        write_report(self.storage, self.name, metrics, getattr(checkpoint, "path", None))
 
     def after_exception(
         self, run_context: TrainRunContext, worker_exceptions: dict[int, Exception]
     ) -> None:
         pass
+
+
+def write_report(
+    storage: str, name: str, metrics: list[dict[str, Any]], checkpoint: str | None
+) -> None:
+    """One report of run `name` (every rank's metrics, rank 0 first; the path of the
+    checkpoint it registers, as the storage's filesystem names it) as one whole file."""
+    rank0 = dict(metrics[0]) if metrics else {}
+    record = {
+        "time": time.time(),
+        "step": rank0.get("step"),
+        "metrics": {k: v for k, v in rank0.items() if k != "history"},
+        "history": rank0.get("history", []),
+        "checkpoint": checkpoint,
+        "peak_memory_bytes_by_rank": [m.get("peak_memory_bytes") for m in metrics],
+    }
+    fs, root = filesystem_of(storage)
+    folder = f"{root}/{name}/{REPORTS}"
+    fs.create_dir(folder, recursive=True)
+    file = f"{time.time_ns():020d}-{int(rank0.get('step') or 0):06d}.json"
+    _write_whole(fs, folder, file, json.dumps(record, default=str).encode())
 
 
 def _write_whole(fs: pyarrow.fs.FileSystem, folder: str, name: str, data: bytes) -> None:

@@ -111,6 +111,7 @@ class TrainSpec:
     keep_checkpoints: int
     checkpoint_storage: str | None  # None: the run's out_dir/ray_train
     faults: Faults = field(default_factory=Faults)
+    runner: str = "auto"  # auto | actor | ray_train (TrainSection.runner)
 
     @classmethod
     def from_section(
@@ -159,7 +160,13 @@ class TrainSpec:
             keep_checkpoints=train.keep_checkpoints,
             checkpoint_storage=train.checkpoint_storage,
             faults=Faults(**(faults or {})),
+            runner=train.runner,
         )
+
+    @property
+    def in_actor(self) -> bool:
+        """Trained in one Ray actor (`raysys.train.actor`), not a Ray Train worker group."""
+        return self.runner == "actor" or (self.runner == "auto" and self.num_workers == 1)
 
     @property
     def grad_accum_steps(self) -> int:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import ray.train
 import ray.train.torch
-from transformers import TrainerCallback, TrainerState
+from transformers import PrinterCallback, TrainerCallback, TrainerState
 
 from raysys.models import local_model, supported_dtype
 from raysys.train.guards import check_finite
@@ -44,10 +44,50 @@ log = logging.getLogger(__name__)
 def train_worker(config: dict[str, TrainSpec]) -> None:
     """Ray Train worker: build the TRL trainer, resume if Ray Train has a checkpoint, train."""
     stamps = {"worker_entry": time.time(), "worker_process": _process_start()}
+    train_with(config["spec"], RayTrainSession(), stamps)
+
+
+class RayTrainSession:
+    """What the training code needs from where it runs, here a Ray Train worker: its rank,
+    device, the checkpoint to resume from, and where reports and checkpoints go.
+    `raysys.train.actor.ActorSession` is the same for one Ray actor without Train."""
+
+    def __init__(self) -> None:
+        ctx = ray.train.get_context()
+        self.world_rank = ctx.get_world_rank()
+        self.world_size = ctx.get_world_size()
+        self.local_world_size = ctx.get_local_world_size()
+
+    def device(self) -> torch.device:
+        return ray.train.torch.get_device()
+
+    def restore(self, output_dir: str) -> str | None:
+        """Copy Ray Train's latest checkpoint (if any) next to the HF outputs; its path."""
+        ckpt = ray.train.get_checkpoint()
+        if ckpt is None:
+            return None
+        with ckpt.as_directory() as d:
+            return restore_from(Path(d) / HF_CKPT, output_dir)
+
+    def report(self, metrics: dict[str, Any], hf_ckpt: Path | None, step: int) -> None:
+        if hf_ckpt is None:
+            ray.train.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            shutil.copytree(hf_ckpt, Path(tmp) / HF_CKPT)
+            ray.train.report(
+                metrics,
+                checkpoint=ray.train.Checkpoint.from_directory(tmp),
+                checkpoint_dir_name=f"checkpoint_{step:06d}",
+            )
+
+
+def train_with(spec: TrainSpec, session: Any, stamps: dict[str, float]) -> None:
+    """Build the TRL trainer of `spec`, resume from the session's checkpoint, train,
+    reporting and checkpointing through `session` (`RayTrainSession` or `ActorSession`)."""
     import torch
 
-    spec = config["spec"]
-    device = ray.train.torch.get_device()
+    device = session.device()
     # the model on this worker's node (a cluster's nodes share no disk; see local_model),
     # in a dtype this node's hardware computes natively
     spec = replace(
@@ -55,9 +95,8 @@ def train_worker(config: dict[str, TrainSpec]) -> None:
         dtype=supported_dtype(spec.dtype, device.type),
         model_path=local_model(spec.model_path),
     )
-    ctx = ray.train.get_context()
     # Decided on the worker's node, not the driver's: clusters mix machine sizes.
-    torch.set_num_threads(spec.torch_threads or max(1, _cores() // ctx.get_local_world_size()))
+    torch.set_num_threads(spec.torch_threads or max(1, _cores() // session.local_world_size))
     dtype = torch_dtype(spec.dtype)
     peak = probe_peak_flops(
         device, dtype if dtype in (torch.bfloat16, torch.float16) else torch.float32
@@ -67,15 +106,21 @@ def train_worker(config: dict[str, TrainSpec]) -> None:
     check_tokenized(trainer, spec.method)
     stamps["trainer_built"] = time.time()
 
-    resume = _restore(trainer.args.output_dir)
-    trainer.add_callback(_RayReport(spec, trainer, peak, device, stamps))
-    trainer.train(resume_from_checkpoint=resume)
+    # The loss of every step is in the reports and metrics.json, not printed to the log.
+    trainer.remove_callback(PrinterCallback)
+    try:
+        resume = session.restore(trainer.args.output_dir)
+        trainer.add_callback(_RayReport(spec, trainer, peak, device, session, stamps))
+        trainer.train(resume_from_checkpoint=resume)
+    finally:  # the local copies (storage has the checkpoints); a reused process keeps no junk
+        shutil.rmtree(trainer.args.output_dir, ignore_errors=True)
 
 
 class _RayReport(TrainerCallback):
-    """HF TrainerCallback: NaN guard, per-step history, reports and checkpoints to Ray Train.
+    """HF TrainerCallback: NaN guard, per-step history, reports and checkpoints through the
+    session (to Ray Train, or to storage from one actor).
 
-    Every rank calls `ray.train.report` at the same steps (Train V2 expects it).
+    Every rank reports at the same steps (Train V2 expects it).
     A report costs about one controller poll (~2 s, BENCHMARKS.md), so metrics go
     every `report_every_steps` and with each checkpoint, carrying the per-step
     history since the last report.
@@ -87,9 +132,10 @@ class _RayReport(TrainerCallback):
         trainer: SFTTrainer | DPOTrainer,
         peak: float,
         device: torch.device,
+        session: Any,
         stamps: dict[str, float] | None = None,
     ) -> None:
-        self.ctx = ray.train.get_context()
+        self.session = session
         self.stamps = dict(stamps or {})  # wall-clock times of the worker's start-up phases
         self.spec = spec
         self.faults = spec.faults
@@ -120,7 +166,7 @@ class _RayReport(TrainerCallback):
         self.stamps["last_step_done"] = time.time()
         if state.global_step >= state.max_steps:
             control.should_save = True  # the last step always leaves a checkpoint
-        rank0 = self.ctx.get_world_rank() == 0
+        rank0 = self.session.world_rank == 0
         hold, crash = self.faults.hold_at_step, self.faults.crash_at_step
         if hold == state.global_step and rank0:
             _hold(Path(self.faults.marker_dir), hold)  # run_spec sets it
@@ -168,27 +214,19 @@ class _RayReport(TrainerCallback):
         if state.global_step >= state.max_steps:
             metrics.update(self.summary(state))
         self.buffer = []
-        if self.ctx.get_world_rank() != 0:  # rank 0 speaks for the group; the rest sync
+        if self.session.world_rank != 0:  # rank 0 speaks for the group; the rest sync
             metrics = {
                 "step": state.global_step,
                 "peak_memory_bytes": peak_memory_bytes(self.device),
             }
-        if hf_ckpt is None or not hf_ckpt.is_dir():
-            ray.train.report(metrics)
-            return
-        with tempfile.TemporaryDirectory() as tmp:
-            shutil.copytree(hf_ckpt, Path(tmp) / HF_CKPT)
-            ray.train.report(
-                metrics,
-                checkpoint=ray.train.Checkpoint.from_directory(tmp),
-                checkpoint_dir_name=f"checkpoint_{state.global_step:06d}",
-            )
+        ckpt = hf_ckpt if hf_ckpt is not None and hf_ckpt.is_dir() else None
+        self.session.report(metrics, ckpt, state.global_step)
 
     def summary(self, state: TrainerState) -> dict[str, Any]:
         """Throughput of this attempt, and what it means against the measured peak."""
         steps = len(self.step_seconds)
         secs = sum(self.step_seconds)
-        world = self.ctx.get_world_size()
+        world = self.session.world_size
         out: dict[str, Any] = {
             "steps_this_attempt": steps,
             "train_loss": statistics.fmean(self.losses) if self.losses else None,
@@ -241,16 +279,12 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def _restore(output_dir: str) -> str | None:
-    """Copy Ray Train's latest checkpoint (if any) next to the HF outputs; its path."""
-    ckpt = ray.train.get_checkpoint()
-    if ckpt is None:
-        return None
-    with ckpt.as_directory() as d:
-        src = Path(d) / HF_CKPT
-        state = json.loads((src / "trainer_state.json").read_text())
-        dst = Path(output_dir) / f"checkpoint-{state['global_step']}"
-        shutil.copytree(src, dst, dirs_exist_ok=True)
+def restore_from(src: Path, output_dir: str) -> str:
+    """A checkpoint's HF folder copied next to the HF outputs, where `Trainer.train`
+    resumes from it; its path."""
+    state = json.loads((src / "trainer_state.json").read_text())
+    dst = Path(output_dir) / f"checkpoint-{state['global_step']}"
+    shutil.copytree(src, dst, dirs_exist_ok=True)
     log.info("resuming from the checkpoint at step %d", state["global_step"])
     return str(dst)
 

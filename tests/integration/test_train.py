@@ -1,4 +1,6 @@
-"""Training on Ray Train with TRL, for real, on the tiny model and a real local Ray."""
+"""Training with TRL, for real, on the tiny model and a real local Ray: one-worker runs in
+one Ray actor (train.runner=auto), several workers on Ray Train; the fault drills run on
+both runners where the two differ (how a failure is seen, who writes the checkpoint)."""
 
 from __future__ import annotations
 
@@ -116,6 +118,23 @@ def test_sft_one_worker_reports_history_throughput_and_mfu(sft_one_worker):
     assert in_fit == pytest.approx(f["wall_seconds"], abs=1.0)
 
 
+def test_the_two_runners_train_the_same(sft_one_worker, tiny_model, sft_parquet, tmp_path):
+    out, one = sft_one_worker
+    assert one["runner"] == "actor"  # train.runner=auto with one worker
+    two = _train(
+        _cfg("train.epochs=1", "train.runner=ray_train"), sft_parquet, tmp_path, tiny_model
+    )
+    assert two["runner"] == "ray_train"
+    losses = [[e["loss"] for e in _metrics(d)["history"]] for d in (out, tmp_path)]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)  # same seed, data, trainer
+    assert one["train_tokens"] == two["train_tokens"]
+    # the same storage layout: checkpoints and report files where Ray Train puts them
+    for d in (out, tmp_path):
+        ckpts = sorted(p.name for p in (d / "ray_train" / "train").glob("checkpoint_0*"))
+        assert ckpts == ["checkpoint_000002", "checkpoint_000004"]
+        assert read_reports(str(d / "ray_train"), "train")[-1]["checkpoint"].endswith(ckpts[-1])
+
+
 def test_sft_adapter_is_standard_peft_and_adapter_only(sft_one_worker, tiny_model):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
@@ -198,6 +217,9 @@ def test_interrupted_run_resumes_without_gaps_or_duplicates(
     # the second attempt restarted from the checkpoint at step 3 and replayed 4 (and 5)
     assert m["final"]["steps_this_attempt"] == 4
     assert m["final"]["replayed_steps"] == len(first - {1, 2, 3}) >= 1
+    # the newest keep_checkpoints (2) are kept, the older deleted
+    ckpts = sorted(p.name for p in (tmp_path / "ray_train" / "train").glob("checkpoint_0*"))
+    assert ckpts == ["checkpoint_000006", "checkpoint_000007"]
 
 
 def _set_writable(path: Path, writable: bool) -> None:
@@ -211,13 +233,22 @@ def _set_writable(path: Path, writable: bool) -> None:
         path.chmod(0o755 if writable else 0o555)
 
 
+RUNNERS = pytest.mark.parametrize("runner", ["actor", "ray_train"])
+
+
+@RUNNERS
 def test_storage_unwritable_mid_run_is_a_clear_error_and_the_checkpoint_survives(
-    ray_local, tiny_model, sft_parquet, tmp_path
+    ray_local, tiny_model, sft_parquet, tmp_path, runner
 ):
     import threading
     import time
 
-    cfg = _cfg("train.max_steps=6", "train.save_steps=2", "train.report_every_steps=1")
+    cfg = _cfg(
+        "train.max_steps=6",
+        "train.save_steps=2",
+        "train.report_every_steps=1",
+        f"train.runner={runner}",
+    )
     ckpts = tmp_path / "ray_train" / "train"
     box: dict[str, BaseException] = {}
 
@@ -231,15 +262,13 @@ def test_storage_unwritable_mid_run_is_a_clear_error_and_the_checkpoint_survives
     worker.start()
     deadline = time.monotonic() + 240
 
-    def registered() -> bool:  # Ray Train has recorded the checkpoint of step 2
+    def registered() -> bool:  # the checkpoint of step 2 is recorded
         reports = read_reports(str(tmp_path / "ray_train"), "train")
+        if runner == "ray_train" and not (ckpts / "checkpoint_manager_snapshot.json").exists():
+            return False  # and Ray Train's own record of it is written
         return any(r["step"] == 2 and r.get("checkpoint") for r in reports)
 
-    while not (
-        (tmp_path / "faults" / "held-at-3").exists()
-        and (ckpts / "checkpoint_manager_snapshot.json").exists()
-        and registered()
-    ):
+    while not ((tmp_path / "faults" / "held-at-3").exists() and registered()):
         assert time.monotonic() < deadline, "training never reached the hold"
         time.sleep(0.2)
     _set_writable(ckpts, False)  # the checkpoint of step 4 has nowhere to go
@@ -355,8 +384,9 @@ def test_cli_train_bad_input_exits_2(tmp_path, capsys, args, expected):
     assert not any(tmp_path.iterdir())
 
 
+@RUNNERS
 def test_max_failures_restarts_the_worker_from_the_checkpoint(
-    ray_local, tiny_model, sft_parquet, tmp_path
+    ray_local, tiny_model, sft_parquet, tmp_path, runner
 ):
     # Reporting every step makes the restart point certain: the step-3 report can only
     # enter the one-slot queue once the controller took step 2's (with its checkpoint).
@@ -365,8 +395,10 @@ def test_max_failures_restarts_the_worker_from_the_checkpoint(
         "train.save_steps=2",
         "train.report_every_steps=1",
         "train.max_failures=1",
+        f"train.runner={runner}",
     )
     final = _train(cfg, sft_parquet, tmp_path, tiny_model, {"crash_at_step": 4})
+    assert final["runner"] == runner
     m = _metrics(tmp_path)
     assert final["step"] == 5 and final["steps_this_attempt"] == 3  # restarted from step 2
     assert [e["step"] for e in m["history"]] == [1, 2, 3, 4, 5]

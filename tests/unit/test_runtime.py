@@ -12,7 +12,7 @@ from raysys.errors import UserError
 
 
 def test_worker_env_keeps_worker_logs_readable():
-    env = runtime._worker_env()
+    env = runtime.worker_env()
     assert env["RAY_TRAIN_ENABLE_PRINT_PATCH"] == "0"
     assert env["TOKENIZERS_PARALLELISM"] == "false"
     assert env["TRANSFORMERS_VERBOSITY"] == "error"
@@ -22,7 +22,7 @@ def test_worker_env_keeps_worker_logs_readable():
 def test_worker_env_leaves_out_what_the_submitted_job_sets(monkeypatch):
     job = {"runtime_env": {"env_vars": {"TOKENIZERS_PARALLELISM": "true", "OTHER": "1"}}}
     monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps(job))
-    env = runtime._worker_env()
+    env = runtime.worker_env()
     assert "TOKENIZERS_PARALLELISM" not in env and "OTHER" not in env
     assert set(env) == set(runtime.WORKER_ENV) - {"TOKENIZERS_PARALLELISM"}
 
@@ -30,7 +30,7 @@ def test_worker_env_leaves_out_what_the_submitted_job_sets(monkeypatch):
 @pytest.mark.parametrize("config", ['{"runtime_env": null}', "{}", ""])
 def test_worker_env_under_a_job_without_env_vars(monkeypatch, config):
     monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", config)
-    assert runtime._worker_env() == runtime.WORKER_ENV
+    assert runtime.worker_env() == runtime.WORKER_ENV
 
 
 def test_faults_keep_the_keys_this_job_understands(monkeypatch):
