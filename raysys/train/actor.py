@@ -168,6 +168,9 @@ def fit_in_actor(
         runtime_env={"env_vars": worker_env()},
         max_concurrency=2,  # train, and drain while it trains
         max_restarts=0,  # a restart resumes from storage, here, counted
+        # not inside a Tune trial's placement group (it reserves the trial's driver only):
+        # the actor asks for the worker's resources itself, as Ray Train's group does
+        scheduling_strategy="DEFAULT",
     )
     failures = 0
     while True:

@@ -11,7 +11,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from raysys.cli import main
@@ -212,6 +211,18 @@ def test_tune_keeps_tensorboard_logs_per_trial(killed_and_resumed):
     _, sweep_dir, _, _, _ = killed_and_resumed
     events = list((sweep_dir / "tune").glob("*/events.out.tfevents*"))
     assert {p.parent.name for p in events} >= {"news_sentiment-g0-m0-f1-s0"}
+    # Tune saw the training loss step by step (ASHA stops on it), then the final result:
+    # the trials the resumed driver trained report their steps before it
+    results = [
+        [json.loads(ln) for ln in p.read_text().splitlines()]
+        for p in (sweep_dir / "tune").glob("*/result.json")
+    ]
+    stepped = [r for r in results if len(r) > 1]
+    assert stepped
+    for rows in stepped:
+        assert [r["step"] for r in rows[:-1]] == list(range(1, len(rows)))
+        assert all(isinstance(r["loss"], float) for r in rows)
+        assert "val_main_mean" in rows[-1] and "val_main_mean" not in rows[0]
 
 
 def test_report_command_rewrites_the_report(killed_and_resumed, capsys):
