@@ -1,10 +1,11 @@
 """A training run's fixed cost (what a sweep trial pays around its steps), this tree vs another.
 
-A sweep trial's training stage is `run_spec`: the data preflight, Ray Train's controller
-and worker group, the worker's imports, peak probe, model load and TRL set-up, the steps,
-the final checkpoint and the adapter copy. On the tiny model the steps are < 1 s and all
-the rest is fixed cost. This bench runs the same short LoRA SFT (tiny model, 4 steps)
-through `raysys.train.launch.run_training` in this tree and in a baseline git ref (a
+A sweep trial's training stage is `run_spec`: the data preflight, the runner's start-up
+(one Ray actor for a one-worker run since `train.runner`; Ray Train's controller and worker
+group in the baseline), the worker's imports, peak probe, model load and TRL set-up, the
+steps, the final checkpoint and the adapter copy. On the tiny model the steps are < 1 s and
+all the rest is fixed cost. This bench runs the same short LoRA SFT (tiny model, 4 steps)
+through `raysys.train.launch.run_spec` in this tree and in a baseline git ref (a
 temporary worktree), alternating the two in fresh processes, each process starting its
 own local Ray and training `--runs` times, each in a fresh Ray worker process as Tune
 gives each trial (the first run of a process pays Ray's cold start; the later ones are
@@ -12,9 +13,9 @@ what the 2nd..Nth trial of a sweep sees). Fixed cost = the training stage's wall
 in that process (imports included) minus the time its steps took. Prints medians and the ratio; the
 phases (`metrics.json` "phases") say where this tree's fixed cost goes.
 
-`--in-process` also times the lever that is not built: the same trainings by the TRL
-trainer inside one kept Ray actor (a Tune trial's own process with reused actors), no
-Ray Train worker group; first run = a fresh process, later runs = the reused one.
+`--in-process` also times the next lever, not built: the same trainings by the TRL
+trainer inside one Ray actor kept across runs (as a training actor reused between a
+sweep's trials would be); first run = a fresh process, later runs = its imports loaded.
 
     python bench/trial_startup.py [--baseline REF] [--repeats 2] [--runs 3] [--in-process]
 """
@@ -90,10 +91,9 @@ def child(out: str, runs: str, steps: str) -> None:
 
 
 def child_in_process(out: str, runs: str, steps: str) -> None:
-    """The measurement behind issue 25 item 2's lever (not what raysys does): the same
-    trainings run by the TRL trainer inside one Ray actor, as a Tune trial's own process
-    would with no Ray Train worker group; the actor is kept, so the first run pays the
-    imports and the later ones find them loaded (`TuneConfig(reuse_actors=True)`)."""
+    """The next lever (not what raysys does): the same trainings by the TRL trainer inside
+    one Ray actor that is kept, so the first run pays the imports and the later ones find
+    them loaded (a training actor reused across a sweep's trials)."""
     spec, tmp = _setup(int(steps))
     actor = _InProcess.remote()
     results = [ray.get(actor.train.remote(spec, str(tmp / f"ip{i}"))) for i in range(int(runs))]
@@ -230,7 +230,7 @@ def main() -> None:
             "in_process_reused_vs_baseline": ip["fixed_later_s"] / base["fixed_later_s"],
         }
         print(
-            "in the trial's process (measured, not built) vs baseline's later runs: "
+            "one kept actor (measured, not built) vs baseline's later runs: "
             f"fresh process {extra['in_process_first_vs_baseline']:.2f}x, "
             f"reused process {extra['in_process_reused_vs_baseline']:.2f}x"
         )

@@ -7,7 +7,8 @@ import argparse
 from raysys.cli._common import config_args, load, where
 
 DESCRIPTION = (
-    "Train a LoRA adapter with TRL inside a Ray Train TorchTrainer: SFT on chat rows or a "
+    "Train a LoRA adapter with TRL in one Ray actor (one worker) or a Ray Train "
+    "TorchTrainer (train.runner): SFT on chat rows or a "
     "cocktail, or DPO on prompt/chosen/rejected rows (after SFT: set train.init_adapter to the "
     "SFT adapter; the DPO reference is then the SFT model). Outputs go to "
     "<run.storage_path>/<run.name>/<run_id>/train/; re-run with run.run_id=<id> to resume from "
@@ -18,7 +19,7 @@ DESCRIPTION = (
 def add(sub: argparse._SubParsersAction) -> None:
     tr = sub.add_parser(
         "train",
-        help="LoRA SFT or DPO of any model on Ray Train (resumable)",
+        help="LoRA SFT or DPO of any model on Ray (resumable)",
         description=DESCRIPTION,
     )
     config_args(tr, "configs/train_sft.yaml")

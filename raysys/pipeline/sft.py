@@ -25,7 +25,7 @@ def sft(study: Study) -> None:
         return
     res = study.st.run(
         "sft",
-        f"LoRA SFT on {', '.join(p.tasks)} (Ray Train)",
+        f"LoRA SFT on {', '.join(p.tasks)} (Ray)",
         {"model": dumped(cfg.model), "train": dumped(cfg.train)},
         ("data",),
         lambda d: train(study, study.gold_path, cfg.train, d),

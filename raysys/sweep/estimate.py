@@ -3,8 +3,8 @@ of a trial an earlier sweep measured (same model, same hardware).
 
 A trial's time splits into parts that scale differently with the grid:
 
-- start-up: the Train fit's wall time minus its steps (Ray Train's controller and worker
-  group, the model load, checkpoints): the same for every trial;
+- start-up: the training fit's wall time minus its steps (the training actor, or Ray Train's
+  controller and worker group; the model load, checkpoints): the same for every trial;
 - training: seconds per training row (a step's median time over the effective batch) x
   the rows the trial's cocktail has at its fraction;
 - validation (`sweep.validate_in: trial`): an engine start-up plus seconds per generated
@@ -407,9 +407,9 @@ def format_estimate(est: Estimate) -> str:
         f"Estimate from {t.source}: {t.trials} finished trial(s) of {t.model} ({t.dtype}"
         f"{_ran_in(t)}, {'GPU' if t.use_gpu else 'CPU'}); the timings hold for this model on "
         "the same hardware only.",
-        f"  a trial there: start-up {duration(t.startup_s)} (Ray Train, model load, checkpoints) "
+        f"  a trial there: start-up {duration(t.startup_s)} (runner, model load, checkpoints) "
         f"+ {t.row_s:.3g} s per training row + rest {duration(t.rest_s)} (of which "
-        f"{duration(t.setup_s)} in the training stage outside Ray Train's fit: imports, the "
+        f"{duration(t.setup_s)} in the training stage outside the fit: imports, the "
         "data preflight, copying the adapter)",
         f"  evaluation:    engine start-up {duration(t.engine_start_s)} + {t.generation_s:.3g} s "
         f"per generated row and engine replica (from {t.eval_method})",

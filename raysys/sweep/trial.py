@@ -1,10 +1,10 @@
-"""One sweep trial, run by Ray Tune: data -> Ray Train SFT -> validation scores -> report.
+"""One sweep trial, run by Ray Tune: data -> LoRA SFT (`train.runner`) -> validation -> report.
 
 The trial function is idempotent: its folder `<sweep_dir>/trials/<trial_id>/` holds
 a `stage.json` per finished stage and `result.json` when the whole trial is done,
 so Tune may start it again (a restored driver, a retried error) and nothing that
 finished is trained or scored twice; an interrupted training run resumes from its
-latest Ray Train checkpoint (same storage, same run name).
+latest registered checkpoint (same storage, same run name).
 """
 
 from __future__ import annotations

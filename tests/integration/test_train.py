@@ -375,6 +375,10 @@ def test_cli_train_cocktail_then_rerun_skips(ray_local, tmp_path, capsys, monkey
         (["data.path=/nonexistent.parquet"], "data.path: /nonexistent.parquet not found"),
         (["data.path=x.parquet", "train.method=dpo", "train.packing=true"], "sft only"),
         (["data.path=x.parquet", "train.lora.r=0"], "train.lora.r"),
+        (
+            ["data.path=x.parquet", "train.runner=actor", "train.num_workers=2"],
+            "set train.runner=ray_train (or auto) for several workers",
+        ),
     ],
 )
 def test_cli_train_bad_input_exits_2(tmp_path, capsys, args, expected):

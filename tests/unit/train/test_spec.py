@@ -210,3 +210,23 @@ def test_the_trainer_code_imports_without_ray():
         "assert not any(m == 'ray' or m.startswith('ray.') for m in sys.modules if sys.modules[m])"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+@pytest.mark.parametrize(
+    "overrides, in_actor",
+    [
+        ((), True),  # auto, one worker
+        (("train.num_workers=2", "train.batch_size=8"), False),  # auto, several
+        (("train.runner=ray_train",), False),
+        (("train.runner=actor",), True),
+    ],
+)
+def test_the_runner_auto_picks_the_actor_for_one_worker(overrides, in_actor):
+    assert _spec(*overrides).in_actor is in_actor
+
+
+def test_the_actor_runner_with_several_workers_is_refused_naming_the_field():
+    from raysys.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="train.runner=actor trains in one process.*ray_train"):
+        _section("train.runner=actor", "train.num_workers=2")

@@ -1,0 +1,87 @@
+"""The actor runner's storage side (`ActorSession`): checkpoints where Ray Train puts them,
+registered by their report, the newest `keep` kept, resume from the newest whole one. No
+Ray started: the session writes through pyarrow's filesystems like the actor does."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from raysys.train.actor import ActorSession, registered_checkpoints
+from raysys.train.reports import read_reports
+
+
+def _hf_checkpoint(root: Path, step: int) -> Path:
+    d = root / f"checkpoint-{step}"
+    d.mkdir(parents=True)
+    (d / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    (d / "adapter_model.safetensors").write_bytes(b"w" * step)
+    return d
+
+
+@pytest.fixture(params=["path", "uri"])
+def storage(request, tmp_path) -> str:
+    """A plain directory, and the same as a file:// URI (pyarrow's filesystems, as s3://)."""
+    d = tmp_path / "ray_train"
+    return str(d) if request.param == "path" else f"file://{d}"
+
+
+def _folder(storage: str) -> Path:
+    return Path(storage.removeprefix("file://")) / "train"
+
+
+def test_checkpoints_are_registered_by_their_report_and_the_newest_kept(storage, tmp_path):
+    outbox: list = []
+    s = ActorSession(storage, "train", 2, outbox)
+    for step in (1, 2, 3, 4):
+        hf = _hf_checkpoint(tmp_path / "hf", step) if step % 2 == 0 else None
+        s.report({"step": step, "loss": 1.0 / step, "history": [{"step": step}]}, hf, step)
+    folder = _folder(storage)
+    assert sorted(p.name for p in folder.glob("checkpoint_*")) == [
+        "checkpoint_000002",
+        "checkpoint_000004",
+    ]
+    assert (folder / "checkpoint_000004" / "checkpoint" / "adapter_model.safetensors").is_file()
+    reports = read_reports(storage, "train")
+    assert [r["step"] for r in reports] == [1, 2, 3, 4]
+    assert [bool(r["checkpoint"]) for r in reports] == [False, True, False, True]
+    assert [m["step"] for m, _ in outbox] == [1, 2, 3, 4]
+    assert s.last[0]["step"] == 4 and s.last[1].endswith("checkpoint_000004")
+    # a third checkpoint pushes the oldest out (keep_checkpoints=2)
+    s.report({"step": 6, "history": []}, _hf_checkpoint(tmp_path / "hf", 6), 6)
+    assert sorted(p.name for p in folder.glob("checkpoint_*")) == [
+        "checkpoint_000004",
+        "checkpoint_000006",
+    ]
+    assert [Path(p).name for p in registered_checkpoints(storage, "train")] == [
+        "checkpoint_000002",  # registered once, deleted since: restore skips it
+        "checkpoint_000004",
+        "checkpoint_000006",
+    ]
+
+
+def test_restore_takes_the_newest_whole_registered_checkpoint(storage, tmp_path):
+    s = ActorSession(storage, "train", 3, [])
+    for step in (2, 4):
+        s.report({"step": step, "history": []}, _hf_checkpoint(tmp_path / "hf", step), step)
+    # step 6 was uploaded but its report never written (the process died between the two)
+    s2 = ActorSession(storage, "train", 3, [])
+    orphan = _folder(storage) / "checkpoint_000006" / "checkpoint"
+    orphan.mkdir(parents=True)
+    (orphan / "trainer_state.json").write_text(json.dumps({"global_step": 6}))
+    # and the newest registered one lost its files (a half-deleted folder)
+    (_folder(storage) / "checkpoint_000004" / "checkpoint" / "trainer_state.json").unlink()
+    out = tmp_path / "hf_out"
+    out.mkdir()
+    resumed = s2.restore(str(out))
+    assert resumed == str(out / "checkpoint-2")
+    assert (out / "checkpoint-2" / "adapter_model.safetensors").read_bytes() == b"ww"
+
+
+def test_nothing_registered_means_a_fresh_start(storage, tmp_path):
+    out = tmp_path / "hf_out"
+    out.mkdir()
+    assert ActorSession(storage, "train", 2, []).restore(str(out)) is None
+    assert registered_checkpoints(storage, "train") == []
