@@ -297,8 +297,8 @@ def rows(r: dict[str, dict]) -> list[tuple[str, str, str, bool | None, str]]:
             ip = ts["summary"]["in process"]
             out.append(
                 (
-                    "trial start-up, the next lever (not built): the trainer in one actor kept across "
-                    "runs, vs the same baseline: its first run / later runs (imports loaded)",
+                    "trial start-up, the next lever (not built): the trainer in one actor kept "
+                    "across runs, vs the same baseline: its first / later runs (imports loaded)",
                     f"{ts['in_process_first_vs_baseline']:.2f}x / "
                     f"{ts['in_process_reused_vs_baseline']:.2f}x ({ip['fixed_first_s']:.1f} / "
                     f"{ip['fixed_later_s']:.1f} s)",
