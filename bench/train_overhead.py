@@ -2,8 +2,9 @@
 
 Same data, model and TRL settings, the same trainer code (`build_trainer`), four
 ways: plain TRL in this process (all cores), Ray Train with 1 worker reporting
-every 10 steps, the same reporting every step, and Ray Train with 2 workers
-(DDP over gloo, same effective batch, cores split between them). The measure is
+every 10 steps, the same reporting every step, Ray Train with 2 workers
+(DDP over gloo, same effective batch, cores split between them), and the actor runner
+(`train.runner=actor`, the default for one worker) reporting every 10 steps. The measure is
 the training loop from its start to the final checkpoint written by the HF
 Trainer (incl. reports on the way; excludes model load, worker start-up and
 the upload of the final checkpoint), `train_runtime` in raysys's metrics. Prints the median of
@@ -38,7 +39,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _cfg(
-    model: str, steps: int, every: int, workers: int = 1, dtype: str | None = None
+    model: str,
+    steps: int,
+    every: int,
+    workers: int = 1,
+    dtype: str | None = None,
+    runner: str = "ray_train",
 ) -> TrainConfig:
     dtype = dtype or ("float32" if model.startswith("tiny") else "bfloat16")
     return load_config(
@@ -52,6 +58,7 @@ def _cfg(
             f"train.report_every_steps={every}",
             f"train.save_steps={steps}",
             f"train.num_workers={workers}",
+            f"train.runner={runner}",
             "train.batch_size=8",  # one optimizer step = one micro-batch per worker
             f"train.per_device_batch_size={8 // workers}",
             "train.lora.r=16",
@@ -140,6 +147,12 @@ def main() -> None:
             train_path,
             model_path,
             "ray_2_workers_every_10",
+        ),
+        "actor_every_10": lambda: ray_train(
+            _cfg(args.model, args.steps, 10, runner="actor"),
+            train_path,
+            model_path,
+            "actor_every_10",
         ),
         f"ray_{other}_every_10": lambda: ray_train(
             _cfg(args.model, args.steps, 10, dtype=other),
