@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ray.train import UserCallback
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from raysys.config import SweepConfig
@@ -50,6 +51,28 @@ class TrainToTune(TuneReportCallback):
     ) -> None:
         slim = [{k: v for k, v in m.items() if isinstance(v, _SCALARS)} for m in metrics]
         super().after_report(run_context, slim, checkpoint)
+
+
+class ReportInTrial(UserCallback):
+    """The actor runner's reports -> Tune. The runner calls this in the trial function's
+    own thread, so `tune.report` hands each report over in order and waits for Tune to
+    take it. (Tune's `TuneReportCallback` goes through a one-slot queue meant for Train's
+    controller, another process: fed from the trial's thread, its last report could
+    deadlock with the trial's final `tune.report`.)"""
+
+    def after_report(
+        self,
+        run_context: TrainRunContext | None,
+        metrics: list[dict[str, Any]],
+        checkpoint: Checkpoint | None,
+    ) -> None:
+        from ray import tune
+        from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
+
+        slim = {k: v for k, v in metrics[0].items() if isinstance(v, _SCALARS)}
+        if checkpoint is not None:
+            slim[CHECKPOINT_PATH_KEY] = checkpoint.path
+        tune.report(slim)
 
 
 def trial_path(sweep_dir: str | Path, trial_id: str) -> Path:
@@ -225,7 +248,8 @@ def _train(out_dir: Path, spec: TrainSpec, run_name: str, trial_id: str) -> dict
     spec = spec.scoped(run_name, sweep_dir.name, trial_id)
     spec = replace(spec, faults=Faults(**faults_from_env(TRAIN_FAULTS)))
     # the driver checked this dataset with the same train section (prepare_data)
-    return run_spec(spec, out_dir, callbacks=[TrainToTune()], checked=True)
+    to_tune = ReportInTrial() if spec.in_actor else TrainToTune()
+    return run_spec(spec, out_dir, callbacks=[to_tune], checked=True)
 
 
 def eval_task_names(cfg: SweepConfig) -> list[str]:
