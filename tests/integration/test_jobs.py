@@ -240,7 +240,7 @@ def test_the_job_log_shows_raysys_lines_without_terminal_codes(tiny_sweep, clien
     `ray job logs`, whose header Ray's CLI colours)."""
     sweep_dir, _, sid = tiny_sweep
     logs = client.get_job_logs(sid)
-    for noise in ("Trial status", "╭", "{'loss'", "RayTrainWorker", "\r", "\x1b["):
+    for noise in ("Trial status", "╭", "{'loss'", "RayTrainWorker", "TrainActor", "\r", "\x1b["):
         assert noise not in logs, noise
     assert "[raysys " in logs and (sweep_dir / "logs" / "driver.log").is_file()
 

@@ -188,7 +188,7 @@ def cluster_sweep(cluster):
     while len(_held(root)) < 2 and time.monotonic() < deadline and first.poll() is None:
         time.sleep(0.5)
     assert len(_held(root)) == 2, (first.poll(), first.stdout.read() if first.poll() else "")
-    victim = next(n for n in c.workers if n.runs("RayTrainWorker"))
+    victim = next(n for n in c.workers if n.runs("TrainActor"))  # train.runner=auto: one actor
     out["victim"] = victim.name
     out["killed_pid"] = c.kill_raylet(victim)
     out["held_trials"] = sorted(p.parents[2].name for p in _held(root))

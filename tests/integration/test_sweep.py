@@ -200,7 +200,15 @@ def test_the_console_holds_raysys_lines_and_the_libraries_output_is_in_the_run(
     rest = [ln for ln in lines if ln.strip() and ln not in table and ln not in own]
     assert len(rest) <= 3, rest  # the summary, a retry note, "Report: ..."
     assert len(lines) < 40, resumed.stdout
-    for noise in ("Trial status", "╭", "{'loss'", "(raylet)", "RayTrainWorker", "WARNING"):
+    for noise in (
+        "Trial status",
+        "╭",
+        "{'loss'",
+        "(raylet)",
+        "RayTrainWorker",
+        "TrainActor",
+        "WARNING",
+    ):
         assert noise not in resumed.stdout + resumed.stderr, noise
     assert resumed.stderr.strip() == ""
     assert any("libraries' output" in ln and "driver.log" in ln for ln in own)
