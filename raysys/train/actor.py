@@ -50,9 +50,13 @@ class ActorSession:
         self.storage, self.name, self.keep = storage, name, keep
         self.fs, root = filesystem_of(storage)
         self.folder = f"{root}/{name}"
-        self.registered = registered_checkpoints(storage, name)  # oldest first
+        reports = read_reports(storage, name)
+        self.registered = registered_checkpoints(reports)  # oldest first
         self.outbox = outbox  # (metrics, checkpoint path) for the driver's callbacks
-        self.last: tuple[dict[str, Any], str | None] = ({}, None)
+        # what a resumed run that has no step left (its newest checkpoint is its last
+        # step) returns: the newest report's metrics and checkpoint, as Ray Train's result
+        metrics = dict(reports[-1].get("metrics") or {}) if reports else {}
+        self.last = (metrics, self.registered[-1] if self.registered else None)
 
     def device(self) -> torch.device:
         import ray
@@ -112,10 +116,11 @@ class ActorSession:
             self.registered = self.registered[-self.keep :]
 
 
-def registered_checkpoints(storage: str, name: str) -> list[str]:
-    """Paths of the checkpoints run `name`'s reports registered, oldest first, once each."""
+def registered_checkpoints(reports: list[dict[str, Any]]) -> list[str]:
+    """Paths of the checkpoints a run's reports (`read_reports`) registered, oldest first,
+    once each."""
     paths: list[str] = []
-    for report in read_reports(storage, name):
+    for report in reports:
         path = report.get("checkpoint")
         if path:
             paths = [p for p in paths if p != path] + [path]

@@ -222,6 +222,20 @@ def test_interrupted_run_resumes_without_gaps_or_duplicates(
     assert ckpts == ["checkpoint_000006", "checkpoint_000007"]
 
 
+def test_a_finished_run_run_again_on_its_storage_trains_nothing_and_finishes(
+    ray_local, tiny_model, sft_parquet, tmp_path
+):
+    # its newest checkpoint is its last step (a sweep trial retried after its training
+    # finished resumes there): the result is that checkpoint, no step is trained again
+    cfg = _cfg("train.epochs=1", "train.report_every_steps=1")  # 4 steps, as a sweep trial
+    first = _train(cfg, sft_parquet, tmp_path, tiny_model)
+    again = _train(cfg, sft_parquet, tmp_path, tiny_model)
+    assert again["step"] == first["step"] == ROWS // 8
+    assert again["train_loss"] == first["train_loss"]
+    assert [e["step"] for e in _metrics(tmp_path)["history"]] == [1, 2, 3, 4]
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
+
+
 def _set_writable(path: Path, writable: bool) -> None:
     """Root ignores permission bits; an immutable folder refuses root too."""
     import os

@@ -55,7 +55,7 @@ def test_checkpoints_are_registered_by_their_report_and_the_newest_kept(storage,
         "checkpoint_000004",
         "checkpoint_000006",
     ]
-    assert [Path(p).name for p in registered_checkpoints(storage, "train")] == [
+    assert [Path(p).name for p in registered_checkpoints(read_reports(storage, "train"))] == [
         "checkpoint_000002",  # registered once, deleted since: restore skips it
         "checkpoint_000004",
         "checkpoint_000006",
@@ -84,4 +84,13 @@ def test_nothing_registered_means_a_fresh_start(storage, tmp_path):
     out = tmp_path / "hf_out"
     out.mkdir()
     assert ActorSession(storage, "train", 2, []).restore(str(out)) is None
-    assert registered_checkpoints(storage, "train") == []
+    assert registered_checkpoints(read_reports(storage, "train")) == []
+
+
+def test_a_run_with_no_step_left_returns_its_newest_report_and_checkpoint(storage, tmp_path):
+    """Resumed from a checkpoint of its last step, a run reports nothing new: it returns
+    what the earlier attempt reported last, as Ray Train's result does."""
+    s = ActorSession(storage, "train", 2, [])
+    s.report({"step": 2, "history": [], "train_loss": 0.5}, _hf_checkpoint(tmp_path / "hf", 2), 2)
+    again = ActorSession(storage, "train", 2, [])
+    assert again.last[0]["train_loss"] == 0.5 and again.last[1].endswith("checkpoint_000002")
