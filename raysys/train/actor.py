@@ -53,6 +53,7 @@ class ActorSession:
         reports = read_reports(storage, name)
         self.registered = registered_checkpoints(reports)  # oldest first
         self.outbox = outbox  # (metrics, checkpoint path) for the driver's callbacks
+        self.reports = 0  # written by this attempt
         # what a resumed run that has no step left (its newest checkpoint is its last
         # step) returns: the newest report's metrics and checkpoint, as Ray Train's result
         metrics = dict(reports[-1].get("metrics") or {}) if reports else {}
@@ -106,6 +107,7 @@ class ActorSession:
                 destination_filesystem=self.fs,
             )
         write_report(self.storage, self.name, [metrics], path)  # registers the checkpoint
+        self.reports += 1
         self.last = (metrics, path or self.last[1])
         self.outbox.append((metrics, path))
         if path is not None:
@@ -142,8 +144,13 @@ class TrainActor:
 
         stamps["worker_entry"] = time.time()
         session = ActorSession(storage, name, spec.keep_checkpoints, self.outbox)
+        reported = session.reports
         train_with(spec, session, stamps)
         metrics, path = session.last
+        if session.reports == reported and metrics:
+            # resumed with no step left: the run's last report once more for the callbacks
+            # (a retried sweep trial's Tune then has its final training loss too)
+            self.outbox.append((metrics, path))
         if path is None:
             raise RuntimeError("training finished without a checkpoint")
         return metrics, path

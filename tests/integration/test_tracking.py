@@ -292,6 +292,11 @@ def test_tensorboard_event_files_hold_the_training_loss_per_trial(tracked):
         scalars = acc.Tags()["scalars"]
         assert "ray/tune/loss" in scalars, scalars
         loss = acc.Scalars("ray/tune/loss")
-        assert len(loss) >= 2 and all(math.isfinite(e.value) for e in loss), (tid, loss)
+        assert loss and all(math.isfinite(e.value) for e in loss), (tid, loss)
+        # a trial the resumed driver trained has its step reports and its final result; one
+        # that finished before the first driver died (killed like SIGKILL: its event buffer
+        # is lost) reports its stored result only (test_sweep checks the steps reach Tune)
+        rows = (trial_dir / "result.json").read_text().splitlines()
+        assert len(loss) >= min(len(rows), 2), (tid, loss, len(rows))
         train_steps = [e.value for e in acc.Scalars("ray/tune/step")]
         assert max(train_steps) == 4, train_steps

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from ray.train import UserCallback
 
 from raysys.cli import main
 from raysys.config import TrainConfig, load_config
@@ -234,6 +235,15 @@ def test_a_finished_run_run_again_on_its_storage_trains_nothing_and_finishes(
     assert again["train_loss"] == first["train_loss"]
     assert [e["step"] for e in _metrics(tmp_path)["history"]] == [1, 2, 3, 4]
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
+    # the callbacks (a sweep trial's Tune) still get the run's last report, once
+    seen: list = []
+
+    class Seen(UserCallback):
+        def after_report(self, run_context, metrics, checkpoint):
+            seen.append((metrics[0]["step"], checkpoint is not None))
+
+    run_training(sft_parquet, tiny_model, cfg.train, "float32", tmp_path, 0, callbacks=[Seen()])
+    assert seen == [(ROWS // 8, True)]
 
 
 def _set_writable(path: Path, writable: bool) -> None:
