@@ -22,8 +22,6 @@ bridge) with no run context, as Train's controller would.
 from __future__ import annotations
 
 import logging
-import tempfile
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +29,7 @@ from raysys.train.reports import filesystem_of, read_reports, write_report
 from raysys.train.spec import HF_CKPT, TrainSpec
 
 if TYPE_CHECKING:
+    import pyarrow.fs
     import torch
     from ray.train import Checkpoint, UserCallback
 
@@ -70,7 +69,7 @@ class ActorSession:
 
     def restore(self, output_dir: str) -> str | None:
         """The newest registered checkpoint that is whole, next to the HF outputs."""
-        from pyarrow.fs import FileType, LocalFileSystem, copy_files
+        from pyarrow.fs import FileType
 
         from raysys.train.worker import restore_from
 
@@ -79,16 +78,7 @@ class ActorSession:
             if self.fs.get_file_info(f"{src}/trainer_state.json").type != FileType.File:
                 log.warning("registered checkpoint %s is gone; trying an older one", path)
                 continue
-            with tempfile.TemporaryDirectory(dir=output_dir) as tmp:
-                local = Path(tmp) / HF_CKPT
-                local.mkdir()
-                copy_files(
-                    src,
-                    str(local),
-                    source_filesystem=self.fs,
-                    destination_filesystem=LocalFileSystem(),
-                )
-                return restore_from(local, output_dir)
+            return restore_from(src, output_dir, self.fs)
         return None
 
     def report(self, metrics: dict[str, Any], hf_ckpt: Path | None, step: int) -> None:
@@ -137,17 +127,12 @@ class TrainActor:
         self.outbox: list[tuple[dict[str, Any], str | None]] = []
 
     def train(self, spec: TrainSpec, storage: str, name: str) -> tuple[dict[str, Any], str]:
-        import psutil
-
-        stamps = {"worker_process": psutil.Process().create_time()}
         from raysys.train.worker import train_with
 
-        stamps["worker_entry"] = time.time()
         session = ActorSession(storage, name, spec.keep_checkpoints, self.outbox)
-        reported = session.reports
-        train_with(spec, session, stamps)
+        train_with(spec, session)
         metrics, path = session.last
-        if session.reports == reported and metrics:
+        if session.reports == 0 and metrics:
             # resumed with no step left: the run's last report once more for the callbacks
             # (a retried sweep trial's Tune then has its final training loss too)
             self.outbox.append((metrics, path))
@@ -184,12 +169,13 @@ def fit_in_actor(
         # the actor asks for the worker's resources itself, as Ray Train's group does
         scheduling_strategy="DEFAULT",
     )
+    fs, _ = filesystem_of(storage)
     failures = 0
     while True:
         actor = remote.remote()
         try:
             ref = actor.train.remote(spec, storage, name)
-            metrics, path = _follow(actor, ref, storage, callbacks)
+            metrics, path = _follow(actor, ref, fs, callbacks)
             break
         except (RayActorError, RayTaskError) as e:
             failures += 1
@@ -203,12 +189,11 @@ def fit_in_actor(
             )
         finally:
             ray.kill(actor)  # its process and memory go now, not when the handle is collected
-    fs, _ = filesystem_of(storage)
     return metrics, Checkpoint(path, filesystem=fs)
 
 
 def _follow(
-    actor: Any, ref: Any, storage: str, callbacks: list[UserCallback]
+    actor: Any, ref: Any, fs: pyarrow.fs.FileSystem, callbacks: list[UserCallback]
 ) -> tuple[dict[str, Any], str]:
     """The actor's result; meanwhile its reports go to `callbacks` (in order, all of them
     before the result)."""
@@ -217,7 +202,6 @@ def _follow(
 
     if not callbacks:
         return ray.get(ref)
-    fs, _ = filesystem_of(storage)
     while True:
         ready, _ = ray.wait([ref], timeout=POLL_S)
         for metrics, path in ray.get(actor.drain.remote()):

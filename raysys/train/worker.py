@@ -35,6 +35,7 @@ from raysys.train.spec import HF_CKPT, TrainSpec
 from raysys.train.trainer import build_trainer, check_tokenized, torch_dtype
 
 if TYPE_CHECKING:
+    import pyarrow.fs
     import torch
     from trl import DPOTrainer, SFTTrainer
 
@@ -43,8 +44,7 @@ log = logging.getLogger(__name__)
 
 def train_worker(config: dict[str, TrainSpec]) -> None:
     """Ray Train worker: build the TRL trainer, resume if Ray Train has a checkpoint, train."""
-    stamps = {"worker_entry": time.time(), "worker_process": _process_start()}
-    train_with(config["spec"], RayTrainSession(), stamps)
+    train_with(config["spec"], RayTrainSession())
 
 
 class RayTrainSession:
@@ -67,7 +67,7 @@ class RayTrainSession:
         if ckpt is None:
             return None
         with ckpt.as_directory() as d:
-            return restore_from(Path(d) / HF_CKPT, output_dir)
+            return restore_from(str(Path(d) / HF_CKPT), output_dir)
 
     def report(self, metrics: dict[str, Any], hf_ckpt: Path | None, step: int) -> None:
         if hf_ckpt is None:
@@ -82,11 +82,13 @@ class RayTrainSession:
             )
 
 
-def train_with(spec: TrainSpec, session: Any, stamps: dict[str, float]) -> None:
+def train_with(spec: TrainSpec, session: Any) -> None:
     """Build the TRL trainer of `spec`, resume from the session's checkpoint, train,
-    reporting and checkpointing through `session` (`RayTrainSession` or `ActorSession`)."""
+    reporting and checkpointing through `session` (`RayTrainSession` or `ActorSession`).
+    Called once this module (torch, transformers, PEFT, TRL) is imported in the process."""
     import torch
 
+    stamps = {"worker_entry": time.time(), "worker_process": _process_start()}
     device = session.device()
     # the model on this worker's node (a cluster's nodes share no disk; see local_model),
     # in a dtype this node's hardware computes natively
@@ -279,13 +281,19 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def restore_from(src: Path, output_dir: str) -> str:
-    """A checkpoint's HF folder copied next to the HF outputs, where `Trainer.train`
-    resumes from it; its path."""
-    state = json.loads((src / "trainer_state.json").read_text())
-    dst = Path(output_dir) / f"checkpoint-{state['global_step']}"
-    shutil.copytree(src, dst, dirs_exist_ok=True)
-    log.info("resuming from the checkpoint at step %d", state["global_step"])
+def restore_from(src: str, output_dir: str, fs: pyarrow.fs.FileSystem | None = None) -> str:
+    """A checkpoint's HF folder (`src` on `fs`, default the local disk) copied next to the
+    HF outputs, where `Trainer.train` resumes from it; its path."""
+    from pyarrow.fs import LocalFileSystem, copy_files
+
+    local = LocalFileSystem()
+    fs = fs or local
+    with fs.open_input_stream(f"{src}/trainer_state.json") as f:
+        step = json.loads(f.read())["global_step"]
+    dst = Path(output_dir) / f"checkpoint-{step}"
+    dst.mkdir(parents=True, exist_ok=True)
+    copy_files(src, str(dst), source_filesystem=fs, destination_filesystem=local)
+    log.info("resuming from the checkpoint at step %d", step)
     return str(dst)
 
 
