@@ -276,6 +276,11 @@ def last_step(client: Any, run_id: str) -> int:
     return max((m.step for m in client.get_metric_history(run_id, "loss")), default=-1)
 
 
+def logged_steps(client: Any, run_id: str) -> set[int]:
+    """Every training step a run holds a loss for."""
+    return {int(m.step) for m in client.get_metric_history(run_id, "loss")}
+
+
 def log_adapter(client: Any, run_id: str, adapter: Path) -> bool:
     """The trial's PEFT adapter folder (adapter_config.json and weights) as the run's
     `adapter` artifact, once; False when the folder is not on this machine (an object
@@ -378,9 +383,10 @@ class SweepTracking:
             log_adapter(self.client, run.info.run_id, Path(res["adapter"]))
 
     def _backfill(self, run: Any, train_metrics: Path) -> None:
-        """Training steps the run lacks at its end: a trial's last reports go unlogged when
-        the driver dies before Tune hands them to the callback, and a resumed trial does
-        not report them again (it restarts from its checkpoint). The trial's own
+        """Training steps the run lacks at its end: a trial's reports go unlogged when the
+        driver dies before Tune hands them to the callback, and a resumed trial does not
+        report them again (it restarts from its checkpoint; one resumed at its last step
+        reports only that step, leaving a gap before it). The trial's own
         `train/metrics.json` holds every step."""
         from mlflow.entities import Metric
 
@@ -388,13 +394,13 @@ class SweepTracking:
 
         if not train_metrics.is_file():
             return
-        last = last_step(self.client, run.info.run_id)
+        logged = logged_steps(self.client, run.info.run_id)
         now = int(time.time() * 1000)
         history = read_json(train_metrics, "training metrics").get("history", [])
         metrics = [
             Metric(k, v, now, int(h["step"]))
             for h in history
-            if int(h.get("step", -1)) > last
+            if "step" in h and int(h["step"]) not in logged
             for k, v in result_metrics(h).items()
         ]
         for i in range(0, len(metrics), 1000):  # MLflow's limit per batch

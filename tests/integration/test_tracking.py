@@ -217,7 +217,8 @@ def test_trial_params_are_flat_and_readable(tracked):
 def test_training_loss_is_a_curve_over_training_steps_each_logged_once(tracked):
     for tid, run in _trial_runs(tracked).items():
         history = tracked.client.get_metric_history(run.info.run_id, "loss")
-        steps = [m.step for m in history]
+        # by step, as MLflow draws it: steps backfilled after a resume come later in time
+        steps = sorted(m.step for m in history)
         assert len(steps) >= 2 and steps == sorted(set(steps)), (tid, steps)
         assert steps[-1] == 4  # 32 rows, batch 8, one epoch
         assert all(math.isfinite(m.value) for m in history)

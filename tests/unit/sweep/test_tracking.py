@@ -115,3 +115,33 @@ def test_steps_a_killed_driver_never_logged_are_taken_from_the_trials_metrics(tm
         SimpleNamespace(info=SimpleNamespace(run_id="r")), path
     )
     assert len(client.batches) == 1  # nothing missing: nothing logged again
+
+
+def test_steps_missing_before_the_last_logged_one_are_backfilled_too(tmp_path):
+    """A trial whose driver died after it trained its last step but before its reports
+    were logged resumes at that step and reports only it: steps 1-3 are a gap, not a
+    tail, and still come from its metrics.json."""
+    import json
+    from types import SimpleNamespace
+
+    from raysys.sweep.tracking import SweepTracking
+
+    class Client:
+        def __init__(self):
+            self.batches = []
+
+        def get_metric_history(self, run_id, key):
+            return [SimpleNamespace(step=4)]
+
+        def log_batch(self, run_id, metrics):
+            self.batches.append(metrics)
+
+    history = [{"step": s, "loss": 1.0 / s} for s in (1, 2, 3, 4)]
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps({"final": {}, "history": history}))
+    client = Client()
+    SweepTracking(None, tmp_path, client, {})._backfill(
+        SimpleNamespace(info=SimpleNamespace(run_id="r")), path
+    )
+    (batch,) = client.batches
+    assert sorted(m.step for m in batch) == [1, 2, 3]
