@@ -246,6 +246,20 @@ def test_a_finished_run_run_again_on_its_storage_trains_nothing_and_finishes(
     assert seen == [(ROWS // 8, True)]
 
 
+@pytest.mark.parametrize("runner", ["actor", "ray_train"])
+def test_a_run_whose_max_steps_ends_inside_an_epoch_trains_no_extra_step_when_run_again(
+    ray_local, tiny_model, sft_parquet, tmp_path, runner
+):
+    # 3 steps of an epoch's 4: HF resumed at step 3 would skip 3 batches and train a 4th
+    cfg = _cfg("train.max_steps=3", "train.report_every_steps=1", f"train.runner={runner}")
+    first = _train(cfg, sft_parquet, tmp_path, tiny_model)
+    adapter = (tmp_path / "adapter" / "adapter_model.safetensors").read_bytes()
+    again = _train(cfg, sft_parquet, tmp_path, tiny_model)
+    assert again["step"] == first["step"] == 3
+    assert [e["step"] for e in _metrics(tmp_path)["history"]] == [1, 2, 3]
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").read_bytes() == adapter
+
+
 def _set_writable(path: Path, writable: bool) -> None:
     """Root ignores permission bits; an immutable folder refuses root too."""
     import os
