@@ -82,38 +82,48 @@ def test_a_run_link_is_the_ui_address_for_a_server_only():
     assert run_link("sqlite:///m.db", "3", "abc") == "abc (experiment 3 in sqlite:///m.db)"
 
 
-def test_steps_a_killed_driver_never_logged_are_taken_from_the_trials_metrics(tmp_path):
-    """A driver killed between a trial's last reports and their logging: the resumed trial
-    restarts from its checkpoint and reports no more steps; its metrics.json has them."""
+class _Client:
+    """The two MlflowClient calls `SweepTracking._backfill` makes: the steps a run holds
+    a loss for (`logged`) and the batches it logs."""
+
+    def __init__(self, logged: tuple[int, ...]):
+        from types import SimpleNamespace
+
+        self.logged = [SimpleNamespace(step=s) for s in logged]
+        self.batches: list = []
+
+    def get_metric_history(self, run_id, key):
+        return self.logged
+
+    def log_batch(self, run_id, metrics):
+        self.batches.append(metrics)
+
+
+def _backfill(client: _Client, tmp_path, history: list[dict]) -> None:
     import json
     from types import SimpleNamespace
 
     from raysys.sweep.tracking import SweepTracking
 
-    class Client:
-        def __init__(self):
-            self.logged = [SimpleNamespace(step=s) for s in (1, 2, 3)]
-            self.batches = []
-
-        def get_metric_history(self, run_id, key):
-            return self.logged
-
-        def log_batch(self, run_id, metrics):
-            self.batches.append(metrics)
-
-    history = [{"step": s, "loss": 1.0 / s, "grad_norm": 0.5} for s in (1, 2, 3, 4)]
     path = tmp_path / "metrics.json"
     path.write_text(json.dumps({"final": {}, "history": history}))
-    client = Client()
     SweepTracking(None, tmp_path, client, {})._backfill(
         SimpleNamespace(info=SimpleNamespace(run_id="r")), path
     )
+
+
+def test_steps_a_killed_driver_never_logged_are_taken_from_the_trials_metrics(tmp_path):
+    """A driver killed between a trial's last reports and their logging: the resumed trial
+    restarts from its checkpoint and reports no more steps; its metrics.json has them."""
+    from types import SimpleNamespace
+
+    history = [{"step": s, "loss": 1.0 / s, "grad_norm": 0.5} for s in (1, 2, 3, 4)]
+    client = _Client(logged=(1, 2, 3))
+    _backfill(client, tmp_path, history)
     (batch,) = client.batches
     assert {(m.key, m.step, m.value) for m in batch} == {("loss", 4, 0.25), ("grad_norm", 4, 0.5)}
     client.logged.append(SimpleNamespace(step=4))
-    SweepTracking(None, tmp_path, client, {})._backfill(
-        SimpleNamespace(info=SimpleNamespace(run_id="r")), path
-    )
+    _backfill(client, tmp_path, history)
     assert len(client.batches) == 1  # nothing missing: nothing logged again
 
 
@@ -121,27 +131,7 @@ def test_steps_missing_before_the_last_logged_one_are_backfilled_too(tmp_path):
     """A trial whose driver died after it trained its last step but before its reports
     were logged resumes at that step and reports only it: steps 1-3 are a gap, not a
     tail, and still come from its metrics.json."""
-    import json
-    from types import SimpleNamespace
-
-    from raysys.sweep.tracking import SweepTracking
-
-    class Client:
-        def __init__(self):
-            self.batches = []
-
-        def get_metric_history(self, run_id, key):
-            return [SimpleNamespace(step=4)]
-
-        def log_batch(self, run_id, metrics):
-            self.batches.append(metrics)
-
-    history = [{"step": s, "loss": 1.0 / s} for s in (1, 2, 3, 4)]
-    path = tmp_path / "metrics.json"
-    path.write_text(json.dumps({"final": {}, "history": history}))
-    client = Client()
-    SweepTracking(None, tmp_path, client, {})._backfill(
-        SimpleNamespace(info=SimpleNamespace(run_id="r")), path
-    )
+    client = _Client(logged=(4,))
+    _backfill(client, tmp_path, [{"step": s, "loss": 1.0 / s} for s in (1, 2, 3, 4)])
     (batch,) = client.batches
     assert sorted(m.step for m in batch) == [1, 2, 3]
