@@ -10,13 +10,15 @@ apart:
 - checkpoints in `<storage>/<name>/checkpoint_<step:06d>/checkpoint/` (the HF folder);
 - one report file per report (`raysys.train.reports`); a checkpoint is registered once the
   report naming it is written, so one half-uploaded by a crash is never resumed from;
-- the newest `keep_checkpoints` registered checkpoints, older ones deleted;
-- resume from the newest registered checkpoint (a run Ray Train started resumes too);
+- the newest `keep_checkpoints` registered checkpoints by step, older ones deleted;
+- resume from the newest registered checkpoint that is whole (its `trainer_state.json`,
+  uploaded last, is there); a run Ray Train started resumes too;
 - after a failure (an error in training, the actor's process or node dying) a new actor
   resumes from that checkpoint, up to `max_failures` times, as `FailureConfig` does.
 
 The driver passes each report to the run's Ray Train `UserCallback`s (a sweep trial's Tune
-bridge) with no run context, as Train's controller would.
+bridge) with no run context, as Train's controller would: once each and in order, those a
+dead actor wrote but never handed over read back from its report files (`_Delivery`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from raysys.train.reports import filesystem_of, read_reports, write_report
+from raysys.train.reports import count_reports, filesystem_of, read_reports, write_report
 from raysys.train.spec import HF_CKPT, TrainSpec
 
 if TYPE_CHECKING:
@@ -45,18 +47,18 @@ class ActorSession:
     world_size = 1
     local_world_size = 1
 
-    def __init__(self, storage: str, name: str, keep: int, outbox: list) -> None:
+    def __init__(self, storage: str, name: str, keep: int, outbox: list | None) -> None:
         self.storage, self.name, self.keep = storage, name, keep
         self.fs, root = filesystem_of(storage)
         self.folder = f"{root}/{name}"
         reports = read_reports(storage, name)
         self.registered = registered_checkpoints(reports)  # oldest first
-        self.outbox = outbox  # (metrics, checkpoint path) for the driver's callbacks
-        self.reports = 0  # written by this attempt
+        self.outbox = outbox  # (metrics, checkpoint path) for the driver's callbacks, if any
         # what a resumed run that has no step left (its newest checkpoint is its last
         # step) returns: the newest report's metrics and checkpoint, as Ray Train's result
-        metrics = dict(reports[-1].get("metrics") or {}) if reports else {}
-        self.last = (metrics, self.registered[-1] if self.registered else None)
+        self.last = (report_metrics(reports[-1]) if reports else {}, None)
+        if self.registered:
+            self.last = (self.last[0], self.registered[-1])
 
     def device(self) -> torch.device:
         import ray
@@ -82,30 +84,75 @@ class ActorSession:
         return None
 
     def report(self, metrics: dict[str, Any], hf_ckpt: Path | None, step: int) -> None:
-        from pyarrow.fs import FileType, LocalFileSystem, copy_files
+        from pyarrow.fs import FileType
 
         path = None
         if hf_ckpt is not None:
             path = f"{self.folder}/checkpoint_{step:06d}"
-            if self.fs.get_file_info(path).type != FileType.NotFound:
-                self.fs.delete_dir(path)  # an unregistered leftover of a crashed attempt
-            self.fs.create_dir(f"{path}/{HF_CKPT}", recursive=True)
-            copy_files(
-                str(hf_ckpt),
-                f"{path}/{HF_CKPT}",
-                source_filesystem=LocalFileSystem(),
-                destination_filesystem=self.fs,
-            )
+            self._upload(hf_ckpt, path)
         write_report(self.storage, self.name, [metrics], path)  # registers the checkpoint
-        self.reports += 1
         self.last = (metrics, path or self.last[1])
-        self.outbox.append((metrics, path))
+        if self.outbox is not None:
+            self.outbox.append((metrics, path))
         if path is not None:
             self.registered = [p for p in self.registered if p != path] + [path]
             for old in self.registered[: -self.keep]:
                 if self.fs.get_file_info(old).type != FileType.NotFound:
                     self.fs.delete_dir(old)
             self.registered = self.registered[-self.keep :]
+
+    def _upload(self, hf_ckpt: Path, path: str) -> None:
+        """The HF checkpoint folder to `path` with its `trainer_state.json` last, so that a
+        folder holding that file is whole (`restore` checks it) even where a crash tore
+        the copy of a path an older report registered (a run resumed from an older
+        checkpoint writes the same step again)."""
+        import os
+        import shutil
+
+        from pyarrow.fs import FileType, LocalFileSystem, copy_files
+
+        state = f"{path}/{HF_CKPT}/trainer_state.json"
+        if self.fs.get_file_info(path).type != FileType.NotFound:
+            if self.fs.get_file_info(state).type == FileType.File:
+                self.fs.delete_file(state)  # first: the folder is torn from here on
+            self.fs.delete_dir(path)  # a leftover of a crashed attempt
+        self.fs.create_dir(f"{path}/{HF_CKPT}", recursive=True)
+        local = LocalFileSystem()
+        staged = hf_ckpt.parent / f".upload-{hf_ckpt.name}"  # hard links: no copy
+        shutil.rmtree(staged, ignore_errors=True)
+        shutil.copytree(
+            hf_ckpt,
+            staged,
+            copy_function=os.link,
+            ignore=shutil.ignore_patterns("trainer_state.json"),
+        )
+        try:  # in parallel, as Ray Train uploads a checkpoint
+            copy_files(
+                str(staged),
+                f"{path}/{HF_CKPT}",
+                source_filesystem=local,
+                destination_filesystem=self.fs,
+            )
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+        copy_files(
+            str(hf_ckpt / "trainer_state.json"),
+            state,
+            source_filesystem=local,
+            destination_filesystem=self.fs,
+        )
+
+
+def report_metrics(report: dict[str, Any]) -> dict[str, Any]:
+    """What a report file (`read_reports`) holds as the metrics the training reported: rank
+    0's metrics with their per-step history."""
+    return {**(report.get("metrics") or {}), "history": report.get("history", [])}
+
+
+def _step_of(path: str) -> int | None:
+    tail = path.rstrip("/").rsplit("/", 1)[-1]
+    digits = tail.rsplit("_", 1)[-1]
+    return int(digits) if tail.startswith("checkpoint_") and digits.isdigit() else None
 
 
 def registered_checkpoints(reports: list[dict[str, Any]]) -> list[str]:
@@ -116,7 +163,10 @@ def registered_checkpoints(reports: list[dict[str, Any]]) -> list[str]:
         path = report.get("checkpoint")
         if path:
             paths = [p for p in paths if p != path] + [path]
-    return paths
+    # by step where the folder names it (reports are ordered by their writers' clocks,
+    # and a restarted actor may write from another node): a run's steps only grow
+    order = {p: i for i, p in enumerate(paths)}
+    return sorted(paths, key=lambda p: (_step_of(p) is None, _step_of(p) or 0, order[p]))
 
 
 class TrainActor:
@@ -126,16 +176,18 @@ class TrainActor:
     def __init__(self) -> None:
         self.outbox: list[tuple[dict[str, Any], str | None]] = []
 
-    def train(self, spec: TrainSpec, storage: str, name: str) -> tuple[dict[str, Any], str]:
+    def train(
+        self, spec: TrainSpec, storage: str, name: str, collect: bool
+    ) -> tuple[dict[str, Any], str]:
+        """Train; the last report's metrics and checkpoint path. `collect`: keep each report
+        for `drain` (the driver has callbacks to feed)."""
         from raysys.train.worker import train_with
 
-        session = ActorSession(storage, name, spec.keep_checkpoints, self.outbox)
+        session = ActorSession(
+            storage, name, spec.keep_checkpoints, self.outbox if collect else None
+        )
         train_with(spec, session)
         metrics, path = session.last
-        if session.reports == 0 and metrics:
-            # resumed with no step left: the run's last report once more for the callbacks
-            # (a retried sweep trial's Tune then has its final training loss too)
-            self.outbox.append((metrics, path))
         if path is None:
             raise RuntimeError("training finished without a checkpoint")
         return metrics, path
@@ -144,6 +196,35 @@ class TrainActor:
         out = self.outbox[:]
         del self.outbox[: len(out)]
         return out
+
+
+class _Delivery:
+    """A run's reports to its callbacks, each once and in order: the actor's while it runs
+    (`drain`), and after an actor died, what its report files hold that it never handed
+    over (it writes the file, then queues the report). Ray Train's controller does both
+    in one place."""
+
+    def __init__(
+        self, callbacks: list[UserCallback], fs: pyarrow.fs.FileSystem, storage: str, name: str
+    ) -> None:
+        self.callbacks, self.fs, self.storage, self.name = callbacks, fs, storage, name
+        self.before = count_reports(storage, name)  # report files of earlier fits
+        self.delivered = 0  # reports handed to the callbacks in this fit
+
+    def __call__(self, metrics: dict[str, Any], path: str | None) -> None:
+        from ray.train import Checkpoint
+
+        ckpt = Checkpoint(path, filesystem=self.fs) if path else None
+        for cb in self.callbacks:
+            cb.after_report(None, [metrics], ckpt)  # type: ignore[arg-type]
+        self.delivered += 1
+
+    def catch_up(self) -> None:
+        """The reports a dead actor wrote but never handed over."""
+        if not self.callbacks:
+            return
+        for report in read_reports(self.storage, self.name)[self.before + self.delivered :]:
+            self(report_metrics(report), report.get("checkpoint"))
 
 
 def fit_in_actor(
@@ -170,43 +251,64 @@ def fit_in_actor(
         scheduling_strategy="DEFAULT",
     )
     fs, _ = filesystem_of(storage)
+    deliver = _Delivery(callbacks, fs, storage, name)
     failures = 0
     while True:
         actor = remote.remote()
         try:
-            ref = actor.train.remote(spec, storage, name)
-            metrics, path = _follow(actor, ref, fs, callbacks)
+            ref = actor.train.remote(spec, storage, name, bool(callbacks))
+            metrics, path = _follow(actor, ref, deliver)
             break
         except (RayActorError, RayTaskError) as e:
+            deliver.catch_up()
             failures += 1
             if failures > spec.max_failures:
                 raise
             log.warning(
                 "training failed (%s); restart %d of %d from the latest checkpoint",
-                str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__,
+                failure_line(e),
                 failures,
                 spec.max_failures,
             )
         finally:
             ray.kill(actor)  # its process and memory go now, not when the handle is collected
+    if callbacks and not deliver.delivered:
+        # resumed with no step left: the run's last report once more for the callbacks
+        # (a retried sweep trial's Tune then has its final training loss too)
+        deliver(metrics, path)
     return metrics, Checkpoint(path, filesystem=fs)
 
 
-def _follow(
-    actor: Any, ref: Any, fs: pyarrow.fs.FileSystem, callbacks: list[UserCallback]
-) -> tuple[dict[str, Any], str]:
-    """The actor's result; meanwhile its reports go to `callbacks` (in order, all of them
+def failure_line(exc: BaseException) -> str:
+    """One line on why an actor's training failed: the error raised in it (a
+    `RayTaskError`'s first line is Ray's header), or why its process died."""
+    from ray.exceptions import RayActorError
+
+    if isinstance(exc, RayActorError):
+        text = " ".join(str(exc).split())
+        if "low on memory" in text:
+            return "its process died: Ray killed it, the node ran low on memory"
+        for marker in ("Worker exit detail:", "The actor died because", "The actor is dead"):
+            at = text.find(marker)
+            if at >= 0:
+                why = text[at:].split(" There are some potential root causes")[0]
+                return f"its process died: {why[:200].rstrip('. ')}"
+        return f"its process died: {type(exc).__name__}"
+    exc = getattr(exc, "cause", None) or exc
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _follow(actor: Any, ref: Any, deliver: _Delivery) -> tuple[dict[str, Any], str]:
+    """The actor's result; meanwhile its reports go to the callbacks (in order, all of them
     before the result)."""
     import ray
-    from ray.train import Checkpoint
 
-    if not callbacks:
+    if not deliver.callbacks:
         return ray.get(ref)
     while True:
         ready, _ = ray.wait([ref], timeout=POLL_S)
         for metrics, path in ray.get(actor.drain.remote()):
-            ckpt = Checkpoint(path, filesystem=fs) if path else None
-            for cb in callbacks:
-                cb.after_report(None, [metrics], ckpt)  # type: ignore[arg-type]
+            deliver(metrics, path)
         if ready:
             return ray.get(ref)

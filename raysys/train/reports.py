@@ -106,6 +106,20 @@ def read_reports(storage: str, name: str) -> list[dict[str, Any]]:
     return out
 
 
+def count_reports(storage: str, name: str) -> int:
+    """How many report files run `name` has (a listing, no reads)."""
+    from pyarrow.fs import FileSelector, FileType
+
+    fs, root = filesystem_of(storage)
+    folder = f"{root}/{name}/{REPORTS}"
+    if fs.get_file_info(folder).type != FileType.Directory:
+        return 0
+    return sum(
+        i.base_name.endswith(".json") and not i.base_name.startswith(".")
+        for i in fs.get_file_info(FileSelector(folder))
+    )
+
+
 def _parse_report(data: bytes) -> dict[str, Any] | None:
     try:
         report = json.loads(data)

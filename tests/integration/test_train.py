@@ -439,9 +439,30 @@ def test_max_failures_restarts_the_worker_from_the_checkpoint(
         "train.max_failures=1",
         f"train.runner={runner}",
     )
-    final = _train(cfg, sft_parquet, tmp_path, tiny_model, {"crash_at_step": 4})
+    seen_file = tmp_path / "seen.txt"
+
+    class Seen(UserCallback):  # Ray Train calls it in its controller: a file, not a list
+        def after_report(self, run_context, metrics, checkpoint):
+            with seen_file.open("a") as f:
+                f.write(f"{metrics[0]['step']}\n")
+
+    final = run_training(
+        sft_parquet,
+        tiny_model,
+        cfg.train,
+        "float32",
+        tmp_path,
+        0,
+        {"crash_at_step": 4},
+        callbacks=[Seen()],
+    )
     assert final["runner"] == runner
     m = _metrics(tmp_path)
     assert final["step"] == 5 and final["steps_this_attempt"] == 3  # restarted from step 2
     assert [e["step"] for e in m["history"]] == [1, 2, 3, 4, 5]
     assert (tmp_path / "faults" / "crashed-at-4").exists()
+    # the callbacks (a sweep's Tune) got every report the run registered, once, in order:
+    # also the one the dead process wrote but had not handed over yet (step 3's)
+    seen = [int(line) for line in seen_file.read_text().split()]
+    assert seen == [r["step"] for r in read_reports(str(tmp_path / "ray_train"), "train")]
+    assert seen[:3] == [1, 2, 3] and seen[-1] == 5
