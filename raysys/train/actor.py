@@ -208,7 +208,8 @@ class _Delivery:
         self, callbacks: list[UserCallback], fs: pyarrow.fs.FileSystem, storage: str, name: str
     ) -> None:
         self.callbacks, self.fs, self.storage, self.name = callbacks, fs, storage, name
-        self.before = count_reports(storage, name)  # report files of earlier fits
+        # report files of earlier fits (a listing; none needed without callbacks)
+        self.before = count_reports(storage, name) if callbacks else 0
         self.delivered = 0  # reports handed to the callbacks in this fit
 
     def __call__(self, metrics: dict[str, Any], path: str | None) -> None:
