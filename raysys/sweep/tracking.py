@@ -273,7 +273,7 @@ def find_trial_run(client: Any, experiment_id: str, parent_run_id: str, trial_id
 def last_step(client: Any, run_id: str) -> int:
     """The last training step a run holds (-1: none); what a restarted trial's replayed
     steps are checked against."""
-    return max((m.step for m in client.get_metric_history(run_id, "loss")), default=-1)
+    return max(logged_steps(client, run_id), default=-1)
 
 
 def logged_steps(client: Any, run_id: str) -> set[int]:

@@ -56,9 +56,10 @@ class ActorSession:
         self.outbox = outbox  # (metrics, checkpoint path) for the driver's callbacks, if any
         # what a resumed run that has no step left (its newest checkpoint is its last
         # step) returns: the newest report's metrics and checkpoint, as Ray Train's result
-        self.last = (report_metrics(reports[-1]) if reports else {}, None)
-        if self.registered:
-            self.last = (self.last[0], self.registered[-1])
+        self.last = (
+            report_metrics(reports[-1]) if reports else {},
+            self.registered[-1] if self.registered else None,
+        )
 
     def device(self) -> torch.device:
         import ray
@@ -106,7 +107,6 @@ class ActorSession:
         folder holding that file is whole (`restore` checks it) even where a crash tore
         the copy of a path an older report registered (a run resumed from an older
         checkpoint writes the same step again)."""
-        import os
         import shutil
 
         from pyarrow.fs import FileType, LocalFileSystem, copy_files
@@ -123,7 +123,7 @@ class ActorSession:
         shutil.copytree(
             hf_ckpt,
             staged,
-            copy_function=os.link,
+            copy_function=_link_or_copy,
             ignore=shutil.ignore_patterns("trainer_state.json"),
         )
         try:  # in parallel, as Ray Train uploads a checkpoint
@@ -141,6 +141,17 @@ class ActorSession:
             source_filesystem=local,
             destination_filesystem=self.fs,
         )
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    """A hard link (no bytes copied), or a copy where the disk has none."""
+    import os
+    import shutil
+
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def report_metrics(report: dict[str, Any]) -> dict[str, Any]:
@@ -165,8 +176,7 @@ def registered_checkpoints(reports: list[dict[str, Any]]) -> list[str]:
             paths = [p for p in paths if p != path] + [path]
     # by step where the folder names it (reports are ordered by their writers' clocks,
     # and a restarted actor may write from another node): a run's steps only grow
-    order = {p: i for i, p in enumerate(paths)}
-    return sorted(paths, key=lambda p: (_step_of(p) is None, _step_of(p) or 0, order[p]))
+    return sorted(paths, key=lambda p: (_step_of(p) is None, _step_of(p) or 0))  # stable
 
 
 class TrainActor:
@@ -281,9 +291,11 @@ def fit_in_actor(
 
 
 def failure_line(exc: BaseException) -> str:
-    """One line on why an actor's training failed: the error raised in it (a
-    `RayTaskError`'s first line is Ray's header), or why its process died."""
+    """One line on why training failed: the error raised in it (a `RayTaskError`'s first
+    line is Ray's header), or why the actor's process died; URIs redacted."""
     from ray.exceptions import RayActorError
+
+    from raysys.uris import redact
 
     if isinstance(exc, RayActorError):
         text = " ".join(str(exc).split())
@@ -293,11 +305,11 @@ def failure_line(exc: BaseException) -> str:
             at = text.find(marker)
             if at >= 0:
                 why = text[at:].split(" There are some potential root causes")[0]
-                return f"its process died: {why[:200].rstrip('. ')}"
+                return f"its process died: {redact(why[:200].rstrip('. '))}"
         return f"its process died: {type(exc).__name__}"
     exc = getattr(exc, "cause", None) or exc
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return redact(text.splitlines()[0]) if text else type(exc).__name__
 
 
 def _follow(actor: Any, ref: Any, deliver: _Delivery) -> tuple[dict[str, Any], str]:

@@ -437,15 +437,11 @@ def _explain(exc: Exception, storage: str, name: str) -> UserError:
             return TrainingDivergedError(f"{msg}; {kept}")
     from ray.exceptions import RayActorError
 
-    if isinstance(exc, RayActorError):  # the actor runner's process (or its node) died
-        from raysys.train.actor import failure_line
+    from raysys.train.actor import failure_line
 
-        return TrainingInterruptedError(
-            f"training failed ({failure_line(exc)}; its log is in the Ray dashboard); "
-            f"{kept}; run it again with the same run.run_id to resume"
-        )
-    exc = getattr(exc, "cause", None) or exc  # a RayTaskError's first line is Ray's header
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    # the actor runner's process (or its node) died: its log has the rest
+    where = "; its log is in the Ray dashboard" if isinstance(exc, RayActorError) else ""
     return TrainingInterruptedError(
-        f"training failed ({first}); {kept}; run it again with the same run.run_id to resume"
+        f"training failed ({failure_line(exc)}{where}); {kept}; run it again with the same "
+        "run.run_id to resume"
     )

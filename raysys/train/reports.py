@@ -87,37 +87,36 @@ def read_reports(storage: str, name: str) -> list[dict[str, Any]]:
     """Every report of run `name`, in the order they were made. A file that is not a
     whole report (torn by a crash of an older raysys that wrote in place) is skipped
     with a warning: losing one step's metrics beats losing the run's explanation."""
-    from pyarrow.fs import FileSelector, FileType
-
-    fs, root = filesystem_of(storage)
-    folder = f"{root}/{name}/{REPORTS}"
-    if fs.get_file_info(folder).type != FileType.Directory:
-        return []
-    infos = sorted(fs.get_file_info(FileSelector(folder)), key=lambda i: i.base_name)
+    fs, infos = _report_files(storage, name)
     out = []
     for info in infos:
-        if info.base_name.endswith(".json") and not info.base_name.startswith("."):
-            with fs.open_input_stream(info.path) as f:
-                report = _parse_report(f.read())
-            if report is None:
-                log.warning("skipping %s: not a whole report file", info.base_name)
-            else:
-                out.append(report)
+        with fs.open_input_stream(info.path) as f:
+            report = _parse_report(f.read())
+        if report is None:
+            log.warning("skipping %s: not a whole report file", info.base_name)
+        else:
+            out.append(report)
     return out
 
 
 def count_reports(storage: str, name: str) -> int:
     """How many report files run `name` has (a listing, no reads)."""
+    return len(_report_files(storage, name)[1])
+
+
+def _report_files(storage: str, name: str) -> tuple[pyarrow.fs.FileSystem, list]:
+    """The storage's filesystem and run `name`'s report files (pyarrow `FileInfo`s), in
+    the order they were made; none where the run has no reports yet."""
     from pyarrow.fs import FileSelector, FileType
 
     fs, root = filesystem_of(storage)
     folder = f"{root}/{name}/{REPORTS}"
     if fs.get_file_info(folder).type != FileType.Directory:
-        return 0
-    return sum(
-        i.base_name.endswith(".json") and not i.base_name.startswith(".")
-        for i in fs.get_file_info(FileSelector(folder))
-    )
+        return fs, []
+    infos = sorted(fs.get_file_info(FileSelector(folder)), key=lambda i: i.base_name)
+    return fs, [
+        i for i in infos if i.base_name.endswith(".json") and not i.base_name.startswith(".")
+    ]
 
 
 def _parse_report(data: bytes) -> dict[str, Any] | None:

@@ -112,13 +112,11 @@ def train_with(spec: TrainSpec, session: Any) -> None:
     trainer.remove_callback(PrinterCallback)
     try:
         resume = session.restore(trainer.args.output_dir)
-        if resume is not None and spec.max_steps and _step_of(resume) >= spec.max_steps:
+        done = _global_step(resume) if resume is not None else 0
+        if spec.max_steps and done >= spec.max_steps:
             # HF would train one more step past max_steps when max_steps ends inside an
             # epoch (it skips the epoch's trained batches, then steps before it checks)
-            log.info(
-                "the checkpoint at step %d is the run's last: nothing left to train",
-                _step_of(resume),
-            )
+            log.info("the checkpoint at step %d is the run's last: nothing left to train", done)
             return
         trainer.add_callback(_RayReport(spec, trainer, peak, device, session, stamps))
         trainer.train(resume_from_checkpoint=resume)
@@ -289,7 +287,7 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def _step_of(hf_checkpoint: str) -> int:
+def _global_step(hf_checkpoint: str) -> int:
     """The global step an HF checkpoint folder on this machine holds."""
     return int(json.loads((Path(hf_checkpoint) / "trainer_state.json").read_text())["global_step"])
 
