@@ -236,13 +236,18 @@ def trial_sections(
 
 def _train(out_dir: Path, spec: TrainSpec, run_name: str, trial_id: str) -> dict[str, Any]:
     from raysys.runtime import TRAIN_FAULTS, faults_from_env
+    from raysys.storage import push
     from raysys.train.launch import run_spec
     from raysys.train.spec import Faults
 
     # One line per training attempt: how a resumed sweep proves it retrained nothing.
+    attempts = out_dir.parent / "train_attempts.jsonl"
     # atomic: one short line per O_APPEND write; the file is a log, never resumed from
-    with open(out_dir.parent / "train_attempts.jsonl", "a") as f:
+    with open(attempts, "a") as f:
         f.write(json.dumps({"time": time.time(), "pid": os.getpid()}) + "\n")
+    # object-store sweeps: in the store now, so a retry on another node (this one may die
+    # mid-training: a spot preemption) pulls this line and appends its own
+    push(attempts)
     sweep_dir = out_dir.parents[2]  # <sweep_dir>/trials/<trial_id>/train
     # <name>/<run_id>/<trial>: another sweep's trial of the same id never resumes there
     spec = spec.scoped(run_name, sweep_dir.name, trial_id)
