@@ -113,6 +113,9 @@ def read_timings(location: str) -> Timings:
             "<run.storage_path>/<run.name>/<run_id>"
         )
     parts = [_trial_parts(r, run, config) for r in results]
+    # a trial whose last fit resumed with no step left (a retry after its training had
+    # finished) trained nothing there: its start-up and tokens are not a fit's
+    trained = [p for p in parts if p["trained"]] or parts
     val_s = _median(p["validation_s"] for p in parts)
     val_rows = _median(p["validation_rows"] for p in parts)
     start, per_row, method = _evaluation_parts(val_s, val_rows, _test_pass(run))
@@ -123,7 +126,7 @@ def read_timings(location: str) -> Timings:
         dtype=str(config["model"].get("dtype")),
         use_gpu=bool(config.get("train", {}).get("use_gpu")),
         trials=len(parts),
-        startup_s=_median(p["startup_s"] for p in parts),
+        startup_s=_median(p["startup_s"] for p in trained),
         row_s=_median(p["row_s"] for p in parts),
         rest_s=_median(p["rest_s"] for p in parts),
         setup_s=_median(p["setup_s"] for p in parts),
@@ -133,7 +136,7 @@ def read_timings(location: str) -> Timings:
         tune_overhead=max(_number(meta.get("wall_vs_ideal"), 1.0), 1.0),
         train=dict(config.get("train", {})),
         measured=(meta.get("cost") or {}).get("study"),
-        tokens_per_row=_median(p["tokens_per_row"] for p in parts),
+        tokens_per_row=_median(p["tokens_per_row"] for p in trained),
         tokens_per_generation=_median(p["tokens_per_generation"] for p in parts),
         run_dtypes=tuple(
             sorted(
@@ -171,6 +174,7 @@ def _trial_parts(result: dict[str, Any], run: RunFiles, config: dict[str, Any]) 
         _number(v.get("n"), 0.0) * _number(v.get("mean_generated_tokens"), 0.0) for v in val
     )
     return {
+        "trained": steps > 0,
         "tokens_per_row": _number(train.get("train_tokens"), 0.0) / max(steps * batch, 1.0),
         "tokens_per_generation": val_tokens / val_n if val_n else 0.0,
         "startup_s": max(fit - steps * step_s, 0.0),

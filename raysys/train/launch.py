@@ -40,6 +40,7 @@ from raysys.train.reports import (  # noqa: F401 - read_reports is the module's 
     ReportRecorder,
     StepProgress,
     check_history,
+    count_reports,
     dedupe_history,
     filesystem_of,
     read_reports,
@@ -113,6 +114,7 @@ def run_spec(
     local_ckpt = (out_dir / "ray_train").resolve()
     storage = spec.checkpoint_storage or remote_of(local_ckpt) or str(local_ckpt)
     _check_cpu_budget(spec)
+    earlier = count_reports(storage, name)  # a resumed run's reports from earlier fits
     start = time.perf_counter()
     try:
         with StepProgress(storage, name, f"training {name}"):
@@ -122,15 +124,20 @@ def run_spec(
     except Exception as e:  # TrainingFailedError and friends: explain, keep the cause
         raise _explain(e, storage, name) from e
     stamps["fit_done"] = time.time()
-    history, replayed = dedupe_history(read_reports(storage, name))
+    reports = read_reports(storage, name)
+    history, replayed = dedupe_history(reports)
     final = {k: v for k, v in metrics.items() if k != "history"}
     final["wall_seconds"] = time.perf_counter() - start
     final["replayed_steps"] = replayed
     final["runner"] = "actor" if spec.in_actor else "ray_train"
+    worker_stamps = final.pop("worker_stamps", None) or {}
+    if earlier and len(reports) == earlier:  # resumed with no step left: the metrics are an earlier
+        final["steps_this_attempt"] = 0  # fit's; this one started, restored, trained nothing
+        worker_stamps = {}
     check_history(history, final, spec.logging_steps)
     final.update(_write_adapter(checkpoint, spec.init_adapter, out_dir))
     stamps["adapter_written"] = time.time()
-    final["phases"] = startup_phases(stamps, final.pop("worker_stamps", None) or {})
+    final["phases"] = startup_phases(stamps, worker_stamps)
     write_json(
         out_dir / "metrics.json",
         {"final": final, "history": history, "checkpoint": checkpoint.path},

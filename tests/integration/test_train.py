@@ -258,6 +258,11 @@ def test_a_run_whose_max_steps_ends_inside_an_epoch_trains_no_extra_step_when_ru
     assert again["step"] == first["step"] == 3
     assert [e["step"] for e in _metrics(tmp_path)["history"]] == [1, 2, 3]
     assert (tmp_path / "adapter" / "adapter_model.safetensors").read_bytes() == adapter
+    # what the second fit did, not the first's: it trained nothing (`raysys estimate`
+    # reads a trial's start-up from these), and no worker phase of the first fit
+    final = _metrics(tmp_path)["final"]
+    assert first["steps_this_attempt"] == 3 and final["steps_this_attempt"] == 0
+    assert "first_step" not in final["phases"] and final["phases"]["write_adapter"] >= 0
 
 
 def _set_writable(path: Path, writable: bool) -> None:

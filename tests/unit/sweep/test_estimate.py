@@ -62,6 +62,19 @@ def test_the_parts_of_a_trial_are_read_back_from_its_files(tmp_path):
     assert t.eval_method == "validation and test passes" and t.tune_overhead == 1.1
 
 
+def test_a_trial_retried_after_its_training_finished_does_not_count_as_a_start_up(tmp_path):
+    # its last fit restored the final checkpoint and trained nothing: 6 s, 0 steps, and
+    # the earlier fit's step time and tokens
+    run = _earlier_sweep(tmp_path)
+    train = {"wall_seconds": 6.0, "steps_this_attempt": 0, "step": 4}
+    train |= {"seconds_per_step_median": 0.5, "train_tokens": 4 * 8 * 10.0}
+    _write(run / "trials" / "c" / "result.json", {"trial": {"trial_id": "c"}, "train": train})
+    t = est.read_timings(str(run))
+    assert t.trials == 3
+    assert t.startup_s == pytest.approx(29.5)  # a's and b's, not the median with c's 6 s
+    assert t.tokens_per_row == pytest.approx(10.0)
+
+
 def test_the_grid_estimate_runs_trials_longest_first_on_each_slot_count(tmp_path):
     timings = est.read_timings(str(_earlier_sweep(tmp_path)))
     cfg = _cfg(tmp_path, "sweep.seeds=[0,1,2]")
