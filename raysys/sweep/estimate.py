@@ -115,7 +115,13 @@ def read_timings(location: str) -> Timings:
     parts = [_trial_parts(r, run, config) for r in results]
     # a trial whose last fit resumed with no step left (a retry after its training had
     # finished) trained nothing there: its start-up and tokens are not a fit's
-    trained = [p for p in parts if p["trained"]] or parts
+    trained = [p for p in parts if p["trained"]]
+    if not trained:
+        raise UserError(
+            f"{FIELD}: no trial of {clip(run.shown(), 120)} trained in its last attempt (each "
+            "resumed with no step left), so none measured a start-up; point it at a sweep "
+            "whose trials trained"
+        )
     val_s = _median(p["validation_s"] for p in parts)
     val_rows = _median(p["validation_rows"] for p in parts)
     start, per_row, method = _evaluation_parts(val_s, val_rows, _test_pass(run))

@@ -236,7 +236,7 @@ def trial_sections(
 
 def _train(out_dir: Path, spec: TrainSpec, run_name: str, trial_id: str) -> dict[str, Any]:
     from raysys.runtime import TRAIN_FAULTS, faults_from_env
-    from raysys.storage import push
+    from raysys.storage import SyncError, push
     from raysys.train.launch import run_spec
     from raysys.train.spec import Faults
 
@@ -246,8 +246,12 @@ def _train(out_dir: Path, spec: TrainSpec, run_name: str, trial_id: str) -> dict
     with open(attempts, "a") as f:
         f.write(json.dumps({"time": time.time(), "pid": os.getpid()}) + "\n")
     # object-store sweeps: in the store now, so a retry on another node (this one may die
-    # mid-training: a spot preemption) pulls this line and appends its own
-    push(attempts)
+    # mid-training: a spot preemption) pulls this line and appends its own. Best effort: a
+    # log must not cost a trial attempt (the trial folder goes up again when it finishes)
+    try:
+        push(attempts)
+    except SyncError as e:
+        log.warning("%s: the attempt log stays on this node for now (%s)", trial_id, e)
     sweep_dir = out_dir.parents[2]  # <sweep_dir>/trials/<trial_id>/train
     # <name>/<run_id>/<trial>: another sweep's trial of the same id never resumes there
     spec = spec.scoped(run_name, sweep_dir.name, trial_id)

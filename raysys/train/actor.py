@@ -305,7 +305,7 @@ def failure_line(exc: BaseException) -> str:
             at = text.find(marker)
             if at >= 0:
                 why = text[at:].split(" There are some potential root causes")[0]
-                return f"its process died: {redact(why[:200].rstrip('. '))}"
+                return f"its process died: {redact(why)[:200].rstrip('. ')}"  # clipped after
         return f"its process died: {type(exc).__name__}"
     exc = getattr(exc, "cause", None) or exc
     text = str(exc).strip()

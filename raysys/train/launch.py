@@ -114,9 +114,9 @@ def run_spec(
     local_ckpt = (out_dir / "ray_train").resolve()
     storage = spec.checkpoint_storage or remote_of(local_ckpt) or str(local_ckpt)
     _check_cpu_budget(spec)
-    earlier = count_reports(storage, name)  # a resumed run's reports from earlier fits
     start = time.perf_counter()
     try:
+        earlier = count_reports(storage, name)  # a resumed run's reports from earlier fits
         with StepProgress(storage, name, f"training {name}"):
             metrics, checkpoint = _fit(
                 _worker_spec(spec, out_dir), storage, name, callbacks or [], stamps
@@ -131,9 +131,9 @@ def run_spec(
     final["replayed_steps"] = replayed
     final["runner"] = "actor" if spec.in_actor else "ray_train"
     worker_stamps = final.pop("worker_stamps", None) or {}
-    if earlier and len(reports) == earlier:  # resumed with no step left: the metrics are an earlier
-        final["steps_this_attempt"] = 0  # fit's; this one started, restored, trained nothing
-        worker_stamps = {}
+    if earlier and count_reports(storage, name) == earlier:  # resumed with no step left: this
+        final["steps_this_attempt"] = 0  # fit restored and trained nothing; the throughput
+        worker_stamps = {}  # fields stay the last fit's that trained
     check_history(history, final, spec.logging_steps)
     final.update(_write_adapter(checkpoint, spec.init_adapter, out_dir))
     stamps["adapter_written"] = time.time()

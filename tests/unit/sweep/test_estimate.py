@@ -63,16 +63,22 @@ def test_the_parts_of_a_trial_are_read_back_from_its_files(tmp_path):
 
 
 def test_a_trial_retried_after_its_training_finished_does_not_count_as_a_start_up(tmp_path):
-    # its last fit restored the final checkpoint and trained nothing: 6 s, 0 steps, and
-    # the earlier fit's step time and tokens
+    # b's last fit restored its final checkpoint and trained nothing: 6 s, 0 steps, and the
+    # earlier fit's step time and tokens (its 2 steps' 160 tokens)
     run = _earlier_sweep(tmp_path)
-    train = {"wall_seconds": 6.0, "steps_this_attempt": 0, "step": 4}
-    train |= {"seconds_per_step_median": 0.5, "train_tokens": 4 * 8 * 10.0}
-    _write(run / "trials" / "c" / "result.json", {"trial": {"trial_id": "c"}, "train": train})
+    train = {"wall_seconds": 6.0, "steps_this_attempt": 0, "step": 2}
+    train |= {"seconds_per_step_median": 0.5, "train_tokens": 2 * 8 * 10.0}
+    result = {"trial": {"trial_id": "b"}, "train": train, "trial_seconds": 20.0}
+    _write(run / "trials" / "b" / "result.json", result)
     t = est.read_timings(str(run))
-    assert t.trials == 3
-    assert t.startup_s == pytest.approx(29.5)  # a's and b's, not the median with c's 6 s
-    assert t.tokens_per_row == pytest.approx(10.0)
+    assert t.trials == 2
+    assert t.startup_s == pytest.approx(28.0)  # a's 30 - 4 x 0.5 only (with b's: 17)
+    assert t.tokens_per_row == pytest.approx(10.0)  # a's (with b's 160 per 0 rows: 85)
+    # when no trial trained in its last attempt there is no start-up to read
+    train = {"wall_seconds": 5.0, "steps_this_attempt": 0, "step": 4}
+    _write(run / "trials" / "a" / "result.json", {"trial": {"trial_id": "a"}, "train": train})
+    with pytest.raises(UserError, match="no trial .* trained in its last attempt"):
+        est.read_timings(str(run))
 
 
 def test_the_grid_estimate_runs_trials_longest_first_on_each_slot_count(tmp_path):

@@ -191,3 +191,8 @@ def test_a_failed_actor_is_explained_in_one_line():
     oom = RayActorError(None, "Task was killed due to the node running low on memory.\nx")
     assert failure_line(oom) == "its process died: Ray killed it, the node ran low on memory"
     assert failure_line(ValueError("boom\ntraceback")) == "boom"
+    # credentials in a URI are redacted, also where the line is clipped (after redacting)
+    secret = "s3://AKIAEXAMPLE:" + "s" * 190 + "@bucket/runs/x"
+    leaky = RayActorError(None, f"The actor is dead because reading {secret} failed.")
+    assert "AKIAEXAMPLE" not in failure_line(leaky) and "sss" not in failure_line(leaky)
+    assert "AKIAEXAMPLE" not in failure_line(OSError(f"{secret} refused"))
