@@ -6,7 +6,8 @@ Runs, one after the other, each in its own process (each starts its own local Ra
 
 1. generation (`bench/engines.py`): tiny model — base + 8 adapters in one Ray Data pass
    vs 8 separate passes, batched vs batch-1 tokens/s; embedded model — the Ray Data
-   actor pool vs the engine called directly on the same prompts, 2 actors vs 1;
+   actor pool vs the engine called directly on the same prompts, 2 actors vs 1 (48
+   prompts, and a study-sized pass of 256);
 2. training (`bench/train_overhead.py`): plain TRL vs Ray Train 1 worker (and 2 workers,
    and the other dtype), tokens/s and MFU against the matmul probe the worker runs;
 3. sweep (`bench/sweep_overhead.py`): Tune wall vs ideal, data cache hits, start-up
@@ -61,6 +62,23 @@ STEPS = [
             "--no-adapters",
         ],
         "engines-hf-smollm2-135m-instruct-noadapters.json",
+    ),
+    (
+        "engines_embedded_256",
+        [
+            "bench/engines.py",
+            "--model",
+            "smollm2-135m-instruct",
+            "--prompts",
+            "256",
+            "--max-new-tokens",
+            "16",
+            "--no-adapters",
+            "--skip-batch-1",
+            "--suffix",
+            "256p",
+        ],
+        "engines-hf-smollm2-135m-instruct-noadapters-256p.json",
     ),
     (
         "train_tiny",
@@ -158,6 +176,29 @@ def rows(r: dict[str, dict]) -> list[tuple[str, str, str, bool | None, str]]:
                 "context",
                 None,
                 "engines_embedded",
+            ),
+        ]
+    e = r.get("engines_embedded_256")
+    if e:
+        x = e["ratios"]
+        out += [
+            (
+                "generation: Ray Data vs the engine called directly on a pass of 256 prompts "
+                "(embedded; each arm's first pass, model load included), 2 actors x 1 thread "
+                "(the embedded preset's engine; direct: 1 process x 2 threads)",
+                f"{x['ray_data_2_actors_vs_direct_throughput']:.2f}x",
+                ">= 0.9x",
+                x["ray_data_2_actors_vs_direct_throughput"] >= 0.9,
+                "engines_embedded_256",
+            ),
+            (
+                "generation: the same 256 prompts, Ray Data 1 actor x 2 threads vs direct: "
+                "whole pass / steady state",
+                f"{x['ray_data_vs_direct_throughput']:.2f}x / "
+                f"{x['ray_data_vs_direct_steady_state']:.2f}x",
+                "context",
+                None,
+                "engines_embedded_256",
             ),
         ]
     t = r.get("engines_tiny")
