@@ -27,7 +27,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from raysys.train.reports import count_reports, filesystem_of, read_reports, write_report
+from raysys.train.reports import filesystem_of, read_reports, write_report
 from raysys.train.spec import HF_CKPT, TrainSpec
 
 if TYPE_CHECKING:
@@ -215,11 +215,15 @@ class _Delivery:
     in one place."""
 
     def __init__(
-        self, callbacks: list[UserCallback], fs: pyarrow.fs.FileSystem, storage: str, name: str
+        self,
+        callbacks: list[UserCallback],
+        fs: pyarrow.fs.FileSystem,
+        storage: str,
+        name: str,
+        before: int,
     ) -> None:
         self.callbacks, self.fs, self.storage, self.name = callbacks, fs, storage, name
-        # report files of earlier fits (a listing; none needed without callbacks)
-        self.before = count_reports(storage, name) if callbacks else 0
+        self.before = before  # report files of earlier fits (`count_reports` before this one)
         self.delivered = 0  # reports handed to the callbacks in this fit
 
     def __call__(self, metrics: dict[str, Any], path: str | None) -> None:
@@ -239,10 +243,11 @@ class _Delivery:
 
 
 def fit_in_actor(
-    spec: TrainSpec, storage: str, name: str, callbacks: list[UserCallback]
+    spec: TrainSpec, storage: str, name: str, callbacks: list[UserCallback], earlier: int
 ) -> tuple[dict[str, Any], Checkpoint]:
     """Train `spec` in one Ray actor, restarting up to `spec.max_failures` times from the
-    newest registered checkpoint; the last report's metrics and the final checkpoint."""
+    newest registered checkpoint; the last report's metrics and the final checkpoint.
+    `earlier`: the run's report files from earlier fits (`count_reports`)."""
     import ray
     from ray.exceptions import RayActorError, RayTaskError
     from ray.train import Checkpoint
@@ -262,7 +267,7 @@ def fit_in_actor(
         scheduling_strategy="DEFAULT",
     )
     fs, _ = filesystem_of(storage)
-    deliver = _Delivery(callbacks, fs, storage, name)
+    deliver = _Delivery(callbacks, fs, storage, name, earlier)
     failures = 0
     while True:
         actor = remote.remote()

@@ -119,7 +119,7 @@ def run_spec(
         earlier = count_reports(storage, name)  # a resumed run's reports from earlier fits
         with StepProgress(storage, name, f"training {name}"):
             metrics, checkpoint = _fit(
-                _worker_spec(spec, out_dir), storage, name, callbacks or [], stamps
+                _worker_spec(spec, out_dir), storage, name, callbacks or [], stamps, earlier
             )
     except Exception as e:  # TrainingFailedError and friends: explain, keep the cause
         raise _explain(e, storage, name) from e
@@ -195,14 +195,16 @@ def _fit(
     name: str,
     callbacks: list[UserCallback],
     stamps: dict[str, float],
+    earlier: int,
 ) -> tuple[dict[str, Any], Checkpoint]:
     """Train on the spec's runner: one Ray actor (`raysys.train.actor`) or a Ray Train
-    worker group; the last report's metrics and the final checkpoint."""
+    worker group; the last report's metrics and the final checkpoint. `earlier`: the run's
+    report files from earlier fits."""
     if spec.in_actor:
         from raysys.train.actor import fit_in_actor
 
         stamps["fit_start"] = time.time()
-        return fit_in_actor(spec, storage, name, callbacks)
+        return fit_in_actor(spec, storage, name, callbacks, earlier)
     trainer = _torch_trainer(spec, storage, name, callbacks)
     stamps["fit_start"] = time.time()
     result = trainer.fit()

@@ -147,7 +147,7 @@ def test_a_torn_rewrite_of_a_registered_checkpoint_is_never_resumed_from(
 
 def test_reports_a_dead_actor_never_handed_over_reach_the_callbacks_once(storage, tmp_path):
     from raysys.train.actor import _Delivery
-    from raysys.train.reports import filesystem_of
+    from raysys.train.reports import count_reports, filesystem_of
 
     earlier = ActorSession(storage, "train", 3, None)  # an earlier fit of the same run
     earlier.report({"step": 1, "history": [{"step": 1}]}, None, 1)
@@ -157,7 +157,8 @@ def test_reports_a_dead_actor_never_handed_over_reach_the_callbacks_once(storage
         def after_report(self, run_context, metrics, checkpoint):
             seen.append((metrics[0]["step"], metrics[0]["history"], checkpoint))
 
-    deliver = _Delivery([Seen()], filesystem_of(storage)[0], storage, "train")
+    before = count_reports(storage, "train")
+    deliver = _Delivery([Seen()], filesystem_of(storage)[0], storage, "train", before)
     outbox: list = []
     s = ActorSession(storage, "train", 3, outbox)
     for step in (2, 3, 4):
